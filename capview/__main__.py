@@ -1,0 +1,3 @@
+from capview.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""UI-free operations on hosts. Reports progress as Event dataclasses; never imports textual or rich."""

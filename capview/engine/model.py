@@ -1,0 +1,57 @@
+"""What the engine knows about a host, as plain data for every front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ReleaseState = Literal["uploading", "building", "ready", "live", "superseded", "failed", "incomplete"]
+Layout = Literal["releases", "legacy", "empty", "mixed"]
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    operator: str  # user@machine
+    pid: int
+    operation: str
+    version: str | None
+    started: float
+    heartbeat: float
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    version: str
+    state: str  # ReleaseState; "incomplete" when release.json is missing/unreadable
+    current: bool = False
+    previous: bool = False  # the release that was live before current (rollback default)
+    pinned: bool = False
+    started_at: float | None = None
+    deployed_at: float | None = None  # when it went live (None if never)
+    size_bytes: int = 0  # apparent size of its files
+    unique_bytes: int = 0  # bytes only this release holds: what deleting it frees
+    files: int = 0
+    operator: str | None = None
+    commit: str | None = None
+    image: str | None = None
+    health: str | None = None  # "ok" | "failed" | None
+    downtime: float | None = None  # seconds of its switch window
+    error: str | None = None  # why it failed
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    host: str
+    env: str
+    reachable: bool
+    error: str | None = None
+    layout: Layout = "empty"
+    current: str | None = None
+    previous: str | None = None
+    lock: LockInfo | None = None
+    releases: tuple[ReleaseInfo, ...] = field(default_factory=tuple)
+    free_bytes: int | None = None
+
+    @property
+    def needs_migration(self) -> bool:
+        return self.layout in ("legacy", "mixed")

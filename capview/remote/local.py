@@ -1,0 +1,74 @@
+"""LocalTransport: runs scripts with this machine's ``sh``. For unit tests."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterable
+
+from capview.config import HostConfig
+from capview.remote.transport import LineCallback, RunResult, ScriptPreamble
+
+
+class LocalTransport:
+    def __init__(self) -> None:
+        self.round_trips = 0
+        self.bytes_sent = 0
+
+    async def run(
+        self,
+        host: HostConfig,
+        script: str,
+        *,
+        stdin: bytes | AsyncIterable[bytes] | None = None,
+        on_line: LineCallback | None = None,
+        timeout: float | None = None,
+    ) -> RunResult:
+        self.round_trips += 1
+        proc = await asyncio.create_subprocess_exec(
+            "sh", "-c", ScriptPreamble + script,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        out: list[str] = []
+        err: list[str] = []
+
+        async def feed() -> None:
+            assert proc.stdin is not None
+            try:
+                if isinstance(stdin, (bytes, bytearray)):
+                    proc.stdin.write(stdin)
+                    self.bytes_sent += len(stdin)
+                elif stdin is not None:
+                    async for chunk in stdin:
+                        proc.stdin.write(chunk)
+                        self.bytes_sent += len(chunk)
+                        await proc.stdin.drain()
+                await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            finally:
+                proc.stdin.close()
+
+        async def pump(reader: asyncio.StreamReader, name: str, sink: list[str]) -> None:
+            async for raw in reader:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                sink.append(line)
+                if on_line:
+                    on_line(name, line)
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(feed(), pump(proc.stdout, "stdout", out), pump(proc.stderr, "stderr", err), proc.wait()),
+                timeout,
+            )
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        return RunResult(proc.returncode or 0, "\n".join(out), "\n".join(err))
+
+    async def close(self) -> None:
+        return None
