@@ -17,6 +17,7 @@ class LockInfo:
     version: str | None
     started: float
     heartbeat: float
+    machine: str = ""  # hostname the holder runs on (unlock checks its pid there)
 
 
 @dataclass(frozen=True)
