@@ -38,6 +38,8 @@ class ReleaseInfo:
     health: str | None = None  # "ok" | "failed" | None
     downtime: float | None = None  # seconds of its switch window
     error: str | None = None  # why it failed
+    unique_disk_bytes: int = 0  # disk blocks (du) only this release holds: what prune frees
+    symlink: str | None = None  # the releases/ entry is a symlink to this target (never followed)
 
 
 @dataclass(frozen=True)
