@@ -19,7 +19,7 @@
 set -euo pipefail
 
 STATE=${CAPVIEW_TESTBED_STATE:-/tmp/capview-testbed}
-PACKAGES=(openssh-server rsync podman curl sqlite3 uidmap)
+PACKAGES=(openssh-server rsync podman curl sqlite3 uidmap catatonit dbus-user-session)
 SD_USERS=(cvdeploy)          # users that get a systemd --user manager
 PLAIN_USERS=(cvnosd)         # users that must NOT have one
 WAIT_SECS=${CAPVIEW_TESTBED_WAIT:-30}
@@ -47,10 +47,26 @@ cmd_install() {
     fi
     log "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
-    # podman's recommends that rootless builds rely on (ok if some are unavailable)
-    apt-get install -y -qq slirp4netns fuse-overlayfs >/dev/null 2>&1 || true
+    # This VM is not booted with systemd. Keep maintainer scripts from starting services
+    # (a system sshd on :22) and from believing systemd runs (our /run/systemd/system
+    # marker, made by `up`, would send them to a systemctl that cannot connect).
+    local made_policy=0 hid_marker=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod 755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    if [ -d /run/systemd/system ] && [ "$(cat /proc/1/comm)" != systemd ]; then
+        rmdir /run/systemd/system 2>/dev/null && hid_marker=1
+    fi
+    local rc=0
+    { apt-get update -qq >/dev/null &&
+      # with recommends: podman's (uidmap, catatonit, slirp4netns, dbus-user-session, ...)
+      # are what rootless podman and the user manager rely on
+      apt-get install -y -qq "${PACKAGES[@]}" >/dev/null; } || rc=$?
+    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    [ "$hid_marker" = 1 ] && mkdir -p /run/systemd/system
+    [ "$rc" = 0 ] || die "apt-get failed (rc=$rc)"
 }
 
 ensure_subids() {
@@ -109,7 +125,8 @@ manager_pid() {
     [ -s "$pf" ] || return 1
     pid=$(cat "$pf")
     [ -d "/proc/$pid" ] || return 1
-    # must still be that user's systemd (pids get reused)
+    # not a zombie (pid 1 of this VM may reap late), and still that user's systemd (pid reuse)
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
     [ "$(stat -c %u "/proc/$pid")" = "$(id -u "$u")" ] || return 1
     grep -q systemd "/proc/$pid/comm" 2>/dev/null || return 1
     echo "$pid"
@@ -129,6 +146,8 @@ start_user_manager() {
     mkdir -p /run/systemd/system
     cgroot=$(cg_unified)
     cg="$cgroot/user.slice/user-$uid.slice/user@$uid.service"
+    # drop empty leftovers of a previous manager (killed without `down`); busy ones stay
+    [ -d "$cg" ] && find "$cg" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
     mkdir -p "$cg"
     chown -R "$uid:$gid" "$cg"
     # A root helper moves itself into the user-owned cgroup, then becomes the user

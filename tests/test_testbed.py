@@ -226,6 +226,21 @@ def test_stop_host_stops_sshd(testbed: Testbed):
 
 # ------------------------------------------------------------ require-testbed plumbing
 
+def test_unavailable_reason(monkeypatch):
+    import testbed as tbmod
+
+    monkeypatch.delenv("CAPVIEW_TESTBED_DISABLE", raising=False)
+    monkeypatch.setattr(tbmod.os, "geteuid", lambda: 1000)
+    assert "root" in tbmod.testbed_unavailable_reason()
+    monkeypatch.setenv("CAPVIEW_TESTBED_DISABLE", "1")
+    assert "CAPVIEW_TESTBED_DISABLE" in tbmod.testbed_unavailable_reason()
+    monkeypatch.setattr(tbmod.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tbmod.os, "geteuid", lambda: 0)
+    monkeypatch.delenv("CAPVIEW_TESTBED_DISABLE")
+    reason = tbmod.testbed_unavailable_reason()
+    assert "missing" in reason and "podman" in reason and "ssh" in reason
+
+
 def _run_inner(tmp_path: Path, env_extra: dict[str, str]) -> tuple[int, str]:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_inner.py").write_text(textwrap.dedent("""\
