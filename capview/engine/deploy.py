@@ -1,0 +1,493 @@
+"""``capview release``: the lifecycle of DESIGN.md, top to bottom, per host.
+
+lock -> setup -> upload -> link -> build -> switch -> health -> cleanup. Each
+phase is one remote script (lock+preflight and setup share one; link and build
+share one), so a deploy without a build costs 7 round trips whatever the link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from capview.config import Environment, HostConfig, Settings
+from capview.engine import switch as sw
+from capview.engine.context import Context, OperationResult
+from capview.engine.events import (
+    DowntimeMeasured, DryRunScript, HostFinished, OperationFinished, OperationStarted, UploadProgress, Warning,
+)
+from capview.engine.cleanup import cleanup_script
+from capview.engine.hostrun import HostRun, PhaseFailed
+from capview.engine.layout import default_version, git_commit, is_version, validate_version
+from capview.engine.lock import LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script
+from capview.engine.manifest import Delta, Scan, diff, parse_manifest, scan_tree
+from capview.engine.preflight import parse_preflight, preflight_script
+from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
+from capview.engine.script import MARK, append_line, parse_markers, q, write_json
+from capview.engine.upload import tar_stream, upload_script
+from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable
+
+HEARTBEAT_EVERY = 30.0
+LOCK_POLL = 2.0
+
+
+@dataclass(frozen=True)
+class Source:
+    """The local tree, scanned once per deploy and shared by every host."""
+
+    root: Path
+    scan: Scan
+    commit: str | None
+
+
+def scan_source(settings: Settings, root: Path | None = None) -> Source:
+    root = (root or settings.source).resolve()
+    if not root.is_dir():
+        raise PhaseFailed(f"source {root} is not a directory - set 'source' in deploy.yaml or build it first", code=2)
+    reserved = tuple(settings.shared.dirs) + tuple(settings.shared.files)
+    scan = scan_tree(root, tuple(settings.exclude), reserved)
+    if not scan.entries:
+        raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
+    return Source(root, scan, git_commit(root))
+
+
+async def release(
+    ctx: Context,
+    env: Environment,
+    version: str | None = None,
+    *,
+    host: str | None = None,
+    source: Path | None = None,
+    dry_run: bool = False,
+    wait_lock: float = 0.0,
+) -> OperationResult:
+    """Deploy ``version`` to the environment's hosts (or one host). Never raises for a host's failure."""
+    hosts = env.select(host)
+    src_root = source or env.settings.source
+    version = validate_version(version) if version else default_version(src_root, ctx.clock())
+    src = scan_source(env.settings, source)
+    ctx.event(OperationStarted, None, operation="release", env=env.name,
+              hosts=tuple(h.name for h in hosts), version=version, dry_run=dry_run)
+
+    async def one(h: HostConfig) -> tuple[HostFinished, int]:
+        return await HostDeploy(ctx, h, version, src, dry_run=dry_run, wait_lock=wait_lock).execute()
+
+    results = await run_hosts(ctx, env, hosts, one, version=version)
+    finished = tuple(r for r, _ in results)
+    out = OperationResult.from_hosts(finished, tuple(c for _, c in results))
+    ctx.event(OperationFinished, None, operation="release", ok=out.ok, results=finished)
+    return out
+
+
+async def run_hosts(ctx: Context, env: Environment, hosts, one, *, version: str | None = None):
+    """parallel: all at once (bounded); rolling: one by one, stop at the first failure."""
+    if env.strategy == "parallel" and len(hosts) > 1:
+        gate = asyncio.Semaphore(env.max_parallel)
+
+        async def bounded(h):
+            async with gate:
+                return await one(h)
+
+        return list(await asyncio.gather(*(bounded(h) for h in hosts)))
+    results = []
+    for i, h in enumerate(hosts):
+        res = await one(h)
+        results.append(res)
+        if res[0].outcome not in ("ok", "skipped"):
+            for rest in hosts[i + 1:]:
+                skipped = HostFinished(host=rest.name, at=ctx.clock(), outcome="skipped",
+                                       message=f"not started: {h.name} failed (strategy rolling)", version=version)
+                ctx.emit(skipped)
+                results.append((skipped, 0))
+            break
+    return results
+
+
+class HostDeploy(HostRun):
+    def __init__(self, ctx: Context, host: HostConfig, version: str, src: Source, *, dry_run: bool, wait_lock: float) -> None:
+        super().__init__(ctx, host)
+        self.version = version
+        self.src = src
+        self.dry_run = dry_run
+        self.wait_lock = wait_lock
+        self.owner = LockOwner.new(ctx.operator, "release", version, ctx.clock())
+        self.locked = False
+        self.created = False  # releases/<version> exists because of us
+        self.switched = False
+        self.previous: str | None = None
+        self.listing: list[ReleaseMeta] = []
+        self.history_tail = ""
+        self.meta: dict = {}
+        self.downtime: float | None = None
+
+    # ---- the lifecycle ---------------------------------------------------
+    async def execute(self) -> tuple[HostFinished, int]:
+        heartbeat: asyncio.Task | None = None
+        try:
+            await self.lock_phase()
+            heartbeat = asyncio.create_task(self.heartbeat_loop())
+            await self.setup_phase()
+            await self.upload_phase()
+            await self.link_build_phase()
+            if self.dry_run:
+                return self.finish("ok", f"dry run: nothing changed on {self.host.name}"), 0
+            # From the switch on, a Ctrl-C must not leave the host half-switched:
+            # the rest runs shielded, and the cancellation is re-raised afterwards.
+            outcome, message = await asyncio.shield(self.switch_and_health())
+            return self.finish(outcome, message), 0 if outcome == "ok" else 1
+        except PhaseFailed as exc:
+            await self.abort(str(exc))
+            return self.finish("failed", str(exc)), exc.code
+        except HostUnreachable as exc:
+            await self.abort(str(exc))
+            return self.finish("failed", str(exc)), EXIT_UNREACHABLE
+        except asyncio.CancelledError:
+            await asyncio.shield(self.abort("cancelled by the user"))
+            raise
+        except Exception as exc:  # a bug or an unexpected host answer: fail this host, keep the rest
+            reason = f"unexpected error: {type(exc).__name__}: {exc}"
+            await self.abort(reason)
+            return self.finish("failed", reason), 1
+        finally:
+            if heartbeat:
+                heartbeat.cancel()
+
+    async def switch_and_health(self) -> tuple[str, str]:
+        await self.switch_phase()
+        healthy = await self.health_phase()
+        if not healthy:
+            return await self.revert()
+        await self.cleanup_phase()
+        return "ok", f"{self.version} is live" + (f" (downtime {self.downtime:.2f}s)" if self.downtime is not None else "")
+
+    async def lock_phase(self) -> None:
+        async with self.timed("lock") as info:
+            if self.dry_run:
+                res = await self.run(preflight_script(self.host), quiet=True)
+                self.check_preflight(res.stdout, res.exit_status)
+                info["detail"] = "dry run: preflight only, lock not taken"
+                return
+            deadline = self.ctx.clock() + self.wait_lock
+            while True:
+                script = preflight_script(self.host) + acquire_script(self.paths, self.owner, self.ctx.clock())
+                res = await self.run(script, quiet=True)
+                self.check_preflight(res.stdout, res.exit_status)
+                if res.exit_status == 0:
+                    self.locked = True
+                    return
+                if res.exit_status != 3:
+                    raise PhaseFailed(f"taking the lock failed: {res.stderr.strip() or res.exit_status}")
+                holder = describe_holder(parse_owner(res.stdout), self.ctx.clock())
+                if self.ctx.clock() >= deadline:
+                    hint = "wait for it (--wait-lock 2m), or if it is stale: capview unlock ENV --host " + self.host.name
+                    raise PhaseFailed(f"{self.host.name}: {holder}", code=EXIT_LOCKED, hint=hint)
+                self.log(f"{holder}; waiting")
+                await asyncio.sleep(LOCK_POLL)
+
+    def check_preflight(self, stdout: str, status: int) -> None:
+        report = parse_preflight(stdout)
+        for w in report.warnings:
+            self.ctx.event(Warning, self.host.name, message=w)
+        if report.failures:
+            raise PhaseFailed(f"{self.host.name}: preflight failed: " + "; ".join(report.failures), code=EXIT_UNREACHABLE)
+
+    async def setup_phase(self) -> None:
+        async with self.timed("setup") as info:
+            p = self.paths
+            rel = p.release(self.version)
+            self.meta = {
+                "version": self.version, "state": "uploading", "operator": self.ctx.operator,
+                "started_at": self.ctx.clock(), "deployed_at": None, "finished_at": None,
+                "commit": self.src.commit, "image": self.image_tag(), "files": self.src.scan.files,
+                "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
+                "health": None, "error": None, "previous": None,
+            }
+            probe = release_listing_script(p, manifest_of_current=True)
+            if self.dry_run:
+                res = await self.run(f"if [ -e {q(rel)} ] || [ -L {q(rel)} ]; then exit 5; fi\n" + probe, quiet=True)
+            else:
+                shared_dirs = " ".join(q(f"{p.shared}/{d}") for d in self.settings.shared.dirs)
+                create = (
+                    f"mkdir -p {q(p.releases)} {q(p.shared)} {shared_dirs}\n"
+                    f"if [ -e {q(rel)} ] || [ -L {q(rel)} ]; then exit 5; fi\n"
+                    f"mkdir {q(rel)} {q(rel + '/.capview')}\n"
+                    + write_json(rel + "/.capview/release.json", self.meta)
+                )
+                res = await self.run(create + probe, quiet=True)
+            if res.exit_status == 5:
+                raise PhaseFailed(
+                    f"{self.host.name}: release {self.version} already exists (releases are immutable)",
+                    hint=f"pick a new version, or switch to it with: capview rollback ENV --to {self.version}",
+                )
+            if res.exit_status != 0:
+                raise PhaseFailed(f"setup failed: {res.stderr.strip() or 'exit ' + str(res.exit_status)}")
+            self.created = not self.dry_run
+            listing = parse_listing(res.stdout)
+            self.previous = listing.current
+            self.listing = list(listing.releases)
+            self.history_tail = listing.history
+            self.prev_manifest = parse_manifest(listing.current_manifest)
+            self.meta["previous"] = self.previous
+            info["detail"] = f"previous release: {self.previous or 'none (first deploy)'}"
+
+    async def upload_phase(self) -> None:
+        async with self.timed("upload") as info:
+            delta: Delta = diff(self.src.scan.entries, self.prev_manifest if self.previous else {})
+            total_files, total_bytes = delta.send_files, delta.send_bytes
+            for note in self.src.scan.skipped:
+                self.ctx.event(Warning, self.host.name, message=note)
+            script = upload_script(self.paths, self.version, self.previous)
+            if self.dry_run:
+                self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
+                info["detail"] = f"would send {total_files} changed files ({total_bytes} bytes), hard-link the rest"
+                return
+            self.ctx.event(UploadProgress, self.host.name, files_done=0, files_total=total_files,
+                           bytes_done=0, bytes_total=total_bytes)
+
+            def progress(files: int, size: int) -> None:
+                self.ctx.event(UploadProgress, self.host.name, files_done=files, files_total=total_files,
+                               bytes_done=size, bytes_total=total_bytes)
+
+            before = self.bytes_sent
+            res = await self.run(script, stdin=tar_stream(self.src.root, delta, progress))
+            if res.exit_status != 0:
+                raise PhaseFailed(f"upload failed: {last_line(res.stderr) or 'exit ' + str(res.exit_status)}")
+            self.meta["bytes_sent"] = self.bytes_sent - before
+            linked = self.src.scan.files - total_files
+            info["detail"] = f"{total_files} files sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+
+    async def link_build_phase(self) -> None:
+        rel = self.paths.release(self.version)
+        link = self.link_script(rel)
+        build = self.build_script(rel)
+        if self.dry_run:
+            for phase, script in (("link", link), ("build", build or "# no build configured\n")):
+                async with self.timed(phase) as info:
+                    self.ctx.event(DryRunScript, self.host.name, phase=phase, script=script)
+                    info["detail"] = "dry run"
+            self.emit_later_dry_scripts()
+            return
+        if build is None:
+            async with self.timed("link"):
+                res = await self.run(link + self.state_script("ready"), on_marker=self.on_link_marker)
+                if res.exit_status != 0:
+                    raise PhaseFailed(f"linking shared paths failed: {last_line(res.stderr)}")
+            async with self.timed("build") as info:
+                info["detail"] = "no build configured"
+            return
+        # One round trip for both: the '@@cv linked' marker ends the link phase.
+        self._link_cm = self.timed("link")
+        await self._link_cm.__aenter__()
+        build_cm = None
+
+        def on_marker(name: str, value: str) -> None:
+            self.on_link_marker(name, value)
+            if name == "linked":
+                asyncio.ensure_future(self._link_cm.__aexit__(None, None, None))
+
+        try:
+            res = await self.run(link + f"printf '%s linked\\n' {MARK}\n" + self.state_script("building") + build,
+                                 on_marker=on_marker)
+        except BaseException as exc:
+            if self.phase == "link":
+                await self._link_cm.__aexit__(type(exc), exc, None)
+            raise
+        if self.phase == "link":  # never saw the marker: linking failed
+            err = PhaseFailed(f"linking shared paths failed: {last_line(res.stderr)}")
+            try:
+                await self._link_cm.__aexit__(PhaseFailed, err, None)
+            except PhaseFailed:
+                pass
+            raise err
+        build_cm = self.timed("build")
+        async with build_cm as info:
+            # The build ran inside the same script; report its result now.
+            rc = parse_markers(res.stdout).get("build_rc", ["1"])[-1].strip()
+            if res.exit_status != 0 or rc != "0":
+                raise PhaseFailed(f"build failed (exit {rc}); see releases/{self.version}/.capview/build.log")
+            info["detail"] = "image " + (self.image_tag() or "built")
+
+    def on_link_marker(self, name: str, value: str) -> None:
+        if name == "warn":
+            self.ctx.event(Warning, self.host.name, message=value)
+
+    def link_script(self, rel: str) -> str:
+        """ln -s ../../shared/<p> <p> for every shared path; the release's own copy loses."""
+        lines = [f"cd {q(rel)}"]
+        for path in tuple(self.settings.shared.dirs) + tuple(self.settings.shared.files):
+            depth = path.count("/")
+            target = "../" * (depth + 2) + "shared/" + path
+            parent = path.rsplit("/", 1)[0] if "/" in path else ""
+            if parent:
+                lines.append(f"mkdir -p {q(parent)}")
+            lines.append(
+                f"if [ -L {q(path)} ]; then rm -f {q(path)}; elif [ -e {q(path)} ]; then "
+                f"printf '%s warn %s\\n' {MARK} {q(f'the uploaded {path} was replaced by a link to shared/{path}')}; rm -rf {q(path)}; fi"
+            )
+            lines.append(f"ln -s {q(target)} {q(path)}")
+        for f in self.settings.shared.files:
+            if f.rsplit("/", 1)[-1].startswith(".env"):
+                lines.append(f"chmod 600 {q(self.paths.shared + '/' + f)} 2>/dev/null || true")
+        return "\n".join(lines) + "\n"
+
+    def build_script(self, rel: str) -> str | None:
+        b = self.settings.build
+        if b is None:
+            return None
+        cmd = b.command.format(image=q(b.image or ""), version=q(self.version), release_path=q(rel))
+        log = f"{rel}/.capview/build.log"
+        return (
+            f"{{ rc=0; ( cd {q(rel)} && {cmd} ) || rc=$?; printf '%s build_rc %s\\n' {MARK} \"$rc\"; }} 2>&1 | tee {q(log)}\n"
+        )
+
+    def state_script(self, state: str, **extra) -> str:
+        self.meta.update(state=state, phases=dict(self.phases), **extra)
+        return write_json(self.paths.release(self.version) + "/.capview/release.json", self.meta)
+
+    def image_tag(self) -> str | None:
+        b = self.settings.build
+        return f"{b.image}:{self.version}" if b and b.image else None
+
+    def emit_later_dry_scripts(self) -> None:
+        for phase, script in (("switch", sw.switch_script(self.settings, self.version)),
+                              ("health", sw.health_script(self.settings))):
+            self.ctx.event(DryRunScript, self.host.name, phase=phase, script=script)
+
+    async def switch_phase(self) -> None:
+        async with self.timed("switch") as info:
+            marks: dict[str, str] = {}
+
+            def on_marker(name: str, value: str) -> None:
+                marks[name] = value
+
+            res = await self.run(sw.switch_script(self.settings, self.version), on_marker=on_marker)
+            self.switched = "switched" in marks
+            if "downtime" in marks:
+                self.downtime = float(marks["downtime"])
+                self.ctx.event(DowntimeMeasured, self.host.name, seconds=self.downtime)
+            if res.exit_status != 0 and not self.switched:
+                # stop (or the swap) failed: current still names the old release; bring it back up.
+                await self.run(sw.service_start(self.settings), quiet=True)
+                raise PhaseFailed(f"switch failed before current moved: {last_line(res.stderr)}")
+            info["detail"] = f"current -> releases/{self.version}" + (
+                f", downtime {self.downtime:.2f}s" if self.downtime is not None else "")
+            if res.exit_status != 0:
+                info["detail"] += f"; service start failed: {last_line(res.stderr)}"
+                self.start_failed = True
+
+    async def health_phase(self) -> bool:
+        async with self.timed("health") as info:
+            if getattr(self, "start_failed", False):
+                info["detail"] = "service did not start"
+                return False
+            now = self.ctx.clock()
+            live = self.state_script("live", deployed_at=now, downtime=self.downtime, health="ok",
+                                     finished_at=now)
+            superseded = ""
+            prev_meta = next((m for m in self.listing if m.version == self.previous), None)
+            if prev_meta is not None and prev_meta.raw is not None:
+                superseded = write_json(self.paths.release(self.previous) + "/.capview/release.json",
+                                        {**prev_meta.raw, "state": "superseded"})
+            record = self.history_record("release", "ok", to=self.version)
+            on_ok = live + superseded + append_line(self.paths.history, record)
+            res = await self.run(wrap_health(sw.health_script(self.settings), on_ok), quiet=True)
+            detail = parse_markers(res.stdout).get("health", [""])[-1]
+            healthy = res.exit_status == 0
+            info["detail"] = ("healthy " if healthy else "unhealthy: last status ") + detail
+            info["ok"] = healthy
+            return healthy
+
+    async def revert(self) -> tuple[str, str]:
+        """Health failed: switch back to the previous release, restart, mark this one failed."""
+        rel = self.paths.release(self.version)
+        capture = f"{{ {sw.service_logs(self.settings).strip()} ; }} > {q(rel + '/.capview/health.log')} 2>&1 || true\n"
+        failed = self.state_script("failed", health="failed", downtime=self.downtime, finished_at=self.ctx.clock(),
+                                   error="health check failed")
+        if self.previous:
+            record = self.history_record("release", "rolled_back", to=self.previous, error="health check failed")
+            # Each step in a subshell: whatever happens, history and unlock still run.
+            script = (capture + failed
+                      + f"( {sw.switch_script(self.settings, self.previous)} ) || printf '%s warn %s\\n' {MARK} 'restarting the previous release failed'\n"
+                      + f"( {sw.health_script(self.settings)} ) || printf '%s warn %s\\n' {MARK} 'the previous release is not healthy either'\n"
+                      + append_line(self.paths.history, record) + release_script(self.paths, self.owner))
+            what = f"health check failed; rolled back to {self.previous}"
+        else:
+            record = self.history_record("release", "failed", error="health check failed (first release; nothing to roll back to)")
+            script = (capture + failed + sw.service_stop(self.settings) + f"rm -f {q(self.paths.current)}\n"
+                      + append_line(self.paths.history, record) + release_script(self.paths, self.owner))
+            what = "health check failed; first release, service stopped and current removed"
+        self.log(f"health check failed; capturing service logs and reverting to {self.previous or 'nothing'}")
+        res = await self.run(script, quiet=True)
+        self.locked = False
+        for w in parse_markers(res.stdout).get("warn", []):
+            self.ctx.event(Warning, self.host.name, message=w)
+            what += f" ({w})"
+        if res.exit_status != 0:
+            return "failed", what + f" - but the revert itself failed: {last_line(res.stderr)}; check the host"
+        return "rolled_back", what
+
+    async def cleanup_phase(self) -> None:
+        async with self.timed("cleanup") as info:
+            script, deleting = cleanup_script(self.host, self.listing, self.version, self.previous, self.history_tail)
+            res = await self.run(script + release_script(self.paths, self.owner))
+            self.locked = False
+            for w in parse_markers(res.stdout).get("warn", []):
+                self.ctx.event(Warning, self.host.name, message=w)
+            info["detail"] = f"pruned {', '.join(deleting)}" if deleting else "nothing to prune"
+
+    # ---- failure paths ---------------------------------------------------
+    async def abort(self, reason: str) -> None:
+        """Before the switch: mark the release failed (or remove it if never filled), unlock."""
+        if self.dry_run:
+            return
+        parts = []
+        if self.created:
+            parts.append(self.state_script("failed", error=reason, finished_at=self.ctx.clock()))
+            # A release cut short during upload is removed: it was never whole.
+            if self.meta.get("bytes_sent") is None:
+                parts = [f"rm -rf {q(self.paths.release(self.version))}\n"]
+        if self.locked:
+            parts.append(append_line(self.paths.history, self.history_record("release", "failed", error=reason)))
+            parts.append(release_script(self.paths, self.owner))
+        if not parts:
+            return
+        try:
+            await self.run("".join(parts), quiet=True, timeout=30)
+            self.locked = False
+        except Exception as exc:  # the host went away: the lock stays, say how to clear it
+            self.log(f"could not clean up after failure ({exc}); if the lock remains: capview unlock ENV --force")
+
+    async def heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_EVERY)
+            if self.locked:
+                try:
+                    await self.ctx.transport.run(self.host, heartbeat_script(self.paths, self.owner, self.ctx.clock()))
+                except Exception:
+                    pass  # a missed heartbeat only makes the lock look older
+
+    def history_record(self, op: str, outcome: str, **extra) -> dict:
+        return {
+            "at": self.ctx.clock(), "op": op, "host": self.host.name, "operator": self.ctx.operator,
+            "version": self.version, "from": self.previous, "outcome": outcome, "downtime": self.downtime,
+            "phases": dict(self.phases), **extra,
+        }
+
+    def finish(self, outcome: str, message: str) -> HostFinished:
+        ev = HostFinished(host=self.host.name, at=self.ctx.clock(), outcome=outcome, message=message,
+                          version=self.version, duration=self.elapsed, round_trips=self.round_trips,
+                          bytes_sent=self.bytes_sent)
+        self.ctx.emit(ev)
+        return ev
+
+
+def wrap_health(health: str, on_ok: str) -> str:
+    """Run the health poll in a subshell; on success run ``on_ok`` (mark live, history)."""
+    return f"if ( {health} ); then\n{on_ok}else exit 1; fi\n"
+
+
+def last_line(text: str) -> str:
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1].strip() if lines else ""

@@ -1,0 +1,97 @@
+"""Per-host plumbing shared by operations: run a phase script, count round trips and
+bytes for this host, turn output lines into LogLine events, time phases."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterable, AsyncIterator, Callable
+
+from capview.config import HostConfig
+from capview.engine.context import Context
+from capview.engine.events import LogLine, PhaseFinished, PhaseStarted
+from capview.engine.layout import HostPaths
+from capview.engine.script import MARK
+from capview.errors import CapviewError
+from capview.remote.transport import RunResult
+
+
+class PhaseFailed(CapviewError):
+    """A phase failed; ``code`` is the exit code the operation should end with."""
+
+    def __init__(self, message: str, code: int = 1, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+
+
+class HostRun:
+    def __init__(self, ctx: Context, host: HostConfig) -> None:
+        self.ctx = ctx
+        self.host = host
+        self.settings = host.settings
+        self.paths = HostPaths(host.settings.deploy_path)
+        self.round_trips = 0
+        self.bytes_sent = 0
+        self.phases: dict[str, float] = {}
+        self.phase: str | None = None
+        self.started = ctx.clock()
+        self._mono = time.monotonic()
+
+    def log(self, line: str, stream: str = "info") -> None:
+        self.ctx.event(LogLine, self.host.name, line=line, stream=stream, phase=self.phase)
+
+    async def run(
+        self,
+        script: str,
+        *,
+        stdin: bytes | AsyncIterable[bytes] | None = None,
+        on_marker: Callable[[str, str], None] | None = None,
+        quiet: bool = False,
+        timeout: float | None = None,
+    ) -> RunResult:
+        """Run one script (one round trip). Non-marker lines become LogLine events."""
+        self.round_trips += 1
+
+        def on_line(stream: str, line: str) -> None:
+            if line.startswith(MARK + " "):
+                if on_marker:
+                    name, _, value = line[len(MARK) + 1:].partition(" ")
+                    on_marker(name, value)
+                return
+            if not quiet:
+                self.ctx.event(LogLine, self.host.name, line=line, stream=stream, phase=self.phase)
+
+        if stdin is not None and not isinstance(stdin, (bytes, bytearray)):
+            stdin = self._count(stdin)
+        elif stdin is not None:
+            self.bytes_sent += len(stdin)
+        return await self.ctx.transport.run(self.host, script, stdin=stdin, on_line=on_line, timeout=timeout)
+
+    async def _count(self, stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in stream:
+            self.bytes_sent += len(chunk)
+            yield chunk
+
+    @asynccontextmanager
+    async def timed(self, phase: str) -> AsyncIterator[dict]:
+        """Emit PhaseStarted/PhaseFinished around a block; the block may set info['detail']."""
+        self.phase = phase
+        info: dict = {"detail": ""}
+        t0 = time.monotonic()
+        self.ctx.event(PhaseStarted, self.host.name, phase=phase)
+        try:
+            yield info
+        except BaseException as exc:
+            took = time.monotonic() - t0
+            self.phases[phase] = round(took, 3)
+            reason = str(exc) if isinstance(exc, CapviewError) else (type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+            self.ctx.event(PhaseFinished, self.host.name, phase=phase, ok=False, duration=took, detail=reason)
+            raise
+        took = time.monotonic() - t0
+        self.phases[phase] = round(took, 3)
+        self.ctx.event(PhaseFinished, self.host.name, phase=phase, ok=bool(info.get("ok", True)),
+                       duration=took, detail=info["detail"])
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._mono

@@ -1,0 +1,130 @@
+"""Service control, the atomic ``current`` swap, and the on-host health poll.
+
+These builders are shared by deploy, rollback and migrate so that every switch
+is the same: stop -> ``ln -s`` to a temp name + ``mv -T`` (rename(2), atomic)
+-> retag image -> start, with the downtime window measured on the host.
+"""
+
+from __future__ import annotations
+
+import math
+
+from capview.config import HealthConfig, Settings
+from capview.engine.layout import HostPaths, validate_version
+from capview.engine.script import MARK, q
+
+
+def _systemctl(verb: str, unit: str) -> str:
+    return f"systemctl --user {verb} {q(unit)}"
+
+
+def service_stop(s: Settings) -> str:
+    svc = s.service
+    if svc.manager == "systemd-user":
+        return _systemctl("stop", svc.unit or "") + "\n"
+    if svc.manager == "command":
+        return f"( cd {q(s.deploy_path)} && {svc.stop} )\n"
+    return ":\n"
+
+
+def service_start(s: Settings) -> str:
+    svc = s.service
+    if svc.manager == "systemd-user":
+        # reset-failed so a unit that crashed earlier can be started again
+        return f"systemctl --user reset-failed {q(svc.unit or '')} 2>/dev/null || true\n" + _systemctl("start", svc.unit or "") + "\n"
+    if svc.manager == "command":
+        return f"( cd {q(s.deploy_path)} && {svc.start} )\n"
+    return ":\n"
+
+
+def service_logs(s: Settings, lines: int = 200) -> str:
+    """Print the service's recent output (for health.log); never fails."""
+    svc = s.service
+    if svc.manager == "systemd-user":
+        unit = q(svc.unit or "")
+        return (
+            f"{{ journalctl --user -u {unit} -n {lines} --no-pager 2>/dev/null | grep -v '^-- No entries --' ; "
+            f"systemctl --user status {unit} -n {lines} --no-pager 2>&1; }} || true\n"
+        )
+    if svc.manager == "command":
+        cmd = svc.logs or svc.status
+        return f"( cd {q(s.deploy_path)} && {cmd} ) 2>&1 | tail -n {lines} || true\n" if cmd else ":\n"
+    return ":\n"
+
+
+def now_expr() -> str:
+    # GNU date has %N; elsewhere fall back to whole seconds.
+    return "$(date +%s.%N 2>/dev/null | sed 's/N$/0/')"
+
+
+def atomic_switch(paths: HostPaths, version: str) -> str:
+    """Point ``current`` at releases/<version> with one rename; ``current`` is relative."""
+    target = f"releases/{validate_version(version)}"
+    return (
+        f"cd {q(paths.root)}\n"
+        f"[ -d {q(target)} ] || {{ echo {q(target + ' does not exist')} >&2; exit 1; }}\n"
+        f"tmp=current.tmp.$$\n"
+        f'rm -f "$tmp"\n'
+        f'ln -s {q(target)} "$tmp"\n'
+        f'mv -T "$tmp" current\n'
+    )
+
+
+def retag_image(s: Settings, version: str) -> str:
+    if s.build is None or not s.build.image:
+        return ""
+    image = s.build.image
+    return f"podman tag {q(f'{image}:{version}')} {q(f'{image}:current')}\n"
+
+
+def switch_script(s: Settings, version: str) -> str:
+    """stop -> swap -> retag -> start, printing the host-measured downtime window.
+
+    If start fails we still print the window and exit non-zero; the caller
+    then reverts to the previous release the same way.
+    """
+    paths = HostPaths(s.deploy_path)
+    return (
+        f"t0={now_expr()}\n"
+        f"printf '%s stop_begun %s\\n' {MARK} \"$t0\"\n"
+        + service_stop(s)
+        + atomic_switch(paths, version)
+        + f"printf '%s switched %s\\n' {MARK} {q(version)}\n"
+        + retag_image(s, version)
+        + "start_rc=0\n"
+        + "{\n" + service_start(s) + "} || start_rc=$?\n"
+        + f"t1={now_expr()}\n"
+        + f"printf '%s downtime %s\\n' {MARK} \"$(awk -v a=\"$t0\" -v b=\"$t1\" 'BEGIN {{printf \"%.3f\", b - a}}')\"\n"
+        + '[ "$start_rc" = 0 ] || { echo "service start failed (exit $start_rc)" >&2; exit 1; }\n'
+    )
+
+
+def health_script(s: Settings) -> str:
+    """Poll the health URL on the host until it answers expect_status or times out."""
+    h: HealthConfig | None = s.health
+    active = ""
+    if s.service.manager == "systemd-user":
+        active = f"systemctl --user is-active --quiet {q(s.service.unit or '')} || code=inactive\n"
+    elif s.service.manager == "command" and s.service.status:
+        active = f"( cd {q(s.deploy_path)} && {s.service.status} ) >/dev/null 2>&1 || code=not-running\n"
+    if h is None:
+        # No URL: the service being up is the health check.
+        return "code=ok\n" + active + f'printf "%s health %s\\n" {MARK} "$code"\n[ "$code" = ok ]\n'
+    tries = max(1, math.ceil(h.timeout / h.interval))
+    per_try = max(1, min(10, math.ceil(h.interval * 2)))
+    return (
+        f"url={q(h.url)}\n"
+        f"probe() {{\n"
+        f'  if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w "%{{http_code}}" --max-time {per_try} "$url" || true\n'
+        f'  else wget -q -O /dev/null -T {per_try} -S "$url" 2>&1 | awk \'/HTTP\\//{{c=$2}} END{{print c}}\' || true; fi\n'
+        "}\n"
+        f"i=0; deadline=$(( $(date +%s) + {math.ceil(h.timeout)} ))\n"
+        "while :; do\n"
+        "  i=$((i+1))\n"
+        "  code=$(probe)\n"
+        + "  " + active.replace("\n", "\n  ").rstrip() + "\n"
+        f'  if [ "$code" = {q(str(h.expect_status))} ]; then printf "%s health ok %s\\n" {MARK} "$i"; exit 0; fi\n'
+        f'  if [ "$i" -ge {tries} ] || [ "$(date +%s)" -ge "$deadline" ]; then printf "%s health failed %s\\n" {MARK} "${{code:-none}}"; exit 1; fi\n'
+        f"  sleep {h.interval:g}\n"
+        "done\n"
+    )

@@ -1,0 +1,160 @@
+"""Upload: one tar stream of the changed files into a hard-link copy of the previous release.
+
+On the host, one script: extract the stream into ``<release>/.capview/incoming``,
+hard-link every top-level entry of the previous release (``cp -al``, except its
+own ``.capview``), remove what changed or disappeared, hard-link the new files
+into place and write the merged manifest. Unchanged files therefore share their
+inode with the previous release and never cross the wire; changed files are new
+inodes, so nothing in an existing release is ever modified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+import threading
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from capview.engine.layout import HostPaths
+from capview.engine.manifest import Delta, Entry, escape
+from capview.engine.script import q
+
+CHUNK = 256 * 1024
+ProgressFn = Callable[[int, int], None]  # (files_done, bytes_done)
+
+
+def upload_script(paths: HostPaths, version: str, previous: str | None) -> str:
+    rel = paths.release(version)
+    inc = f"{rel}/.capview/incoming"
+    lines = [
+        f"rel={q(rel)}; inc={q(inc)}",
+        'rm -rf "$inc"; mkdir -p "$inc"',
+        'tar -xf - -C "$inc" --no-same-owner',
+    ]
+    if previous:
+        prev = paths.release(previous)
+        lines += [
+            f"prev={q(prev)}",
+            # Hard-link copy of the previous release, minus its own metadata.
+            'find "$prev" -mindepth 1 -maxdepth 1 ! -name .capview -exec cp -al -t "$rel" {} +',
+            '(cd "$rel" && xargs -0 -r rm -rf -- < "$inc/meta/drop.nul")',
+        ]
+    lines += [
+        'if [ -d "$inc/files" ]; then cp -al "$inc/files/." "$rel/"; fi',
+        "{",
+    ]
+    if previous:
+        # The first drop.tsv line is a lone tab, so the file is never empty (awk's NR==FNR trick).
+        lines.append("  awk -F '\\t' 'FNR==NR {d[$0]=1; next} !($5 in d)' \"$inc/meta/drop.tsv\" \"$prev/.capview/manifest.tsv\"")
+    lines += [
+        '  cat "$inc/meta/add.tsv"',
+        '} > "$rel/.capview/manifest.tsv.tmp"',
+        'mv -f "$rel/.capview/manifest.tsv.tmp" "$rel/.capview/manifest.tsv"',
+        'rm -rf "$inc"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _meta_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(f"meta/{name}")
+    info.size = len(data)
+    info.mode = 0o600
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _entry_member(tar: tarfile.TarFile, root: Path, e: Entry) -> None:
+    info = tarfile.TarInfo(f"files/{e.path}")
+    info.mode = e.mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    src = root / e.path
+    if e.type == "d":
+        info.type = tarfile.DIRTYPE
+        info.mtime = int(src.lstat().st_mtime)
+        tar.addfile(info)
+    elif e.type == "l":
+        info.mtime = int(src.lstat().st_mtime)
+        info.type = tarfile.SYMTYPE
+        info.linkname = e.digest
+        tar.addfile(info)
+    else:
+        st = src.stat()
+        info.size = e.size
+        info.mtime = int(st.st_mtime)
+        with open(src, "rb") as f:
+            tar.addfile(info, f)
+
+
+class _QueueWriter(io.RawIOBase):
+    """A file object for tarfile (in a thread) that feeds an asyncio queue, with backpressure."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, cancelled: threading.Event) -> None:
+        self.loop, self.queue, self.cancelled = loop, queue, cancelled
+        self.buf = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.buf += b
+        while len(self.buf) >= CHUNK:
+            self._put(bytes(self.buf[:CHUNK]))
+            del self.buf[:CHUNK]
+        return len(b)
+
+    def flush_all(self) -> None:
+        if self.buf:
+            self._put(bytes(self.buf))
+            self.buf.clear()
+
+    def _put(self, chunk: bytes | None) -> None:
+        if self.cancelled.is_set():
+            raise OSError("upload cancelled")
+        asyncio.run_coroutine_threadsafe(self.queue.put(chunk), self.loop).result()
+
+
+async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = None) -> AsyncIterator[bytes]:
+    """Yield the upload tar in chunks; memory stays bounded (a few chunks) whatever the tree size."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+    cancelled = threading.Event()
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        writer = _QueueWriter(loop, queue, cancelled)
+        try:
+            with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                _meta_member(tar, "add.tsv", "".join(e.line() + "\n" for e in delta.send).encode("utf-8", "surrogateescape"))
+                _meta_member(tar, "drop.tsv", ("\t\n" + "".join(escape(p) + "\n" for p in delta.drop)).encode("utf-8", "surrogateescape"))
+                _meta_member(tar, "drop.nul", b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in delta.drop))
+                files = size = 0
+                for e in delta.send:
+                    _entry_member(tar, root, e)
+                    if e.type == "f":
+                        files += 1
+                        size += e.size
+                        if progress:
+                            loop.call_soon_threadsafe(progress, files, size)
+            writer.flush_all()
+        except BaseException as exc:  # reported to the consumer below
+            errors.append(exc)
+        finally:
+            if not cancelled.is_set():
+                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+    thread = threading.Thread(target=produce, name="capview-tar", daemon=True)
+    thread.start()
+    try:
+        while True:
+            chunk = await queue.get()
+            if chunk is None:
+                break
+            yield chunk
+        if errors:
+            raise errors[0]
+    finally:
+        cancelled.set()
+        while not queue.empty():  # unblock a producer waiting on a full queue
+            queue.get_nowait()
