@@ -1,0 +1,175 @@
+"""``capview``: the command line. With no command it opens the dashboard.
+
+Global options (-c/--config, --host, --json, --verbose) are accepted before or
+after the command. Exit codes: 0 ok, 1 operation failed, 2 usage or config
+error, 3 lock held, 4 host unreachable or preflight failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from capview import __version__
+from capview.errors import EXIT_USAGE, CapviewError
+
+COMMANDS_HELP = {
+    "check": "connect to every host and run the preflight checks",
+    "release": "deploy a new release (alias: deploy)",
+    "rollback": "switch back to the previous (or any retained) release",
+    "releases": "list each host's releases: current, state, age, size",
+    "prune": "delete old releases beyond keep_releases",
+    "init": "create releases/, shared/ and .capview/ on the hosts",
+    "migrate-data": "move a host from the old overwrite-in-place layout into releases/ + shared/",
+    "unlock": "remove a stale deploy lock",
+    "pin": "protect a release from prune",
+    "unpin": "let prune delete a release again",
+    "history": "show the hosts' deploy history",
+    "traefik": "print or write the Traefik dynamic config that hides the switch window",
+    "demo": "run the whole product on an embedded sandbox host",
+    "ui": "open the dashboard (the default with no command)",
+}
+
+
+def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    # On subcommands the defaults are SUPPRESSed so a value given before the
+    # command is not overwritten by the subparser's default.
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("-c", "--config", default=d("deploy.yaml"), metavar="FILE",
+                   help="deploy.yaml to use (default: ./deploy.yaml)")
+    p.add_argument("--host", default=d(None), metavar="NAME", help="limit to one host of the environment")
+    p.add_argument("--json", action="store_true", default=d(False), help="one JSON object per line")
+    p.add_argument("-v", "--verbose", action="store_true", default=d(False), help="show every phase and log line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capview",
+        description="Immutable, Capistrano-style releases over SSH, and a dashboard to see them. "
+                    "Run without a command to open the dashboard.",
+        epilog="exit codes: 0 ok, 1 operation failed, 2 usage or config error, 3 lock held, "
+               "4 host unreachable or preflight failed",
+    )
+    parser.add_argument("--version", action="version", version=f"capview {__version__}")
+    _global_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name: str, *aliases: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, aliases=list(aliases), help=COMMANDS_HELP[name], description=COMMANDS_HELP[name])
+        _global_options(p, top=False)
+        return p
+
+    def env_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("env", metavar="ENV", help="environment name from deploy.yaml")
+
+    def yes(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+
+    p = cmd("check")
+    env_arg(p)
+
+    p = cmd("release", "deploy")
+    p.add_argument("version", metavar="VERSION", nargs="?",
+                   help="release name (default: UTC time + short git commit of the source)")
+    env_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan and every phase's script; change nothing")
+    p.add_argument("--wait-lock", default="0", metavar="DURATION", help="wait this long for a held lock (e.g. 2m)")
+    p.add_argument("--source", metavar="DIR", help="upload this tree instead of deploy.yaml's source")
+    yes(p)
+
+    p = cmd("rollback")
+    env_arg(p)
+    p.add_argument("--to", metavar="VERSION", help="target release (default: the previous live one, from history)")
+    p.add_argument("--force", action="store_true", help="allow a failed release as the target")
+    yes(p)
+
+    p = cmd("releases")
+    env_arg(p)
+
+    p = cmd("prune")
+    env_arg(p)
+    p.add_argument("--keep", type=int, metavar="N", help="keep N successful releases (default: keep_releases)")
+    p.add_argument("--dry-run", action="store_true", help="show what would be deleted")
+    yes(p)
+
+    p = cmd("init")
+    env_arg(p)
+    yes(p)
+
+    p = cmd("migrate-data")
+    env_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="show the plan of moves; change nothing")
+    p.add_argument("--rewrite-unit", action="store_true",
+                   help="rewrite old paths in the systemd user unit (keeps a backup, runs daemon-reload)")
+    yes(p)
+
+    p = cmd("unlock")
+    env_arg(p)
+    p.add_argument("--force", action="store_true", help="remove the lock even if its holder may be alive")
+    yes(p)
+
+    for name in ("pin", "unpin"):
+        p = cmd(name)
+        env_arg(p)
+        p.add_argument("version", metavar="VERSION")
+        yes(p)
+
+    p = cmd("history")
+    env_arg(p)
+    p.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="last N records per host (default 20)")
+
+    p = cmd("traefik")
+    env_arg(p)
+    p.add_argument("--write", action="store_true", help="write the config (and maintenance page) on each host")
+    yes(p)
+
+    p = cmd("demo")
+    p.add_argument("--dir", metavar="DIR", help="keep the sandbox in DIR (reused on the next run)")
+    p.add_argument("--headless", action="store_true", help="seed the sandbox and print the releases; no UI")
+
+    cmd("ui")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "deploy":
+        args.command = "release"
+    from capview.cli import commands
+
+    try:
+        handler = commands.HANDLERS[args.command or "ui"]
+        return _run(handler, args)
+    except CapviewError as exc:
+        print(f"capview: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("capview: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(handler, args) -> int:
+    """Run a handler; coroutines get a loop where SIGTERM cancels like Ctrl-C."""
+    result = handler(args)
+    if not asyncio.iscoroutine(result):
+        return int(result or 0)
+
+    async def with_signals():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        except (NotImplementedError, RuntimeError):
+            pass
+        try:
+            return await result
+        except asyncio.CancelledError:
+            print("capview: cancelled; the host was left consistent (see messages above)", file=sys.stderr)
+            return 130
+
+    return int(asyncio.run(with_signals()) or 0)
