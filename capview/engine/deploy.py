@@ -132,24 +132,24 @@ class HostDeploy(HostRun):
             await self.upload_phase()
             await self.link_build_phase()
             if self.dry_run:
-                return self.finish("ok", f"dry run: nothing changed on {self.host.name}"), 0
+                return self.finish("ok", f"dry run: nothing changed on {self.host.name}", self.version), 0
             # From the switch on, a Ctrl-C must not leave the host half-switched:
             # the rest runs shielded, and the cancellation is re-raised afterwards.
             outcome, message = await asyncio.shield(self.switch_and_health())
-            return self.finish(outcome, message), 0 if outcome == "ok" else 1
+            return self.finish(outcome, message, self.version), 0 if outcome == "ok" else 1
         except PhaseFailed as exc:
             await self.abort(str(exc))
-            return self.finish("failed", str(exc)), exc.code
+            return self.finish("failed", str(exc), self.version), exc.code
         except HostUnreachable as exc:
             await self.abort(str(exc))
-            return self.finish("failed", str(exc)), EXIT_UNREACHABLE
+            return self.finish("failed", str(exc), self.version), EXIT_UNREACHABLE
         except asyncio.CancelledError:
             await asyncio.shield(self.abort("cancelled by the user"))
             raise
         except Exception as exc:  # a bug or an unexpected host answer: fail this host, keep the rest
             reason = f"unexpected error: {type(exc).__name__}: {exc}"
             await self.abort(reason)
-            return self.finish("failed", reason), 1
+            return self.finish("failed", reason, self.version), 1
         finally:
             if heartbeat:
                 heartbeat.cancel()
@@ -343,8 +343,9 @@ class HostDeploy(HostRun):
         )
 
     def state_script(self, state: str, **extra) -> str:
-        self.meta.update(state=state, phases=dict(self.phases), **extra)
-        return write_json(self.paths.release(self.version) + "/.capview/release.json", self.meta)
+        """Rewrite this release's release.json (atomically) in ``state``; self.meta is left as is."""
+        doc = {**self.meta, "state": state, "phases": dict(self.phases), **extra}
+        return write_json(self.paths.release(self.version) + "/.capview/release.json", doc)
 
     def image_tag(self) -> str | None:
         b = self.settings.build
@@ -474,13 +475,6 @@ class HostDeploy(HostRun):
             "version": self.version, "from": self.previous, "outcome": outcome, "downtime": self.downtime,
             "phases": dict(self.phases), **extra,
         }
-
-    def finish(self, outcome: str, message: str) -> HostFinished:
-        ev = HostFinished(host=self.host.name, at=self.ctx.clock(), outcome=outcome, message=message,
-                          version=self.version, duration=self.elapsed, round_trips=self.round_trips,
-                          bytes_sent=self.bytes_sent)
-        self.ctx.emit(ev)
-        return ev
 
 
 def wrap_health(health: str, on_ok: str) -> str:

@@ -9,7 +9,7 @@ from typing import AsyncIterable, AsyncIterator, Callable
 
 from capview.config import HostConfig
 from capview.engine.context import Context
-from capview.engine.events import LogLine, PhaseFinished, PhaseStarted
+from capview.engine.events import HostFinished, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.layout import HostPaths
 from capview.engine.script import MARK
 from capview.errors import CapviewError
@@ -95,3 +95,11 @@ class HostRun:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self._mono
+
+    def finish(self, outcome: str, message: str, version: str | None) -> HostFinished:
+        """Emit and return this host's HostFinished with its counters."""
+        ev = HostFinished(host=self.host.name, at=self.ctx.clock(), outcome=outcome, message=message,
+                          version=version, duration=self.elapsed, round_trips=self.round_trips,
+                          bytes_sent=self.bytes_sent)
+        self.ctx.emit(ev)
+        return ev

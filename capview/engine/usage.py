@@ -1,0 +1,99 @@
+"""Disk usage of releases that share files as hard links.
+
+The host prints one compact line per entry of each release (no names, so odd
+file names cannot break parsing)::
+
+    a|m DEV:INODE NLINK BLOCKS SIZE TYPE     (a = app file, m = the release's .capview)
+
+An inode is freed by deleting a set of releases when every one of its links is
+inside that set (occurrences >= nlink); directories are never hard-linked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+# GNU find: %b is in 512-byte blocks, the same accounting du uses.
+FIND_FORMAT = "%D:%i %n %b %s %y\\n"
+
+
+@dataclass(frozen=True)
+class Node:
+    nlink: int
+    blocks: int  # 512-byte blocks on disk
+    size: int  # apparent size
+    type: str  # find %y: f d l ...
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One release's entries: occurrences per inode key, and its app-file totals."""
+
+    counts: Mapping[str, int] = field(default_factory=dict)
+    nodes: Mapping[str, Node] = field(default_factory=dict)
+    files: int = 0  # regular files outside .capview
+    size_bytes: int = 0  # their apparent size, each inode once
+
+
+def find_command(rel_dir: str) -> str:
+    """sh: list ``rel_dir`` (a quoted path of a validated release) in the format above."""
+    meta = f"{rel_dir}/.capview"
+    return (
+        f"find {rel_dir} \\( -path {meta} -o -path {meta}'/*' \\) -printf 'm {FIND_FORMAT}'"
+        f" -o -printf 'a {FIND_FORMAT}' 2>/dev/null || true\n"
+    )
+
+
+def parse_listing(text: str) -> Listing:
+    counts: Counter[str] = Counter()
+    nodes: dict[str, Node] = {}
+    files = 0
+    seen_app: set[str] = set()
+    size = 0
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) != 6 or parts[0] not in ("a", "m"):
+            continue
+        try:
+            node = Node(int(parts[2]), int(parts[3]), int(parts[4]), parts[5])
+        except ValueError:
+            continue
+        key = parts[1]
+        counts[key] += 1
+        nodes[key] = node
+        if parts[0] == "a" and node.type == "f":
+            files += 1
+            if key not in seen_app:
+                seen_app.add(key)
+                size += node.size
+    return Listing(dict(counts), nodes, files, size)
+
+
+def _freed(listings: Iterable[Listing]) -> tuple[int, int]:
+    """(disk bytes, apparent bytes of regular files) freed by deleting all of ``listings``."""
+    counts: Counter[str] = Counter()
+    nodes: dict[str, Node] = {}
+    for lst in listings:
+        counts.update(lst.counts)
+        nodes.update(lst.nodes)
+    disk = apparent = 0
+    for key, n in counts.items():
+        node = nodes[key]
+        if node.type == "d":
+            disk += node.blocks * 512 * n  # dirs: one inode per occurrence
+        elif n >= node.nlink:
+            disk += node.blocks * 512
+            if node.type == "f":
+                apparent += node.size
+    return disk, apparent
+
+
+def freed_disk_bytes(listings: Iterable[Listing]) -> int:
+    return _freed(listings)[0]
+
+
+def unique_bytes(listing: Listing) -> tuple[int, int]:
+    """(disk bytes, apparent file bytes) only this release holds."""
+    return _freed([listing])
