@@ -202,6 +202,21 @@ def test_three_hosts_are_distinct(hosts3: list[TestHost]):
     assert cp.returncode == 255 and "Host key verification failed" in cp.stderr
 
 
+def test_stop_host_removes_units_of_its_base(testbed: Testbed):
+    h = testbed.start_host("tb-units")
+    unit = f"tbleft-{h.base.name}"
+    h.install_unit(unit, f"[Service]\nWorkingDirectory={h.base}\nExecStart=/bin/sleep 300\n"
+                         "[Install]\nWantedBy=default.target\n")
+    h.systemctl("enable", "--now", unit, check=True)
+    assert h.systemctl("is-active", unit).stdout.strip() == "active"
+    pid = int(h.systemctl("show", "-p", "MainPID", "--value", unit, check=True).stdout)
+    testbed.stop_host(h)
+    assert not (h.unit_dir() / f"{unit}.service").exists()
+    assert not list(h.unit_dir().rglob(f"{unit}.service"))
+    assert not Path(f"/proc/{pid}").exists()
+    assert h.systemctl("is-active", unit).stdout.strip() == "inactive"
+
+
 def test_many_parallel_sessions(host: TestHost):
     procs = [subprocess.Popen(host.ssh_argv(f"sleep 0.5; echo {i}"), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)

@@ -320,7 +320,6 @@ class Testbed:
             raise RuntimeError(f"{self.client_key} missing: run `bash scripts/testbed.sh up` first")
         self.hosts: list[TestHost] = []
         self._seq = 0
-        self.reset_user_units(DEPLOY_USER)
 
     # ------------------------------------------------------------------ hosts
     def start_host(self, name: str, user: str = DEPLOY_USER, extra_sshd_config: str = "",
@@ -372,9 +371,15 @@ class Testbed:
         return h
 
     def stop_host(self, h: TestHost, keep_base: bool | None = None) -> None:
+        """Stop ``h``'s sshd, stop+remove the user units that point into ``h.base``
+        (what a deploy under it installed), and delete ``h.base``."""
         self._kill(h)
         if h in self.hosts:
             self.hosts.remove(h)
+        try:
+            self.remove_units_under(h.user, h.base)
+        except Exception:
+            pass
         if keep_base is None:
             keep_base = os.environ.get("CAPVIEW_TESTBED_KEEP", "") not in ("", "0")
         if not keep_base:
@@ -394,10 +399,6 @@ class Testbed:
     def close(self) -> None:
         for h in list(self.hosts):
             self.stop_host(h)
-        try:
-            self.reset_user_units(DEPLOY_USER)
-        except Exception:
-            pass
 
     def __enter__(self) -> "Testbed":
         return self
@@ -406,8 +407,36 @@ class Testbed:
         self.close()
 
     # ------------------------------------------------------------ user units
+    def remove_units_under(self, user: str, base: Path) -> list[str]:
+        """Stop, disable and delete the user's unit files whose text mentions ``base``.
+
+        Safe with concurrent test sessions: only units of that (unique) base dir go."""
+        pw = pwd.getpwnam(user)
+        d = Path(pw.pw_dir) / ".config" / "systemd" / "user"
+        if not d.is_dir():
+            return []
+        needle = str(base)
+        units = []
+        for p in d.iterdir():
+            try:
+                if p.is_file() and needle in p.read_text(errors="replace"):
+                    units.append(p.name)
+            except OSError:
+                continue
+        if not units:
+            return []
+        _run(_as_user_argv(pw, ["systemctl", "--user", "disable", "--now", *units]), check=False)
+        for p in d.rglob("*"):
+            if p.name in units and (p.is_symlink() or p.is_file()):
+                p.unlink(missing_ok=True)
+        _run(_as_user_argv(pw, ["systemctl", "--user", "daemon-reload"]), check=False)
+        _run(_as_user_argv(pw, ["systemctl", "--user", "reset-failed", *units]), check=False)
+        return units
+
     def reset_user_units(self, user: str = DEPLOY_USER) -> None:
-        """Stop and delete every unit file in the user's ~/.config/systemd/user (test leftovers)."""
+        """Stop and delete EVERY unit file in the user's ~/.config/systemd/user.
+
+        Not called automatically (it would hit concurrent test sessions); for manual cleanup."""
         pw = pwd.getpwnam(user)
         d = Path(pw.pw_dir) / ".config" / "systemd" / "user"
         if not d.is_dir():
