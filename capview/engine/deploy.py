@@ -278,36 +278,30 @@ class HostDeploy(HostRun):
                 info["detail"] = "no build configured"
             return
         # One round trip for both: the '@@cv linked' marker ends the link phase.
-        self._link_cm = self.timed("link")
-        await self._link_cm.__aenter__()
-        build_cm = None
+        self.phase_start("link")
 
         def on_marker(name: str, value: str) -> None:
             self.on_link_marker(name, value)
             if name == "linked":
-                asyncio.ensure_future(self._link_cm.__aexit__(None, None, None))
+                self.phase_end("link", True)
+                self.phase_start("build")
 
         try:
             res = await self.run(link + f"printf '%s linked\\n' {MARK}\n" + self.state_script("building") + build,
                                  on_marker=on_marker)
         except BaseException as exc:
-            if self.phase == "link":
-                await self._link_cm.__aexit__(type(exc), exc, None)
+            self.phase_end(self.phase or "link", False, f"{type(exc).__name__}: {exc}")
             raise
         if self.phase == "link":  # never saw the marker: linking failed
-            err = PhaseFailed(f"linking shared paths failed: {last_line(res.stderr)}")
-            try:
-                await self._link_cm.__aexit__(PhaseFailed, err, None)
-            except PhaseFailed:
-                pass
-            raise err
-        build_cm = self.timed("build")
-        async with build_cm as info:
-            # The build ran inside the same script; report its result now.
-            rc = parse_markers(res.stdout).get("build_rc", ["1"])[-1].strip()
-            if res.exit_status != 0 or rc != "0":
-                raise PhaseFailed(f"build failed (exit {rc}); see releases/{self.version}/.capview/build.log")
-            info["detail"] = "image " + (self.image_tag() or "built")
+            reason = f"linking shared paths failed: {last_line(res.stderr)}"
+            self.phase_end("link", False, reason)
+            raise PhaseFailed(reason)
+        rc = parse_markers(res.stdout).get("build_rc", ["1"])[-1].strip()
+        if res.exit_status != 0 or rc != "0":
+            reason = f"build failed (exit {rc}); see releases/{self.version}/.capview/build.log"
+            self.phase_end("build", False, reason)
+            raise PhaseFailed(reason)
+        self.phase_end("build", True, "image " + (self.image_tag() or "built"))
 
     def on_link_marker(self, name: str, value: str) -> None:
         if name == "warn":

@@ -72,25 +72,28 @@ class HostRun:
             self.bytes_sent += len(chunk)
             yield chunk
 
+    def phase_start(self, phase: str) -> None:
+        self.phase = phase
+        self._phase_t0 = time.monotonic()
+        self.ctx.event(PhaseStarted, self.host.name, phase=phase)
+
+    def phase_end(self, phase: str, ok: bool, detail: str = "") -> None:
+        took = time.monotonic() - self._phase_t0
+        self.phases[phase] = round(took, 3)
+        self.ctx.event(PhaseFinished, self.host.name, phase=phase, ok=ok, duration=took, detail=detail)
+
     @asynccontextmanager
     async def timed(self, phase: str) -> AsyncIterator[dict]:
-        """Emit PhaseStarted/PhaseFinished around a block; the block may set info['detail']."""
-        self.phase = phase
+        """PhaseStarted/PhaseFinished around a block; the block may set info['detail'] and info['ok']."""
+        self.phase_start(phase)
         info: dict = {"detail": ""}
-        t0 = time.monotonic()
-        self.ctx.event(PhaseStarted, self.host.name, phase=phase)
         try:
             yield info
         except BaseException as exc:
-            took = time.monotonic() - t0
-            self.phases[phase] = round(took, 3)
             reason = str(exc) if isinstance(exc, CapviewError) else (type(exc).__name__ + (f": {exc}" if str(exc) else ""))
-            self.ctx.event(PhaseFinished, self.host.name, phase=phase, ok=False, duration=took, detail=reason)
+            self.phase_end(phase, False, reason)
             raise
-        took = time.monotonic() - t0
-        self.phases[phase] = round(took, 3)
-        self.ctx.event(PhaseFinished, self.host.name, phase=phase, ok=bool(info.get("ok", True)),
-                       duration=took, detail=info["detail"])
+        self.phase_end(phase, bool(info.get("ok", True)), info["detail"])
 
     @property
     def elapsed(self) -> float:

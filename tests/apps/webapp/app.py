@@ -1,0 +1,51 @@
+"""A tiny app for the real-host tests: serves /health with its VERSION, writes SQLite rows.
+
+Run from a release: ``python3 <deploy_path>/current/app.py PORT``. ``data`` is the
+release's link to shared/data, so rows survive every deploy and rollback.
+"""
+
+import os
+import sqlite3
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+VERSION = open(os.path.join(HERE, "VERSION")).read().strip()
+PORT = int(sys.argv[1])
+DB = os.path.join(HERE, "data", "app.db")
+
+
+def db():
+    conn = sqlite3.connect(DB, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS hits (id INTEGER PRIMARY KEY, at REAL, version TEXT)")
+    return conn
+
+
+class Handler(BaseHTTPRequestHandler):
+    def reply(self, code: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/health":
+            broken = os.path.exists(os.path.join(HERE, "BROKEN"))
+            self.reply(500 if broken else 200, VERSION)
+        elif self.path == "/hit":
+            with db() as conn:
+                conn.execute("INSERT INTO hits (at, version) VALUES (?, ?)", (time.time(), VERSION))
+                n = conn.execute("SELECT count(*) FROM hits").fetchone()[0]
+            self.reply(200, f"{VERSION} {n}")
+        else:
+            self.reply(200, f"hello from {VERSION}")
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer.allow_reuse_address = True
+ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
