@@ -200,9 +200,12 @@ class SshTransport:
         ssh = host.settings.ssh
         if ssh.config_file:
             cfg_path = _expand(ssh.config_file)
-            if not os.path.isfile(cfg_path):
+            if cfg_path == os.devnull:  # the OpenSSH idiom for "no config file"
+                config_paths: tuple[str, ...] = ()
+            elif not os.path.isfile(cfg_path):
                 raise HostUnreachable(f"{host.host}: ssh config file {ssh.config_file} not found")
-            config_paths: tuple[str, ...] = (cfg_path,)
+            else:
+                config_paths = (cfg_path,)
         else:
             default = os.path.expanduser("~/.ssh/config")
             config_paths = (default,) if os.access(default, os.R_OK) else ()
