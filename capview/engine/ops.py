@@ -151,3 +151,6 @@ async def history(ctx: Context, env: Environment, host: str | None = None,
         return h.name, parse_history(body)
 
     return dict(await each_host(env, host, one))
+
+
+from capview.engine.unlock import unlock  # noqa: E402,F401  (the fronts import every small op from here)

@@ -23,8 +23,8 @@ from capview.engine.layout import HostPaths, is_version
 from capview.engine.lock import owner_from_json
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.engine.script import q
-from capview.errors import RemoteError
 from capview.engine.usage import Listing, find_command, parse_listing, unique_bytes
+from capview.errors import RemoteError
 
 HISTORY_TAIL = 500
 # Top-level names that belong to the releases layout; anything else is "stray".

@@ -1,0 +1,188 @@
+"""The release inspector's reads: one directory level, a text file, the logs, a diff.
+
+Every path is checked twice: locally (relative, no ``..``) and on the host,
+where the directory is resolved with ``cd -P`` and must still be inside the
+release, so a symlink such as ``data -> ../../shared/data`` is shown but never
+entered or read through (shared/ holds secrets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capview.config import HostConfig
+from capview.engine.context import Context
+from capview.engine.frames import Frames, one_line
+from capview.engine.layout import HostPaths, validate_version
+from capview.engine.manifest import Entry as ManifestEntry
+from capview.engine.manifest import parse_manifest, safe_relpath
+from capview.engine.script import q
+from capview.errors import CapviewError, RemoteError
+
+LOG_LIMIT = 256_000
+_TYPES = {"f": "file", "d": "dir", "l": "link"}
+
+
+class InspectError(CapviewError):
+    """A path that is missing, not text, or outside the release."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    type: str  # file | dir | link | other
+    size: int
+    mode: int
+    link_target: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    old: ManifestEntry
+    new: ManifestEntry
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    added: tuple[ManifestEntry, ...]  # in b only
+    removed: tuple[ManifestEntry, ...]  # in a only
+    changed: tuple[Change, ...]  # content, type, mode or link target differ
+    unchanged: int = 0
+
+
+def _relpath(relpath: str) -> str:
+    rel = relpath.strip("/")
+    if rel in ("", "."):
+        return ""
+    if not safe_relpath(rel):
+        raise InspectError(f"path {relpath!r} must stay inside the release")
+    return rel
+
+
+def _resolve(dp: str, version: str, rel: str, want_dir: bool) -> str:
+    """sh: check the release, resolve the directory (of ``rel``) physically, refuse an escape.
+    Leaves ``$real`` = that directory and ``$name`` = the file's name (file mode)."""
+    release = HostPaths(dp).release(version)
+    d, _, name = rel.rpartition("/") if not want_dir else (rel, "", "")
+    target = f"{release}/{d}" if d else release
+    return (
+        f"rel={q(release)}\n"
+        'if [ -L "$rel" ] || [ ! -d "$rel" ]; then sec missing; exit 0; fi\n'
+        'root=$(cd -P "$rel" && pwd -P)\n'
+        f"t={q(target)}\n"
+        'if [ ! -d "$t" ]; then sec notfound; exit 0; fi\n'
+        'real=$(cd -P "$t" && pwd -P)\n'
+        'case $real in "$root"|"$root"/*) ;; *) sec escapes; exit 0 ;; esac\n'
+        f"name={q(name)}\n"
+    )
+
+
+def _check(kinds: set[str], version: str, relpath: str) -> None:
+    if "missing" in kinds:
+        raise InspectError(f"no release {version}")
+    if "notfound" in kinds:
+        raise InspectError(f"{relpath or '/'}: no such path in {version}")
+    if "escapes" in kinds:
+        raise InspectError(f"{relpath}: leads outside the release (a symlink); not followed")
+    if "notfile" in kinds:
+        raise InspectError(f"{relpath}: not a regular file (links are shown, not read through)")
+    if "binary" in kinds:
+        raise InspectError(f"{relpath}: binary file, not shown")
+
+
+async def _run(ctx: Context, host: HostConfig, script: str, frames: Frames) -> list[tuple[str, str, str]]:
+    res = await ctx.transport.run(host, frames.prelude() + "export LC_ALL=C\n" + script)
+    if not res.ok:
+        raise RemoteError(one_line(res.stderr or f"inspector script exited {res.exit_status}"))
+    return frames.parse(res.stdout)
+
+
+def parse_entries(body: str) -> list[Entry]:
+    """``%y\\0%s\\0%m\\0%P\\0%l\\0`` records: NUL-separated, so any name parses."""
+    fields = body.split("\0")
+    out: list[Entry] = []
+    for i in range(0, len(fields) - 4, 5):
+        y, size, mode, name, link = fields[i: i + 5]
+        try:
+            out.append(Entry(name, _TYPES.get(y, "other"), int(size), int(mode, 8), link if y == "l" else None))
+        except ValueError:
+            continue
+    return sorted(out, key=lambda e: (e.type != "dir", e.name))
+
+
+async def list_dir(ctx: Context, host: HostConfig, version: str, relpath: str = "") -> list[Entry]:
+    """One directory level of a release (dirs first). Links are listed, not followed."""
+    validate_version(version)
+    rel = _relpath(relpath)
+    frames = Frames.new()
+    script = _resolve(host.settings.deploy_path, version, rel, True) + (
+        "sec list\ncd \"$real\"\nfind . -mindepth 1 -maxdepth 1 -printf '%y\\0%s\\0%m\\0%P\\0%l\\0'\nsec end\n"
+    )
+    parts = await _run(ctx, host, script, frames)
+    _check({k for k, _, _ in parts}, version, rel)
+    return next((parse_entries(b) for k, _, b in parts if k == "list"), [])
+
+
+async def read_text(ctx: Context, host: HostConfig, version: str, relpath: str, limit: int = LOG_LIMIT) -> str:
+    """A text file of a release (first ``limit`` bytes, with a note when cut).
+    Refuses binary files, symlinks and paths leaving the release."""
+    validate_version(version)
+    rel = _relpath(relpath)
+    if not rel:
+        raise InspectError("a file path is required")
+    frames = Frames.new()
+    script = _resolve(host.settings.deploy_path, version, rel, False) + (
+        'f="$real/$name"\n'
+        'if [ -L "$f" ] || [ ! -f "$f" ]; then sec notfile; exit 0; fi\n'
+        # a NUL byte in the first 8 KiB means binary
+        'if [ "$(head -c 8192 "$f" | tr -d \'\\000\' | wc -c)" -ne "$(head -c 8192 "$f" | wc -c)" ]; then sec binary; exit 0; fi\n'
+        'sec size\nwc -c < "$f"\n'
+        f'sec text\nhead -c {int(limit)} "$f"\nsec end\n'
+    )
+    parts = await _run(ctx, host, script, frames)
+    _check({k for k, _, _ in parts}, version, rel)
+    got = {k: b for k, _, b in parts}
+    size = int(got.get("size", "0").strip() or 0)
+    text = got.get("text", "")  # the framing consumes its own newlines: this is the content
+    if size > limit:
+        text += f"\n[... cut: showing the first {limit} of {size} bytes]"
+    return text
+
+
+async def release_logs(ctx: Context, host: HostConfig, version: str) -> dict[str, str | None]:
+    """{"build": ..., "health": ...} from the release's .capview (None when absent; tails of 256 KB)."""
+    meta = HostPaths(host.settings.deploy_path).release_meta(version)
+    frames = Frames.new()
+    script = "".join(
+        f"if [ -f {q(meta + '/' + n + '.log')} ] && [ ! -L {q(meta + '/' + n + '.log')} ]; then "
+        f"sec {n}; tail -c {LOG_LIMIT} {q(meta + '/' + n + '.log')}; fi\n"
+        for n in ("build", "health")
+    ) + "sec end\n"
+    got = {k: b for k, _, b in await _run(ctx, host, script, frames)}
+    return {n: got.get(n) for n in ("build", "health")}
+
+
+def diff_manifests(a: str, ma: dict[str, ManifestEntry], b: str, mb: dict[str, ManifestEntry]) -> Comparison:
+    added = tuple(mb[p] for p in sorted(mb.keys() - ma.keys()))
+    removed = tuple(ma[p] for p in sorted(ma.keys() - mb.keys()))
+    both = sorted(ma.keys() & mb.keys())
+    changed = tuple(Change(p, ma[p], mb[p]) for p in both if ma[p] != mb[p])
+    return Comparison(a, b, added, removed, changed, len(both) - len(changed))
+
+
+async def compare(ctx: Context, host: HostConfig, a: str, b: str) -> Comparison:
+    """What changed from release ``a`` to ``b``, from their manifest.tsv files (one round trip)."""
+    paths = HostPaths(host.settings.deploy_path)
+    frames = Frames.new()
+    script = ""
+    for i, v in enumerate((a, b)):
+        m = paths.release_meta(v) + "/manifest.tsv"
+        script += f"if [ -f {q(m)} ]; then sec m{i}; cat {q(m)}; fi\n"
+    got = {k: body for k, _, body in await _run(ctx, host, script + "sec end\n", frames)}
+    for i, v in enumerate((a, b)):
+        if f"m{i}" not in got:
+            raise InspectError(f"release {v} has no manifest (missing, or not deployed by capview)")
+    return diff_manifests(a, parse_manifest(got["m0"]), b, parse_manifest(got["m1"]))
