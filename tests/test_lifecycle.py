@@ -173,3 +173,18 @@ async def test_three_hosts_parallel_and_rolling(hosts3, tmp_path, transport):
     assert r.exit_code == 4
     assert [a.get()[1] for a in apps] == ["v2", "v1", "v1"]
     assert "v2" not in apps[2].sh(f"ls {apps[2].deploy_path}/releases")
+
+
+async def test_cleanup_prunes_beyond_keep_releases(host, tmp_path, transport):
+    app = new_app(host, build=False)
+    events: list = []
+    for v in ("v1", "v2", "v3", "v4"):
+        r = await release(ctx_for(transport, events), app.env(make_source(tmp_path, v), keep_releases=2), v)
+        assert r.ok, r
+    # keep 2 successful (v4 live, v3 previous); v1, v2 pruned by the deploys' cleanup phases.
+    assert app.sh(f"ls {app.deploy_path}/releases").split() == ["v3", "v4"]
+    assert not app.sh(f"ls -A {app.deploy_path}/releases | grep trash || true").strip()
+    prunes = [h for h in app.history() if h["op"] == "prune"]
+    assert sorted(v for p in prunes for v in p["deleted"]) == ["v1", "v2"]
+    assert all(p["freed"] > 0 for p in prunes)
+    assert max(e.round_trips for e in events if isinstance(e, HostFinished)) <= 8

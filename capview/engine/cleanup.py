@@ -1,16 +1,44 @@
-"""The deploy's cleanup phase: prune beyond keep_releases with prune.py's rules."""
+"""The deploy's cleanup phase: prune beyond keep_releases with prune.py's rules.
+
+It reuses what the setup phase already read (release.json of every release),
+so cleanup is one round trip: the prune script plus the unlock.
+"""
 
 from __future__ import annotations
 
 from capview.config import HostConfig
+from capview.engine.frames import Frames
+from capview.engine.model import ReleaseInfo
+from capview.engine.prune import choose_deletions, prune_script
 from capview.engine.releases_meta import ReleaseMeta
 
 
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def as_release_info(meta: ReleaseMeta, *, state: str | None = None) -> ReleaseInfo:
+    raw = meta.raw or {}
+    return ReleaseInfo(
+        version=meta.version,
+        state=state or meta.state,
+        pinned=meta.pinned,
+        started_at=_num(raw.get("started_at")),
+        deployed_at=_num(raw.get("deployed_at")),
+    )
+
+
 def cleanup_script(host: HostConfig, listing: list[ReleaseMeta], new: str, previous: str | None,
-                   history: str) -> tuple[str, list[str]]:
+                   *, record: dict, frames: Frames) -> tuple[str, list[str]]:
     """(script, versions it deletes) for after ``new`` went live with ``previous`` before it."""
-    try:
-        from capview.engine.prune import choose_deletions, prune_script  # noqa: F401
-    except ImportError:  # prune.py lands with the operations work
-        return ":\n", []
-    return ":\n", []
+    releases = []
+    for m in listing:
+        if m.version == previous:
+            releases.append(as_release_info(m, state="superseded"))
+        elif m.version != new:
+            releases.append(as_release_info(m))
+    releases.append(ReleaseInfo(version=new, state="live", deployed_at=record.get("at")))
+    deleting = choose_deletions(releases, new, previous, host.settings.keep_releases)
+    b = host.settings.build
+    images = [b.image] if b and b.image else None
+    return prune_script(host.settings.deploy_path, deleting, images, record=record, frames=frames), deleting

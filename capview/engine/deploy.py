@@ -19,6 +19,8 @@ from capview.engine.events import (
     DowntimeMeasured, DryRunScript, HostFinished, OperationFinished, OperationStarted, UploadProgress, Warning,
 )
 from capview.engine.cleanup import cleanup_script
+from capview.engine.frames import Frames
+from capview.engine.prune import parse_prune
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.layout import default_version, git_commit, is_version, validate_version
 from capview.engine.lock import LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script
@@ -425,12 +427,25 @@ class HostDeploy(HostRun):
 
     async def cleanup_phase(self) -> None:
         async with self.timed("cleanup") as info:
-            script, deleting = cleanup_script(self.host, self.listing, self.version, self.previous, self.history_tail)
-            res = await self.run(script + release_script(self.paths, self.owner))
+            frames = Frames.new()
+            record = {"at": self.ctx.clock(), "op": "prune", "host": self.host.name, "operator": self.ctx.operator,
+                      "reason": f"after release {self.version}", "outcome": "ok"}
+            script, deleting = cleanup_script(self.host, self.listing, self.version, self.previous,
+                                              record=record, frames=frames)
+            if not deleting:
+                script = ""
+            res = await self.run(script + release_script(self.paths, self.owner), quiet=True)
             self.locked = False
-            for w in parse_markers(res.stdout).get("warn", []):
-                self.ctx.event(Warning, self.host.name, message=w)
-            info["detail"] = f"pruned {', '.join(deleting)}" if deleting else "nothing to prune"
+            run = parse_prune(res.stdout, frames) if deleting else None
+            # Never fail a deploy whose switch already happened: problems are warnings.
+            if res.exit_status != 0:
+                self.ctx.event(Warning, self.host.name, message=f"cleanup: {last_line(res.stderr) or res.exit_status}")
+            for w in (run.warnings if run else ()):
+                self.ctx.event(Warning, self.host.name, message=f"cleanup: {w}")
+            if run and run.deleted:
+                info["detail"] = f"pruned {', '.join(run.deleted)}, freed {run.freed} bytes"
+            else:
+                info["detail"] = "nothing to prune"
 
     # ---- failure paths ---------------------------------------------------
     async def abort(self, reason: str) -> None:
