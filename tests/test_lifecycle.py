@@ -188,3 +188,25 @@ async def test_cleanup_prunes_beyond_keep_releases(host, tmp_path, transport):
     assert sorted(v for p in prunes for v in p["deleted"]) == ["v1", "v2"]
     assert all(p["freed"] > 0 for p in prunes)
     assert max(e.round_trips for e in events if isinstance(e, HostFinished)) <= 8
+
+
+async def test_rsync_upload_method_links_unchanged_files(host, tmp_path, transport):
+    import shutil
+
+    from capview.config import UploadConfig
+
+    app = new_app(host, build=False)
+    src1 = make_source(tmp_path, "v1")
+    rs = UploadConfig(method="rsync")
+    assert (await release(ctx_for(transport), app.env(src1, upload=rs), "v1")).ok
+    src2 = tmp_path / "src-v2-rsync"
+    shutil.copytree(src1, src2, symlinks=True)  # copy2 keeps mtimes: rsync's link rule
+    (src2 / "VERSION").write_text("v2\n")
+    assert (await release(ctx_for(transport), app.env(src2, upload=rs), "v2")).ok
+    assert app.get() == (200, "v2")
+    dp = app.deploy_path
+    same = app.sh(f"stat -c %i {dp}/releases/v1/app.py {dp}/releases/v2/app.py").split()
+    assert same[0] == same[1]
+    assert app.sh(f"readlink {dp}/releases/v2/data").strip() == "../../shared/data"
+    assert "\tVERSION\n" in app.sh(f"cat {dp}/releases/v2/.capview/manifest.tsv")
+    assert app.release_json("v2")["state"] == "live"

@@ -26,6 +26,7 @@ from capview.engine.layout import default_version, git_commit, is_version, valid
 from capview.engine.lock import LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, scan_tree
 from capview.engine.preflight import parse_preflight, preflight_script
+from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
 from capview.engine.upload import tar_stream, upload_script
@@ -117,6 +118,7 @@ class HostDeploy(HostRun):
         self.owner = LockOwner.new(ctx.operator, "release", version, ctx.clock())
         self.locked = False
         self.created = False  # releases/<version> exists because of us
+        self.uploaded = False  # the release tree is complete (until then a failure removes it)
         self.switched = False
         self.previous: str | None = None
         self.listing: list[ReleaseMeta] = []
@@ -253,12 +255,28 @@ class HostDeploy(HostRun):
                                bytes_done=size, bytes_total=total_bytes)
 
             before = self.bytes_sent
+            if self.settings.upload.method == "rsync":
+                await self.rsync_upload()
+                self.uploaded = True
+                info["detail"] = f"rsync --link-dest {self.previous or '(first release)'}"
+                return
             res = await self.run(script, stdin=tar_stream(self.src.root, delta, progress))
             if res.exit_status != 0:
                 raise PhaseFailed(f"upload failed: {last_line(res.stderr) or 'exit ' + str(res.exit_status)}")
             self.meta["bytes_sent"] = self.bytes_sent - before
+            self.uploaded = True
             linked = self.src.scan.files - total_files
             info["detail"] = f"{total_files} files sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+
+    async def rsync_upload(self) -> None:
+        s = self.settings
+        rc, err = await rsync_upload(self.host, str(self.src.root), self.version, self.previous,
+                                     exclude=tuple(s.exclude), reserved=tuple(s.shared.dirs) + tuple(s.shared.files))
+        if rc != 0:
+            raise PhaseFailed(f"rsync failed (exit {rc}): {last_line(err)}")
+        res = await self.run(write_manifest_script(self.paths, self.version), stdin=manifest_bytes(self.src.scan))
+        if res.exit_status != 0:
+            raise PhaseFailed(f"writing the manifest failed: {last_line(res.stderr)}")
 
     async def link_build_phase(self) -> None:
         rel = self.paths.release(self.version)
@@ -456,7 +474,7 @@ class HostDeploy(HostRun):
         if self.created:
             parts.append(self.state_script("failed", error=reason, finished_at=self.ctx.clock()))
             # A release cut short during upload is removed: it was never whole.
-            if self.meta.get("bytes_sent") is None:
+            if not self.uploaded:
                 parts = [f"rm -rf {q(self.paths.release(self.version))}\n"]
         if self.locked:
             parts.append(append_line(self.paths.history, self.history_record("release", "failed", error=reason)))
