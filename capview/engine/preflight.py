@@ -42,12 +42,13 @@ def build_tool(settings: Settings) -> str | None:
 def preflight_script(host: HostConfig, *, for_deploy: bool = True) -> str:
     s = host.settings
     p = HostPaths(s.deploy_path)
+    init = f"capview init {host.env or 'ENV'}"
     lines = [
         f"fail() {{ printf '{MARK} fail %s\\n' \"$*\"; failed=1; }}",
         f"warn() {{ printf '{MARK} warn %s\\n' \"$*\"; }}",
         "failed=0",
         f"dp={q(p.root)}",
-        'if [ ! -d "$dp" ]; then fail "$dp does not exist - run: capview init ENV"; '
+        f'if [ ! -d "$dp" ]; then fail "$dp does not exist - run: "{q(init)}; '
         'elif [ ! -w "$dp" ]; then fail "$dp is not writable by $(id -un)"; fi',
         "command -v tar >/dev/null 2>&1 || fail 'tar is not installed on the host'",
         # df -P prints one line per filesystem: 1K-blocks, used, available.
@@ -76,7 +77,7 @@ def preflight_script(host: HostConfig, *, for_deploy: bool = True) -> str:
     if for_deploy:
         for f in s.shared.files:
             path = f"{p.shared}/{f}"
-            lines.append(f"[ -e {q(path)} ] || fail {q(path + ' is missing - run: capview init ENV, then fill it in')}")
+            lines.append(f"[ -e {q(path)} ] || fail {q(f'{path} is missing - run: {init}, then fill it in')}")
     lines.append('[ "$failed" = 0 ] || exit 4')
     return "\n".join(lines) + "\n"
 
