@@ -1,0 +1,27 @@
+"""The Textual dashboard. ``run_app`` is the entry point ``capview`` / ``capview ui`` call.
+
+Importing this package is cheap: Textual is only imported when the app runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from capview.tui.backend import Backend
+
+
+def run_app(
+    config_path: Path,
+    *,
+    backend: "Backend | None" = None,
+    clock: Callable[[], float] | None = None,
+) -> int:
+    """Open the dashboard on ``config_path`` (or on an injected backend). Returns an exit code."""
+    from capview.tui.app import run_app as _run
+
+    return _run(config_path, backend=backend, clock=clock)
+
+
+__all__ = ["run_app"]

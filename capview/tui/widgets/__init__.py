@@ -1,0 +1,1 @@
+"""Widgets, split by area (posting style); each defines the messages it sends."""

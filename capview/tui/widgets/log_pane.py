@@ -1,0 +1,56 @@
+"""A capped log pane that writes in batches on a timer.
+
+Lines are appended to a :class:`LogStream` (cheap, any rate); every ``flush_interval``
+the pane writes what arrived since its last flush with one ``Log.write_lines`` call,
+at most ``max_lines`` of them (older ones would be pruned straight away anyway).
+Every line is made inert first: control characters become visible escapes.
+"""
+
+from __future__ import annotations
+
+from textual.widgets import Log
+
+from capview.tui.operations import LogStream
+from capview.tui.text import clean_line
+
+
+class LogPane(Log):
+    DEFAULT_CSS = """
+    LogPane { height: 1fr; overflow-x: hidden; overflow-y: scroll; scrollbar-size-vertical: 1; }
+    """
+
+    def __init__(self, *, max_lines: int = 5000, flush_interval: float = 0.1,
+                 stream: LogStream | None = None, name: str | None = None, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(max_lines=max_lines, auto_scroll=True, name=name, id=id, classes=classes)
+        self.flush_interval = flush_interval
+        self.own = LogStream(max_lines)
+        self.stream = stream or self.own
+        self._seen = 0
+        self.lines_written = 0  # total lines handed to write_lines (tests and benchmarks read it)
+        self.flushes = 0
+
+    def on_mount(self) -> None:
+        self._timer = self.set_interval(self.flush_interval, self.flush, name="log-flush")
+        self.flush()
+
+    def attach(self, stream: LogStream, *, replay: bool = True) -> None:
+        """Follow another stream (an operation's); ``replay`` shows what it already holds."""
+        self.stream = stream
+        self._seen = 0 if replay else stream.total
+        self.clear()
+        self.flush()
+
+    def push(self, line: str) -> None:
+        """Append a line of our own (written on the next flush)."""
+        self.own.append(line)
+
+    def flush(self) -> None:
+        if not self.is_attached:
+            return
+        lines, self._seen = self.stream.since(self._seen)
+        if not lines:
+            return
+        self.write_lines([clean_line(line) for line in lines])
+        self.lines_written += len(lines)
+        self.flushes += 1
