@@ -1,5 +1,7 @@
 """The deploy's cleanup phase: prune beyond keep_releases with prune.py's rules.
 
+One difference: failed releases are kept while there is room under keep_releases.
+
 It reuses what the setup phase already read (release.json of every release),
 so cleanup is one round trip: the prune script plus the unlock.
 """
@@ -38,7 +40,18 @@ def cleanup_script(host: HostConfig, listing: list[ReleaseMeta], new: str, previ
         elif m.version != new:
             releases.append(as_release_info(m))
     releases.append(ReleaseInfo(version=new, state="live", deployed_at=record.get("at")))
-    deleting = choose_deletions(releases, new, previous, host.settings.keep_releases)
+    keep = host.settings.keep_releases
+    deleting = choose_deletions(releases, new, previous, keep)
+    # After a deploy, failed releases stay for inspection (health.log, the inspector)
+    # while the host has room under keep_releases; `capview prune` removes them.
+    by_version = {r.version: r for r in releases}
+    spare = keep - (len(releases) - len(deleting))
+    for v in sorted((v for v in deleting if by_version[v].state in ("failed", "incomplete")),
+                    key=lambda v: by_version[v].started_at or 0, reverse=True):
+        if spare <= 0:
+            break
+        deleting.remove(v)
+        spare -= 1
     b = host.settings.build
     images = [b.image] if b and b.image else None
     return prune_script(host.settings.deploy_path, deleting, images, record=record, frames=frames), deleting
