@@ -190,8 +190,7 @@ class LiveRenderer:
                 sym, style = marks[st[0]]
                 label = sym if st[0] == "running" else f"{sym} {st[1]:.1f}s"
                 if p == "upload" and st[0] == "running" and row["upload"] is not None:
-                    u = row["upload"]
-                    label = f"{u.files_done}/{u.files_total} {human_bytes(u.bytes_done)}"
+                    label = upload_bar(row["upload"])
                 cells.append(Text(label, style=style))
             cells.append(Text(inert(row["message"] or ""), style="red" if row["outcome"] not in (None, "ok") else ""))
             table.add_row(*cells)
@@ -200,6 +199,13 @@ class LiveRenderer:
     def close(self) -> None:
         if self.started:
             self.live.stop()
+
+
+def upload_bar(u: ev.UploadProgress, width: int = 10) -> str:
+    """``▰▰▰▱▱▱ 42% 12/40 3.1 MB``: bytes decide the bar, files and bytes are shown."""
+    frac = (u.bytes_done / u.bytes_total) if u.bytes_total else (u.files_done / u.files_total if u.files_total else 1.0)
+    filled = int(round(frac * width))
+    return f"{'▰' * filled}{'▱' * (width - filled)} {frac:4.0%} {u.files_done}/{u.files_total} {human_bytes(u.bytes_done)}"
 
 
 def make_renderer(*, json_mode: bool, verbose: bool, out: TextIO = sys.stdout):
