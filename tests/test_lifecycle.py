@@ -62,6 +62,8 @@ async def test_deploy_v1_then_v2_layout_hardlinks_and_bytes(host, tmp_path, tran
     assert v2["image"] == f"{app.image}:v2"
     hist = app.history()
     assert [(h["op"], h["to"], h["outcome"]) for h in hist] == [("release", "v1", "ok"), ("release", "v2", "ok")]
+    # the window a proxy must hide: stop begun -> first healthy answer (>= stop -> start returned)
+    assert hist[-1]["unavailable"] >= hist[-1]["downtime"] > 0
     assert app.sh(f"podman image exists {app.image}:v2 && podman image exists {app.image}:current && echo yes").strip() == "yes"
     assert "SECRET" not in app.sh(f"cat {dp}/.capview/history.jsonl {dp}/releases/*/.capview/release.json")
 

@@ -125,6 +125,7 @@ class HostDeploy(HostRun):
         self.history_tail = ""
         self.meta: dict = {}
         self.downtime: float | None = None
+        self.stop_begun: str | None = None  # host clock when the service stop began
 
     # ---- the lifecycle ---------------------------------------------------
     async def execute(self) -> tuple[HostFinished, int]:
@@ -382,6 +383,7 @@ class HostDeploy(HostRun):
             if "downtime" in marks:
                 self.downtime = float(marks["downtime"])
                 self.ctx.event(DowntimeMeasured, self.host.name, seconds=self.downtime)
+            self.stop_begun = marks.get("stop_begun")
             if res.exit_status != 0 and not self.switched:
                 # stop (or the swap) failed: current still names the old release; bring it back up.
                 await self.run(sw.service_start(self.settings), quiet=True)
@@ -406,7 +408,8 @@ class HostDeploy(HostRun):
                 superseded = write_json(self.paths.release(self.previous) + "/.capview/release.json",
                                         {**prev_meta.raw, "state": "superseded"})
             record = self.history_record("release", "ok", to=self.version)
-            on_ok = live + superseded + append_line(self.paths.history, record)
+            measure, numbers = sw.unavailable_since(self.stop_begun)
+            on_ok = live + superseded + measure + append_line(self.paths.history, record, numbers)
             res = await self.run(wrap_health(sw.health_script(self.settings), on_ok), quiet=True)
             detail = parse_markers(res.stdout).get("health", [""])[-1]
             healthy = res.exit_status == 0

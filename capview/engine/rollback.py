@@ -75,6 +75,7 @@ class HostRollback(HostRun):
         self.listing: Listing | None = None
         self.target: str | None = None
         self.downtime: float | None = None
+        self.stop_begun: str | None = None  # host clock when the service stop began
 
     async def execute(self) -> tuple[HostFinished, int]:
         try:
@@ -140,6 +141,7 @@ class HostRollback(HostRun):
             if "downtime" in marks:
                 self.downtime = float(marks["downtime"])
                 self.ctx.event(DowntimeMeasured, self.host.name, seconds=self.downtime)
+            self.stop_begun = marks.get("stop_begun")
             info["detail"] = f"current -> releases/{version}"
             if res.exit_status != 0:
                 info["ok"] = False
@@ -161,7 +163,8 @@ class HostRollback(HostRun):
             c = metas.get(current) if current else None
             if c and c.raw is not None and c.raw.get("state") == "live":
                 on_ok += write_json(self.paths.release(current) + "/.capview/release.json", {**c.raw, "state": "superseded"})
-            on_ok += append_line(self.paths.history, self.record(target, "ok"))
+            measure, numbers = sw.unavailable_since(self.stop_begun)
+            on_ok += measure + append_line(self.paths.history, self.record(target, "ok"), numbers)
             on_ok += release_script(self.paths, self.owner) + f"printf '%s unlocked\\n' {MARK}\n"
             res = await self.run(wrap_health(sw.health_script(self.settings), on_ok), quiet=True)
             marks = parse_markers(res.stdout)

@@ -7,6 +7,7 @@ that log lines from builds or services can never be mistaken for data.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 MARK = "@@cv"
@@ -25,9 +26,26 @@ def write_json(path: str, obj: dict) -> str:
     return write_file(path, json.dumps(obj, sort_keys=True, separators=(",", ":")))
 
 
-def append_line(path: str, obj: dict) -> str:
-    """Append one JSON line (history.jsonl is append-only)."""
-    return f"printf '%s\\n' {q(json.dumps(obj, sort_keys=True, separators=(',', ':')))} >> {q(path)}\n"
+def append_line(path: str, obj: dict, host_numbers: dict[str, str] | None = None) -> str:
+    """Append one JSON line (history.jsonl is append-only).
+
+    ``host_numbers`` maps keys to shell expressions evaluated on the host (e.g.
+    ``{"unavailable": "$unavail"}``); their values are spliced in as JSON numbers.
+    """
+    doc = dict(obj)
+    for key in host_numbers or {}:
+        doc[key] = f"@@{key}@@"
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    if not host_numbers:
+        return f"printf '%s\\n' {q(text)} >> {q(path)}\n"
+    fmt, args = [], []
+    for part in re.split(r'"@@([A-Za-z_]+)@@"', text):
+        if part in (host_numbers or {}):
+            fmt.append("%s")
+            args.append(f'"{host_numbers[part]}"')
+        else:
+            fmt.append(part.replace("%", "%%").replace("\\", "\\\\"))
+    return f"printf {q(''.join(fmt) + chr(92) + 'n')} {' '.join(args)} >> {q(path)}\n"
 
 
 def marker(name: str, value: str = "") -> str:

@@ -128,3 +128,16 @@ def health_script(s: Settings) -> str:
         f"  sleep {h.interval:g}\n"
         "done\n"
     )
+
+
+def unavailable_since(stop_begun: str | None) -> tuple[str, dict[str, str]]:
+    """Shell lines computing ``$unavail``: seconds from the service stop to now (the
+    first healthy answer), the window a proxy in front actually has to hide."""
+    try:
+        t0 = float(stop_begun) if stop_begun else None
+    except ValueError:
+        t0 = None
+    if t0 is None:
+        return "", {}
+    return (f"unavail=$(awk -v a={t0:.6f} -v b=\"$(date +%s.%N 2>/dev/null | sed 's/N$/0/')\" "
+            "'BEGIN {printf \"%.3f\", b - a}')\n", {"unavailable": "$unavail"})

@@ -335,7 +335,9 @@ def downtimes_from_history(lines: Iterable[str], *, limit: int = HISTORY_WINDOW)
             continue
         if not isinstance(rec, dict) or rec.get("op") not in ("release", "rollback"):
             continue
-        d = rec.get("downtime")
+        # "unavailable" (stop -> first healthy answer) is the window a proxy must hide;
+        # "downtime" (stop -> start returned) is what older records have.
+        d = rec.get("unavailable") if _is_duration(rec.get("unavailable")) else rec.get("downtime")
         if _is_duration(d):
             out.append(float(d))
     return out[-limit:] if limit > 0 else out
