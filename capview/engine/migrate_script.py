@@ -185,7 +185,7 @@ def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: d
           '[ "$before" = "$after" ] || fail "data changed during the move (files bytes: $before -> $after)"',
           "if command -v sqlite3 >/dev/null 2>&1; then",
           f"  {_db_find('shared')} > .capview/dbs.lst",
-          "  bad=$(xargs -0 -r -I{} sh -c 'r=$(sqlite3 \"$1\" \"PRAGMA integrity_check\" 2>&1 | head -n 3); "
+          "  bad=$(xargs -0 -r -I{} sh -c 'r=$(sqlite3 -readonly \"$1\" \"PRAGMA integrity_check\" 2>&1 | head -n 3); "
           "[ \"$r\" = ok ] || printf \"%s: %s\\n\" \"$1\" \"$r\"' sh {} < .capview/dbs.lst)",
           '  n=$(tr -cd "\\000" < .capview/dbs.lst | wc -c); rm -f .capview/dbs.lst',
           '  [ -z "$bad" ] || fail "integrity_check failed: $bad"',
