@@ -13,6 +13,7 @@ from capview.engine.frames import Frames
 from capview.engine.model import ReleaseInfo
 from capview.engine.prune import choose_deletions, prune_script
 from capview.engine.releases_meta import ReleaseMeta
+from capview.engine.status import IN_PROGRESS
 
 
 def _num(v) -> float | None:
@@ -38,15 +39,18 @@ def cleanup_script(host: HostConfig, listing: list[ReleaseMeta], new: str, previ
         if m.version == previous:
             releases.append(as_release_info(m, state="superseded"))
         elif m.version != new:
-            releases.append(as_release_info(m))
+            # We hold the lock, so no deploy is filling any other release: one still
+            # "uploading"/"building"/"ready" was abandoned (a killed or cut-off deploy).
+            releases.append(as_release_info(m, state="incomplete" if m.state in IN_PROGRESS else None))
     releases.append(ReleaseInfo(version=new, state="live", deployed_at=record.get("at")))
     keep = host.settings.keep_releases
     deleting = choose_deletions(releases, new, previous, keep)
     # After a deploy, failed releases stay for inspection (health.log, the inspector)
     # while the host has room under keep_releases; `capview prune` removes them.
+    # Incomplete ones (never whole: cut off mid-upload) have nothing to inspect and go.
     by_version = {r.version: r for r in releases}
     spare = keep - (len(releases) - len(deleting))
-    for v in sorted((v for v in deleting if by_version[v].state in ("failed", "incomplete")),
+    for v in sorted((v for v in deleting if by_version[v].state == "failed"),
                     key=lambda v: by_version[v].started_at or 0, reverse=True):
         if spare <= 0:
             break
