@@ -238,7 +238,7 @@ async def _write_manifest(ctx: Context, h: HostConfig, version: str) -> int:
     return len(entries)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _HostMigrate:
     ctx: Context
     host: HostConfig

@@ -11,7 +11,7 @@ The space freed is measured on the host with ``du`` before/after.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import humanize
@@ -234,14 +234,12 @@ def _image_names(h: HostConfig) -> list[str]:
     return [b.image] if b is not None and b.image else []
 
 
-@dataclass
+@dataclass(frozen=True)
 class _HostPrune:
     """Runs one host's prune and reports it as events."""
 
     ctx: Context
     host: HostConfig
-    code: int = EXIT_OK
-    run_result: PruneRun = field(default_factory=PruneRun)
 
     def emit(self, cls, **kw) -> None:
         self.ctx.event(cls, self.host.name, **kw)
@@ -258,8 +256,8 @@ class _HostPrune:
         if plan.trash:
             self.log(f"finish {plan.trash} leftover .trash-* entr{'y' if plan.trash == 1 else 'ies'}")
 
-    async def execute(self, plan: PrunePlan, *, take_lock: bool, dry_run: bool) -> str:
-        """Run (or, dry, only show) the prune; returns a one-line summary. Raises PruneLocked."""
+    async def execute(self, plan: PrunePlan, *, take_lock: bool, dry_run: bool) -> tuple[str, PruneRun]:
+        """Run (or, dry, only show) the prune: (one-line summary, what the host did). Raises PruneLocked."""
         ctx, h = self.ctx, self.host
         rec = history_record("prune", h.name, ctx.operator, ctx.clock(), outcome="ok", keep=plan.keep)
         owner = LockOwner.new(ctx.operator, "prune", None, ctx.clock()) if take_lock else None
@@ -269,13 +267,13 @@ class _HostPrune:
         self.show_plan(plan)
         if dry_run:
             self.emit(DryRunScript, phase="cleanup", script=script)
-            return f"dry run: would delete {len(plan.deletions)}, freeing {size(plan.total)}"
+            return f"dry run: would delete {len(plan.deletions)}, freeing {size(plan.total)}", PruneRun()
         res = await ctx.transport.run(h, script)
         if res.exit_status == 3:
             raise PruneLocked(describe_holder(parse_owner(res.stdout), ctx.clock()))
         if not res.ok:
             raise RuntimeError(one_line(res.stderr or f"prune script exited {res.exit_status}"))
-        run = self.run_result = parse_prune(res.stdout, frames)
+        run = parse_prune(res.stdout, frames)
         for v in run.deleted:
             self.log(f"deleted {v}")
         for v in run.unlinked:
@@ -287,7 +285,7 @@ class _HostPrune:
         for w in run.warnings:
             self.emit(Warning, message=w)
         n = len(run.deleted) + len(run.unlinked)
-        return f"deleted {n} release{'' if n == 1 else 's'}, freed {size(run.freed)}"
+        return f"deleted {n} release{'' if n == 1 else 's'}, freed {size(run.freed)}", run
 
 
 class PruneLocked(Exception):
@@ -295,17 +293,17 @@ class PruneLocked(Exception):
 
 
 async def _prune_host(ctx: Context, env: Environment, h: HostConfig, keep: int | None,
-                      dry_run: bool, take_lock: bool = True) -> tuple[HostFinished, int, _HostPrune]:
+                      dry_run: bool, take_lock: bool = True) -> tuple[HostFinished, int]:
     hp = _HostPrune(ctx, h)
     t0 = ctx.clock()
     ctx.event(PhaseStarted, h.name, phase="cleanup")
 
-    def finish(ok: bool, outcome: str, message: str, code: int) -> tuple[HostFinished, int, _HostPrune]:
+    def finish(ok: bool, outcome: str, message: str, code: int) -> tuple[HostFinished, int]:
         took = ctx.clock() - t0
         ctx.event(PhaseFinished, h.name, phase="cleanup", ok=ok, duration=took, detail=message)
         hf = HostFinished(host=h.name, at=ctx.clock(), outcome=outcome, message=message, duration=took)
         ctx.emit(hf)
-        return hf, code, hp
+        return hf, code
 
     try:
         snap = await snapshot(ctx, h, env.name)
@@ -314,7 +312,7 @@ async def _prune_host(ctx: Context, env: Environment, h: HostConfig, keep: int |
         return finish(False, "failed", one_line(str(exc)), code)
     try:
         plan = plan_from_snapshot(snap, _keep_for(h, keep))
-        message = await hp.execute(plan, take_lock=take_lock, dry_run=dry_run)
+        message, _ = await hp.execute(plan, take_lock=take_lock, dry_run=dry_run)
     except PruneLocked as exc:
         return finish(False, "failed", str(exc), EXIT_LOCKED)
     except UsageError:
@@ -343,9 +341,9 @@ async def cleanup_after_deploy(ctx: Context, host: HostConfig, *, keep: int | No
     a failure becomes a Warning event, since the switch already happened."""
     try:
         snap = await snapshot(ctx, host)
-        hp = _HostPrune(ctx, host)
-        await hp.execute(plan_from_snapshot(snap, _keep_for(host, keep)), take_lock=False, dry_run=False)
-        return hp.run_result
+        _, run = await _HostPrune(ctx, host).execute(plan_from_snapshot(snap, _keep_for(host, keep)),
+                                                     take_lock=False, dry_run=False)
+        return run
     except Exception as exc:
         ctx.event(Warning, host.name, message=f"cleanup: {one_line(str(exc))}")
         return PruneRun(warnings=(one_line(str(exc)),))
