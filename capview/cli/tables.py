@@ -74,7 +74,10 @@ def history_text(per_host: dict[str, list[dict]], limit: int = 20) -> str:
 def prune_text(plans) -> str:
     out: list[str] = []
     for plan in plans:
-        out.append(f"{plan.host}:\n")
+        if getattr(plan, "error", None):
+            out.append(f"{plan.host}: UNREACHABLE - {inert(plan.error)}\n")
+            continue
+        out.append(f"{plan.host}: keep {plan.keep}" + (f", {plan.trash} leftover trash to finish" if plan.trash else "") + "\n")
         rows = [("version", "action", "why", "frees")]
         total = 0
         for item in plan.items:
@@ -82,7 +85,7 @@ def prune_text(plans) -> str:
             total += frees
             rows.append((inert(item.version), item.action, item.reason, human_bytes(frees) if frees else "-"))
         out.append(_table(rows))
-        out.append(f"  total freed: {human_bytes(total)}\n")
+        out.append(f"  total freed: {human_bytes(plan.total or total)}\n")
     return "".join(out)
 
 

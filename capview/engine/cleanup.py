@@ -22,9 +22,12 @@ def _num(v) -> float | None:
 
 def as_release_info(meta: ReleaseMeta, *, state: str | None = None) -> ReleaseInfo:
     raw = meta.raw or {}
+    # We hold the lock, so no other deploy is in progress: a release still marked
+    # uploading/building/ready was left by a crashed run and is incomplete.
+    derived = "incomplete" if meta.state in ("uploading", "building", "ready") else meta.state
     return ReleaseInfo(
         version=meta.version,
-        state=state or meta.state,
+        state=state or derived,
         pinned=meta.pinned,
         started_at=_num(raw.get("started_at")),
         deployed_at=_num(raw.get("deployed_at")),
