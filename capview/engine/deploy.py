@@ -117,6 +117,7 @@ class HostDeploy(HostRun):
         self.wait_lock = wait_lock
         self.owner = LockOwner.new(ctx.operator, "release", version, ctx.clock())
         self.locked = False
+        self.lock_tried = False
         self.created = False  # releases/<version> exists because of us
         self.uploaded = False  # the release tree is complete (until then a failure removes it)
         self.switched = False
@@ -177,7 +178,9 @@ class HostDeploy(HostRun):
             deadline = self.ctx.clock() + self.wait_lock
             while True:
                 script = preflight_script(self.host) + acquire_script(self.paths, self.owner, self.ctx.clock())
+                self.lock_tried = True  # from here the lock may be ours even if the answer is lost
                 res = await self.run(script, quiet=True)
+                self.lock_tried = False  # the answer arrived: we know whether it is ours
                 self.check_preflight(res.stdout, res.exit_status)
                 if res.exit_status == 0:
                     self.locked = True
@@ -481,6 +484,9 @@ class HostDeploy(HostRun):
                 parts = [f"rm -rf {q(self.paths.release(self.version))}\n"]
         if self.locked:
             parts.append(append_line(self.paths.history, self.history_record("release", "failed", error=reason)))
+        if self.locked or self.lock_tried:
+            # Removes the lock only if owner.json carries our token: safe when we do not
+            # know whether the lock script ran (the connection dropped, or Ctrl-C, mid-phase).
             parts.append(release_script(self.paths, self.owner))
         if not parts:
             return
