@@ -447,7 +447,7 @@ class MainScreen(Screen[None]):
             return
         from capview.tui.screens.inspect import InspectScreen
 
-        versions = [r.version for r in st.releases]
+        versions = [r.version for r in rows_for([st])]  # newest first
         self.app.push_screen(InspectScreen(st.env, st.host, row.info, versions))
 
     def action_unlock(self) -> None:
@@ -493,7 +493,7 @@ class MainScreen(Screen[None]):
 
 
 class CapviewApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "capview"
     COMMANDS = App.COMMANDS | {CapviewCommands}
     BINDINGS = [
@@ -540,7 +540,7 @@ class CapviewApp(App[int]):
             return ""
 
     def log_activity(self, line: str) -> None:
-        stamp = time.strftime("%H:%M:%S", time.localtime(self.clock()))
+        stamp = time.strftime("%H:%M:%S", time.gmtime(self.clock()))  # UTC: same on every machine
         self.activity.append(f"{stamp} {line}")
 
     def set_status(self, status: dict[str, HostStatus]) -> None:
@@ -622,6 +622,11 @@ class CapviewApp(App[int]):
                 self.post_message(OperationChanged(op))
 
         async def run() -> Any:
+            # paint the progress screen first: a fast operation must not compete with its mount
+            try:
+                await asyncio.wait_for(op.ready.wait(), 2.0)
+            except asyncio.TimeoutError:
+                pass
             result = await runner(emit)
             op.finish(result)
             self.log_activity(op.summary())
@@ -632,9 +637,12 @@ class CapviewApp(App[int]):
             return result
 
         self.log_activity(f"started: {title}")
+        op.ready = asyncio.Event()
         op.worker = self.run_worker(run(), name=title, group=f"op-{kind}", exclusive=False, exit_on_error=False)
         if show:
-            self.push_screen(ProgressScreen(op))
+            self.push_screen(ProgressScreen(op))  # it sets op.ready once painted
+        else:
+            op.ready.set()
         return op
 
     def on_operation_changed(self, message: OperationChanged) -> None:

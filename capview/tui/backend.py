@@ -273,6 +273,7 @@ class FakeBackend:
         self.delay = delay
         self.build_lines = build_lines
         self.operator = operator
+        self.weird = weird
         self.holds: dict[tuple[str, str], asyncio.Event] = {}
         self.calls: list[tuple[str, dict]] = []  # every operation call, for tests
         self.round_trips = 0
@@ -437,9 +438,12 @@ class FakeBackend:
             await begin("upload")
             total_files, total_bytes = 240, int(38.4 * _MB)
             steps = 8
-            for i in range(1, steps + 1):
-                self._ev(emit, UploadProgress, name, files_done=total_files * i // steps, files_total=total_files,
-                         bytes_done=total_bytes * i // steps, bytes_total=total_bytes)
+            t_up = self.clock()
+            for i in range(0, steps + 1):
+                # stamped on a simulated timeline so the rate is meaningful under a frozen clock
+                emit(UploadProgress(host=name, at=t_up + i * _PHASE_SECONDS["upload"] / steps,
+                                    files_done=total_files * i // steps, files_total=total_files,
+                                    bytes_done=total_bytes * i // steps, bytes_total=total_bytes))
                 await self._sleep(0.25)
             log("sent 31 changed files (6.2 MB); 209 unchanged files hard-linked from the previous release")
             await self._checkpoint(name, "upload")
@@ -459,10 +463,12 @@ class FakeBackend:
                           "STEP 5/5: CMD [\"python\", \"-m\", \"shop\"]"]
             for s in steps_text:
                 log(s)
+            if self.weird:
+                log("\x1b[31m[bold]not bold[/bold]\x1b[0m \x07 done", "stderr")
             for i in range(self.build_lines):
                 log(f"build: compiling module {i + 1}/{self.build_lines}")
-                if i % 2000 == 1999:
-                    await asyncio.sleep(0)  # a real stream yields between chunks
+                if i % 500 == 499:
+                    await asyncio.sleep(0)  # a real stream yields between reads (~32 KB each)
             await self._checkpoint(name, "build")
             log(f"COMMIT {e.image}:{version}")
             done("build")

@@ -120,6 +120,7 @@ class Operation:
         self.result: Any = None
         self.error: BaseException | None = None
         self.worker: Any = None
+        self.ready: Any = None  # an asyncio.Event the UI sets when it is ready to show progress
         self.changes = 0  # bumped on every state change a view may want to redraw
         self.started_at: float | None = None
         self.finished_at: float | None = None

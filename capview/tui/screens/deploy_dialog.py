@@ -87,7 +87,10 @@ class DeployDialog(ModalScreen["DeployRequest | None"]):
                 yield Button("Cancel", id="no")
 
     def on_mount(self) -> None:
-        self.query_one("#version", Input).focus()
+        box = self.query_one("#version", Input)
+        if self.app.animation_level == "none":
+            box.cursor_blink = False
+        box.focus()
 
     @on(Select.Changed, "#env")
     def _env_changed(self, event: Select.Changed) -> None:

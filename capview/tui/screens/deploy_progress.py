@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, ProgressBar, Static, TabbedContent, TabPane
 
@@ -43,7 +44,8 @@ class UploadRow(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label(Text(clean_line(self.host), style="bold"), classes="upload-host")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=True)
+        # a known total from the start: an indeterminate bar animates (and never snapshots the same)
+        yield ProgressBar(total=1, show_eta=False, show_percentage=True)
         yield Label("", classes="upload-stats")
 
     def update_from(self, hp: HostProgress) -> None:
@@ -88,7 +90,7 @@ class ProgressScreen(Screen[None]):
             yield Static(id="op-status")
             with TabbedContent(id="host-logs"):
                 for host, hp in self.op.hosts.items():
-                    with TabPane(Text(clean_line(host)), id=_tab_id(host)):
+                    with TabPane(Content(clean_line(host)), id=_tab_id(host)):
                         yield LogPane(stream=hp.log, max_lines=self.app.max_log_lines,  # type: ignore[attr-defined]
                                       flush_interval=self.app.log_flush_interval)  # type: ignore[attr-defined]
         yield Footer()
@@ -97,6 +99,8 @@ class ProgressScreen(Screen[None]):
         self.sub_title = self.op.title
         self.refresh_op(force=True)
         self.set_interval(0.1, self.refresh_op, name="progress-tick")
+        if getattr(self.op, "ready", None) is not None:
+            self.call_after_refresh(self.op.ready.set)
 
     def operation_changed(self, op: Operation) -> None:
         if op is self.op:

@@ -76,6 +76,7 @@ class InspectScreen(Screen[None]):
         self.host = host
         self.release = release
         self.version = release.version
+        self.all_versions = list(versions)
         self.others = [v for v in versions if v != release.version]
         self.viewing: str | None = None
 
@@ -121,10 +122,11 @@ class InspectScreen(Screen[None]):
         yield Footer()
 
     def _default_other(self):
+        """The release deployed just before this one (versions come newest first)."""
         if not self.others:
             return Select.BLANK
-        # the previous release in listing order (newest first) is the natural comparison
-        return self.others[0]
+        older = self.all_versions[self.all_versions.index(self.version) + 1:] if self.version in self.all_versions else []
+        return older[0] if older else self.others[0]
 
     def on_mount(self) -> None:
         self.sub_title = f"inspect {self.host} {self.version}"
@@ -134,7 +136,7 @@ class InspectScreen(Screen[None]):
         self._run(self._load_dir(tree.root), "list files")
         self._run(self._load_logs(), "release logs")
         table = self.query_one("#compare-table", DataTable)
-        for key, label in (("change", "change"), ("path", "path"), ("a", self.version), ("b", "other"),
+        for key, label in (("change", "change"), ("path", "path"), ("a", "other"), ("b", self.version),
                            ("delta", "delta")):
             table.add_column(Text(clean_line(label)), key=key)
         other = self.query_one("#compare-with", Select).value
@@ -250,7 +252,8 @@ class InspectScreen(Screen[None]):
 
     async def _compare(self, other: str) -> None:
         try:
-            result = await self.backend.compare(self.env, self.host, self.version, other)
+            # what changed from the other release to this one
+            result = await self.backend.compare(self.env, self.host, other, self.version)
         except CapviewError as exc:
             result = None
             err = exc
@@ -262,8 +265,8 @@ class InspectScreen(Screen[None]):
         if result is None:
             summary.update(Text(f"compare failed: {clean_line(err)}", style="red"))
             return
-        # column b is labelled with the other release
-        table.columns[list(table.columns)[3]].label = Text(clean_line(other))
+        # column a is labelled with the other release
+        table.columns[list(table.columns)[2]].label = Text(clean_line(other))
         for c in result.changes:
             delta = ((c.size_b or 0) - (c.size_a or 0))
             table.add_row(
@@ -280,5 +283,5 @@ class InspectScreen(Screen[None]):
         s.append(f"{result.count('removed')} removed", style="red")
         s.append(" · ")
         s.append(f"{result.count('changed')} changed", style="yellow")
-        s.append(f"   (from {clean_line(self.version)} to {clean_line(other)}; sizes in bytes on disk)", style="dim")
+        s.append(f"   from {clean_line(other)} to {clean_line(self.version)}", style="dim")
         summary.update(s)

@@ -189,6 +189,10 @@ class MigrateScreen(Screen[None]):
             if hp.message:
                 result.append(" — " + clean_line(hp.message))
             result.append("\n")
+            for line in hp.log.lines:  # the verification results, up front
+                if line.lower().startswith(("verify", "verified", "integrity")):
+                    result.append("  ✓ " if " ok" in line or " = " in line else "  · ", style=style)
+                    result.append(clean_line(line) + "\n")
         self.query_one("#migrate-result", Static).update(result)
         if not op.running:
             self.action_replan()

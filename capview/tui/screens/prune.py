@@ -175,6 +175,10 @@ class PruneScreen(Screen[None]):
         self.keep = max(1, self.keep + delta)
         self.reload()
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()  # enter on the table = confirm
+        self.action_confirm()
+
     def action_confirm(self) -> None:
         if self.planning:
             return

@@ -45,8 +45,22 @@ class LogPane(Log):
         """Append a line of our own (written on the next flush)."""
         self.own.append(line)
 
+    @property
+    def showing(self) -> bool:
+        """On a visible screen and not inside a hidden tab: only then is writing worth it."""
+        try:
+            if not self.screen.is_current:
+                return False
+        except Exception:
+            return False
+        return all(node.display for node in self.ancestors_with_self)
+
     def flush(self) -> None:
-        if not self.is_attached:
+        """Write what arrived since the last flush (the newest max_lines of it) in one batch.
+
+        Hidden panes (another screen on top, an inactive tab) skip the work and catch up
+        when shown: the stream keeps the newest lines, so nothing needed is lost."""
+        if not self.is_attached or not self.showing:
             return
         lines, self._seen = self.stream.since(self._seen)
         if not lines:

@@ -75,4 +75,6 @@ class PhaseTable(DataTable[Text]):
                 for col in self._columns:
                     new = values.get(col)
                     if new is not None and self.get_cell(name, col) != new:
-                        self.update_cell(name, col, new, update_width=True)
+                        # re-measuring widths means a layout pass: only when the cell grew
+                        grew = new.cell_len > self.columns[col].content_width  # type: ignore[index]
+                        self.update_cell(name, col, new, update_width=grew)

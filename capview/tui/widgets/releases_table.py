@@ -101,7 +101,7 @@ def cells(row: ReleaseRow, now: float) -> dict[str, Text]:
         "age": age,
         "size": Text(human_bytes(r.size_bytes) if r.size_bytes else "—", justify="right"),
         "unique": Text(human_bytes(r.unique_bytes) if r.size_bytes else "—", justify="right"),
-        "operator": Text(_short(r.operator, 14) or "—"),
+        "operator": Text(_short(r.operator, 12) or "—"),
         "commit": Text(_short(r.commit, 7) or "—", style="magenta" if r.commit else "dim"),
         "health": health,
         "downtime": Text(human_duration(r.downtime) if r.downtime is not None else "—", justify="right"),
@@ -185,7 +185,8 @@ class ReleasesTable(DataTable[Text]):
                     for (key, _), before in zip(COLUMNS, old):
                         after = new[key]
                         if before != after:
-                            self.update_cell(row.version, key, after, update_width=True)
+                            grew = after.cell_len > self.columns[key].content_width  # type: ignore[index]
+                            self.update_cell(row.version, key, after, update_width=grew)
                             self.cell_updates += 1
                 else:
                     self.add_row(*(new[k] for k, _ in COLUMNS), key=row.version)
