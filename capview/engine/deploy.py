@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from capview.engine.preflight import parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
+from capview.engine.unlock import pid_gone
 from capview.engine.upload import tar_stream, upload_script
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable
 
@@ -187,9 +189,15 @@ class HostDeploy(HostRun):
                     return
                 if res.exit_status != 3:
                     raise PhaseFailed(f"taking the lock failed: {res.stderr.strip() or res.exit_status}")
-                holder = describe_holder(parse_owner(res.stdout), self.ctx.clock())
+                info = parse_owner(res.stdout)
+                holder = describe_holder(info, self.ctx.clock())
                 if self.ctx.clock() >= deadline:
-                    hint = "wait for it (--wait-lock 2m), or if it is stale: capview unlock ENV --host " + self.host.name
+                    env = self.host.env or "ENV"
+                    hint = f"wait for it (--wait-lock 2m), or if it is stale: capview unlock {env} --host {self.host.name}"
+                    if info is not None and info.machine == socket.gethostname() and pid_gone(info.pid):
+                        # A killed capview: plain unlock would still wait for the heartbeat to age.
+                        hint = (f"process {info.pid} is gone, the lock is stale: "
+                                f"capview unlock {env} --host {self.host.name} --force")
                     raise PhaseFailed(f"{self.host.name}: {holder}", code=EXIT_LOCKED, hint=hint)
                 self.log(f"{holder}; waiting")
                 await asyncio.sleep(LOCK_POLL)
