@@ -154,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(handler, args) -> int:
-    """Run a handler; coroutines get a loop where SIGTERM cancels like Ctrl-C."""
+    """Run a handler; coroutines get a loop where Ctrl-C and SIGTERM cancel the operation.
+
+    The first signal cancels it: the engine then cleans up the host (removes a half
+    release, releases the lock) before exiting 130. A second one only says that cleanup
+    is running (a stray double Ctrl-C must not leave a lock behind); a third abandons it.
+    """
     result = handler(args)
     if not asyncio.iscoroutine(result):
         return int(result or 0)
@@ -162,14 +167,32 @@ def _run(handler, args) -> int:
     async def with_signals():
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        try:
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        except (NotImplementedError, RuntimeError):
-            pass
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                task.cancel()
+            elif signals == 2:
+                print("capview: cleaning up the host (removing the unfinished release, releasing the lock); "
+                      "interrupt again to abandon the cleanup", file=sys.stderr, flush=True)
+            else:
+                task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
         try:
             return await result
         except asyncio.CancelledError:
-            print("capview: cancelled; the host was left consistent (see messages above)", file=sys.stderr)
+            if signals >= 3:
+                print("capview: cleanup abandoned: the host may keep the lock and an unfinished release; "
+                      "check with: capview releases ENV, then capview unlock ENV", file=sys.stderr)
+            else:
+                print("capview: cancelled; the host was left consistent (see messages above)", file=sys.stderr)
             return 130
 
     return int(asyncio.run(with_signals()) or 0)
