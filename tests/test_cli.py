@@ -635,3 +635,26 @@ def test_interrupt_during_rollback_switch_leaves_a_consistent_host(host, tmp_pat
     assert app.release_json(other)["state"] != "live"
     assert host.systemctl("is-active", app.unit).stdout.strip() == "active"
     assert app.get() == (200, version)
+
+
+@pytest.mark.testbed
+def test_prune_needs_yes_without_a_tty(app1, host):
+    app, cfg = app1
+    for v in ("v1", "v2", "v3"):
+        cp = release_cli(cfg, v)
+        assert cp.returncode == 0, show(cp)
+    dp = app.deploy_path
+    cp = run_cli("-c", str(cfg), "prune", ENV_NAME, "--keep", "2")
+    assert cp.returncode == 2, show(cp)
+    assert "--yes" in cp.stderr and len(lines(cp.stderr)) == 1, show(cp)
+    assert app.sh(f"ls {dp}/releases").split() == ["v1", "v2", "v3"]
+
+    cp = run_cli("-c", str(cfg), "prune", ENV_NAME, "--keep", "2", "--dry-run")
+    assert cp.returncode == 0, show(cp)
+    assert "v1" in cp.stdout and app.sh(f"ls {dp}/releases").split() == ["v1", "v2", "v3"]
+
+    cp = run_cli("-c", str(cfg), "prune", ENV_NAME, "--keep", "2", "--yes")
+    assert cp.returncode == 0, show(cp)
+    assert app.sh(f"ls {dp}/releases").split() == ["v2", "v3"]
+    assert app.get() == (200, "v1")  # src/ holds the v1 tree; v3 is live
+    assert app.current() == "releases/v3"
