@@ -1,0 +1,3 @@
+from capview.demo.runner import main
+
+raise SystemExit(main())
