@@ -84,18 +84,38 @@ def switch_script(s: Settings, version: str) -> str:
     then reverts to the previous release the same way.
     """
     paths = HostPaths(s.deploy_path)
+    pidfile = q(switch_pidfile(paths))
     return (
+        # Once begun, the switch runs to its end even if capview vanishes (killed, or the
+        # connection cut): sshd then closes our pipes, so SIGHUP/SIGPIPE are ignored and a
+        # marker written to a closed pipe is not fatal. Its pid file lets a reconnecting
+        # capview wait for it (wait_for_switch) before touching the service again.
+        "trap '' HUP PIPE\n"
+        f"printf '%s\\n' \"$$\" > {pidfile} 2>/dev/null || :\n"
+        f"trap 'rm -f {pidfile}' EXIT\n"
         f"t0={now_expr()}\n"
-        f"printf '%s stop_begun %s\\n' {MARK} \"$t0\"\n"
+        f"printf '%s stop_begun %s\\n' {MARK} \"$t0\" || :\n"
         + service_stop(s)
         + atomic_switch(paths, version)
-        + f"printf '%s switched %s\\n' {MARK} {q(version)}\n"
+        + f"printf '%s switched %s\\n' {MARK} {q(version)} || :\n"
         + retag_image(s, version)
         + "start_rc=0\n"
         + "{\n" + service_start(s) + "} || start_rc=$?\n"
         + f"t1={now_expr()}\n"
-        + f"printf '%s downtime %s\\n' {MARK} \"$(awk -v a=\"$t0\" -v b=\"$t1\" 'BEGIN {{printf \"%.3f\", b - a}}')\"\n"
+        + f"printf '%s downtime %s\\n' {MARK} \"$(awk -v a=\"$t0\" -v b=\"$t1\" 'BEGIN {{printf \"%.3f\", b - a}}')\" || :\n"
         + '[ "$start_rc" = 0 ] || { echo "service start failed (exit $start_rc)" >&2; exit 1; }\n'
+    )
+
+
+def switch_pidfile(paths: HostPaths) -> str:
+    return paths.meta + "/switch.pid"
+
+
+def wait_for_switch(paths: HostPaths, limit: float = 120) -> str:
+    """Wait (bounded) until a switch script whose client vanished has finished."""
+    return (
+        f"sp=$(cat {q(switch_pidfile(paths))} 2>/dev/null || true); i=0\n"
+        f'while [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null && [ "$i" -lt {int(limit * 10)} ]; do sleep 0.1; i=$((i+1)); done\n'
     )
 
 
