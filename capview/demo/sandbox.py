@@ -51,7 +51,7 @@ SEED: tuple[tuple[str, str], ...] = (
 LEGACY_VERSION = "v0.9.0"
 PROD_HOSTS = ("prod-1", "prod-2")
 LEGACY_HOSTS = ("legacy-1",)
-HEALTH_TIMEOUT = 5.0
+HEALTH_TIMEOUT = 2.5  # the demo app starts in ~0.3 s; a short timeout keeps the broken seed quick
 HEALTH_INTERVAL = 0.2
 KEEP_RELEASES = 5
 # Fixed mtime for generated files, so rebuilding a tree changes nothing but content.
