@@ -163,11 +163,27 @@ class HostDeploy(HostRun):
                 heartbeat.cancel()
 
     async def switch_and_health(self) -> tuple[str, str]:
-        await self.switch_phase()
-        healthy = await self.health_phase()
+        try:
+            await self.switch_phase()
+            healthy = await self.health_phase()
+        except HostUnreachable as exc:
+            # The connection dropped mid-switch or mid-health: the host finishes (or never
+            # began) the switch on its own, unchecked. Reconnect, wait for that switch, and
+            # go back to the release known to be good.
+            self.log(f"{exc}; reconnecting to revert to {self.previous or 'nothing'}")
+            return await self.revert(f"connection lost during the {self.phase} phase")
         if not healthy:
             return await self.revert()
-        await self.cleanup_phase()
+        try:
+            await self.cleanup_phase()
+        except HostUnreachable as exc:
+            # Already live and healthy: only the prune (retried next time) and the unlock were lost.
+            try:
+                await self.run(release_script(self.paths, self.owner), quiet=True, timeout=30)
+                self.locked = False
+            except Exception:
+                pass
+            self.ctx.event(Warning, self.host.name, message=f"cleanup interrupted: {exc}")
         return "ok", f"{self.version} is live" + (f" (downtime {self.downtime:.2f}s)" if self.downtime is not None else "")
 
     async def lock_phase(self) -> None:
@@ -428,26 +444,27 @@ class HostDeploy(HostRun):
             info["ok"] = healthy
             return healthy
 
-    async def revert(self) -> tuple[str, str]:
+    async def revert(self, reason: str = "health check failed") -> tuple[str, str]:
         """Health failed: switch back to the previous release, restart, mark this one failed."""
         rel = self.paths.release(self.version)
-        capture = f"{{ {sw.service_logs(self.settings).strip()} ; }} > {q(rel + '/.capview/health.log')} 2>&1 || true\n"
+        capture = (sw.wait_for_switch(self.paths)
+                   + f"{{ {sw.service_logs(self.settings).strip()} ; }} > {q(rel + '/.capview/health.log')} 2>&1 || true\n")
         failed = self.state_script("failed", health="failed", downtime=self.downtime, finished_at=self.ctx.clock(),
-                                   error="health check failed")
+                                   error=reason)
         if self.previous:
-            record = self.history_record("release", "rolled_back", to=self.previous, error="health check failed")
+            record = self.history_record("release", "rolled_back", to=self.previous, error=reason)
             # Each step in a subshell: whatever happens, history and unlock still run.
             script = (capture + failed
                       + f"( {sw.switch_script(self.settings, self.previous)} ) || printf '%s warn %s\\n' {MARK} 'restarting the previous release failed'\n"
                       + f"( {sw.health_script(self.settings)} ) || printf '%s warn %s\\n' {MARK} 'the previous release is not healthy either'\n"
                       + append_line(self.paths.history, record) + release_script(self.paths, self.owner))
-            what = f"health check failed; rolled back to {self.previous}"
+            what = f"{reason}; rolled back to {self.previous}"
         else:
-            record = self.history_record("release", "failed", error="health check failed (first release; nothing to roll back to)")
+            record = self.history_record("release", "failed", error=f"{reason} (first release; nothing to roll back to)")
             script = (capture + failed + sw.service_stop(self.settings) + f"rm -f {q(self.paths.current)}\n"
                       + append_line(self.paths.history, record) + release_script(self.paths, self.owner))
-            what = "health check failed; first release, service stopped and current removed"
-        self.log(f"health check failed; capturing service logs and reverting to {self.previous or 'nothing'}")
+            what = f"{reason}; first release, service stopped and current removed"
+        self.log(f"{reason}; capturing service logs and reverting to {self.previous or 'nothing'}")
         res = await self.run(script, quiet=True)
         self.locked = False
         for w in parse_markers(res.stdout).get("warn", []):
