@@ -24,4 +24,16 @@ def run_app(
     return _run(config_path, backend=backend, clock=clock)
 
 
-__all__ = ["run_app"]
+async def run_app_async(
+    config_path: Path,
+    *,
+    backend: "Backend | None" = None,
+    clock: Callable[[], float] | None = None,
+) -> int:
+    """``run_app`` for callers that already run an event loop (the demo)."""
+    from capview.tui.app import run_app_async as _run
+
+    return await _run(config_path, backend=backend, clock=clock)
+
+
+__all__ = ["run_app", "run_app_async"]

@@ -177,7 +177,7 @@ class MainScreen(Screen[None]):
             self.action_refresh()
 
     def action_refresh(self) -> None:
-        self.capp.run_worker(self._fetch(), name="refresh", group="refresh", exclusive=True, exit_on_error=False)
+        self.capp.run_worker(self._fetch, name="refresh", group="refresh", exclusive=True, exit_on_error=False)
 
     async def _fetch(self) -> None:
         app = self.capp
@@ -767,8 +767,7 @@ class CapviewApp(App[int]):
         ), done)
 
 
-def run_app(config_path: Path, *, backend: Backend | None = None, clock: Clock | None = None) -> int:
-    """Open the dashboard. Config errors are reported before the UI starts."""
+def _make_app(config_path: Path, backend: Backend | None, clock: Clock | None) -> "CapviewApp | int":
     import sys
 
     if backend is None:
@@ -779,6 +778,20 @@ def run_app(config_path: Path, *, backend: Backend | None = None, clock: Clock |
         except CapviewError as exc:
             print(f"capview: {exc}", file=sys.stderr)
             return exc.exit_code
-    app = CapviewApp(backend, clock=clock)
-    result = app.run()
-    return int(result or 0)
+    return CapviewApp(backend, clock=clock)
+
+
+def run_app(config_path: Path, *, backend: Backend | None = None, clock: Clock | None = None) -> int:
+    """Open the dashboard (blocking). Config errors are reported before the UI starts."""
+    app = _make_app(config_path, backend, clock)
+    if isinstance(app, int):
+        return app
+    return int(app.run() or 0)
+
+
+async def run_app_async(config_path: Path, *, backend: Backend | None = None, clock: Clock | None = None) -> int:
+    """The same, inside a running event loop (``capview demo`` keeps serving SSH on it)."""
+    app = _make_app(config_path, backend, clock)
+    if isinstance(app, int):
+        return app
+    return int(await app.run_async() or 0)

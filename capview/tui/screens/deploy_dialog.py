@@ -77,7 +77,7 @@ class DeployDialog(ModalScreen["DeployRequest | None"]):
                     with RadioSet(id="strategy"):
                         yield RadioButton("rolling (one host at a time)",
                                           value=e.strategy != "parallel", id="rolling")
-                        yield RadioButton("parallel: all hosts at once", value=e.strategy == "parallel",
+                        yield RadioButton("parallel (all hosts at once)", value=e.strategy == "parallel",
                                           id="parallel")
                 with Vertical(classes="narrow"):
                     yield Label("Options", classes="field-label")

@@ -107,7 +107,7 @@ class MigrateScreen(Screen[None]):
     def action_replan(self) -> None:
         self.planning = True
         self.query_one("#migrate-title", Static).update(self._title())
-        self.app.run_worker(self._load(), name=f"plan migration {self.target.label}", group="migrate-plan",
+        self.app.run_worker(self._load, name=f"plan migration {self.target.label}", group="migrate-plan",
                             exclusive=True, exit_on_error=False)
 
     async def _load(self) -> None:

@@ -70,7 +70,7 @@ class PruneScreen(Screen[None]):
     def reload(self) -> None:
         self.planning = True
         self._render_title()
-        self.app.run_worker(self._load(), name=f"plan prune {self.target.label}", group="prune-plan",
+        self.app.run_worker(self._load, name=f"plan prune {self.target.label}", group="prune-plan",
                             exclusive=True, exit_on_error=False)
 
     async def _load(self) -> None:

@@ -23,7 +23,7 @@ def phase_cell(ps: PhaseState, now: float) -> Text:
         return Text(f"{frame} {human_duration(elapsed)}", style="bold yellow")
     if ps.state == "done":
         return Text(f"✓ {human_duration(ps.duration)}", style="green")
-    return Text("✗ " + ("cancelled" if ps.detail == "cancelled" else human_duration(ps.duration)), style="bold red")
+    return Text("✗ " + ("cancel" if ps.detail == "cancelled" else human_duration(ps.duration)), style="bold red")
 
 
 def result_cell(hp: HostProgress) -> Text:
@@ -31,7 +31,7 @@ def result_cell(hp: HostProgress) -> Text:
         if hp.current_phase:
             return Text(clean_line(hp.current_phase) + "…", style="yellow")
         return Text("waiting", style="dim")
-    t = Text(clean_line(hp.outcome), style=OUTCOME_STYLE.get(hp.outcome, ""))
+    t = Text(clean_line(hp.outcome), style=OUTCOME_STYLE.get(hp.outcome, ""), no_wrap=True, overflow="ellipsis")
     if hp.message:
         t.append(": " + clean_line(hp.message), style="")
     return t
@@ -47,20 +47,19 @@ class PhaseTable(DataTable[Text]):
         self._columns: list[str] = []
 
     def update_from(self, op: Operation, now: float) -> None:
+        # every column has a fixed width: re-measuring while cells change is racy and costs layouts
         if not self._columns:
-            self.add_column("host", key="host")
+            self.add_column("host", key="host", width=max([4, *(len(clean_line(h)) for h in op.hosts)]))
             self._columns.append("host")
+        # fixed widths ("✓ 14.8s", "⠋ 0.00s", "✗ cancel" all fit in 8): a spinner never re-measures
         for phase in op.phase_names:
             if phase not in self._columns:
-                self.add_column(phase, key=phase, default=Text("·", style="dim"))
+                self.add_column(phase, key=phase, width=max(8, len(phase)), default=Text("·", style="dim"))
                 self._columns.append(phase)
         if "downtime" not in self._columns:
-            self.add_column("downtime", key="downtime", default=Text("—", style="dim"))
-            self.add_column("result", key="result", default=Text(""))
+            self.add_column("downtime", key="downtime", width=8, default=Text("—", style="dim"))
+            self.add_column("result", key="result", width=44, default=Text(""))
             self._columns += ["downtime", "result"]
-        else:
-            # keep downtime/result last if phases were added later
-            pass
         with self.app.batch_update():
             for name, hp in op.hosts.items():
                 values: dict[str, Text] = {"host": Text(clean_line(name), style="bold")}
@@ -75,6 +74,4 @@ class PhaseTable(DataTable[Text]):
                 for col in self._columns:
                     new = values.get(col)
                     if new is not None and self.get_cell(name, col) != new:
-                        # re-measuring widths means a layout pass: only when the cell grew
-                        grew = new.cell_len > self.columns[col].content_width  # type: ignore[index]
-                        self.update_cell(name, col, new, update_width=grew)
+                        self.update_cell(name, col, new)

@@ -178,6 +178,7 @@ class ReleasesTable(DataTable[Text]):
                 self.remove_row(version)
                 del self.rows_by_version[version]
             added = False
+            remeasure = False
             for row in rows:
                 new = cells(row, now)
                 if row.version in self.rows_by_version:
@@ -187,6 +188,7 @@ class ReleasesTable(DataTable[Text]):
                         if before != after:
                             grew = after.cell_len > self.columns[key].content_width  # type: ignore[index]
                             self.update_cell(row.version, key, after, update_width=grew)
+                            remeasure = remeasure or grew
                             self.cell_updates += 1
                 else:
                     self.add_row(*(new[k] for k, _ in COLUMNS), key=row.version)
@@ -198,3 +200,5 @@ class ReleasesTable(DataTable[Text]):
             if not self.select_version(keep) and (reset or keep is None):
                 current = next((r.version for r in rows if r.info.current or r.current_on), None)
                 self.select_version(current)
+        if remeasure:
+            self.call_later(lambda: None)  # widths are re-measured when the table next goes idle
