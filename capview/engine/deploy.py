@@ -133,6 +133,7 @@ class HostDeploy(HostRun):
     # ---- the lifecycle ---------------------------------------------------
     async def execute(self) -> tuple[HostFinished, int]:
         heartbeat: asyncio.Task | None = None
+        switching: asyncio.Task | None = None
         try:
             await self.lock_phase()
             heartbeat = asyncio.create_task(self.heartbeat_loop())
@@ -143,7 +144,8 @@ class HostDeploy(HostRun):
                 return self.finish("ok", f"dry run: nothing changed on {self.host.name}", self.version), 0
             # From the switch on, a Ctrl-C must not leave the host half-switched:
             # the rest runs shielded, and the cancellation is re-raised afterwards.
-            outcome, message = await asyncio.shield(self.switch_and_health())
+            switching = asyncio.ensure_future(self.switch_and_health())
+            outcome, message = await asyncio.shield(switching)
             return self.finish(outcome, message, self.version), 0 if outcome == "ok" else 1
         except PhaseFailed as exc:
             await self.abort(str(exc))
@@ -152,6 +154,20 @@ class HostDeploy(HostRun):
             await self.abort(str(exc))
             return self.finish("failed", str(exc), self.version), EXIT_UNREACHABLE
         except asyncio.CancelledError:
+            if switching is not None:
+                # Cancelled after the switch began: let it finish (it reverts on its own if
+                # unhealthy) rather than abort beside it; then pass the cancellation on.
+                while not switching.done():
+                    try:
+                        await asyncio.shield(switching)
+                    except asyncio.CancelledError:
+                        continue
+                    except BaseException:
+                        break
+                if not switching.cancelled() and switching.exception() is None:
+                    outcome, message = switching.result()
+                    self.finish(outcome, message + " (interrupted: the switch was finished first)", self.version)
+                    raise
             await asyncio.shield(self.abort("cancelled by the user"))
             raise
         except Exception as exc:  # a bug or an unexpected host answer: fail this host, keep the rest
