@@ -101,7 +101,7 @@ class MainScreen(Screen[None]):
         Binding("r", "rollback", "Rollback", id="capview.rollback"),
         Binding("p", "prune", "Prune", id="capview.prune"),
         Binding("m", "migrate", "Migrate", id="capview.migrate"),
-        Binding("i", "inspect", "Inspect", id="capview.inspect"),
+        Binding("i", "inspect", "Inspect", id="capview.inspect", key_display="i/enter"),
         Binding("u", "unlock", "Unlock", id="capview.unlock"),
         Binding("slash", "filter", "Filter", id="capview.filter"),
         Binding("R", "refresh", "Refresh", id="capview.refresh", key_display="R"),

@@ -38,7 +38,9 @@ class HelpScreen(ModalScreen[None]):
                         if not b.description or b.action in seen:
                             continue
                         seen.add(b.action)
-                        table.add_row(Text(self.key_display(b)), Text(b.description))
+                        keys = b.key_display or " / ".join(
+                            self.key_display(b.with_key(k.strip())) for k in b.key.split(","))
+                        table.add_row(Text(keys), Text(b.description))
                     yield Label(Text(title, style="bold"), classes="help-section")
                     yield Static(table)
                 yield Static(Text("Every action is also in the command palette: ctrl+p.", style="dim"))
