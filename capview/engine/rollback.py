@@ -78,9 +78,11 @@ class HostRollback(HostRun):
         self.stop_begun: str | None = None  # host clock when the service stop began
 
     async def execute(self) -> tuple[HostFinished, int]:
+        switching: asyncio.Task | None = None
         try:
             await self.lock_and_read()
-            outcome, message = await asyncio.shield(self.switch_and_health())
+            switching = asyncio.ensure_future(self.switch_and_health())
+            outcome, message = await asyncio.shield(switching)
             return self.finish(outcome, message, self.target), 0 if outcome == "ok" else 1
         except PhaseFailed as exc:
             await self.unlock()
@@ -88,6 +90,19 @@ class HostRollback(HostRun):
         except HostUnreachable as exc:
             return self.finish("failed", str(exc), self.target), EXIT_UNREACHABLE
         except asyncio.CancelledError:
+            if switching is not None:
+                # Cancelled after the switch began: finish it (health, record, unlock)
+                # rather than unlock beside it; then pass the cancellation on.
+                while not switching.done():
+                    try:
+                        await asyncio.shield(switching)
+                    except asyncio.CancelledError:
+                        continue
+                    except BaseException:
+                        break
+                if not switching.cancelled() and switching.exception() is None:
+                    outcome, message = switching.result()
+                    self.finish(outcome, message + " (interrupted: the switch was finished first)", self.target)
             await asyncio.shield(self.unlock())
             raise
         except Exception as exc:
