@@ -58,6 +58,8 @@ async def test_engine_backend_reads(world):
     cmp = await backend.compare("test", "h1", "v2", "v3")
     assert {(c.path, c.change) for c in cmp.changes} >= {("app.py", "changed"), ("new.txt", "removed")}
     assert isinstance(await backend.release_logs("test", "h1", "v3"), dict)
+    [plan] = await backend.plan_migration("test")
+    assert plan.layout == "releases" and not plan.needed and not plan.error
 
 
 async def test_engine_backend_pin_and_rollback(world):

@@ -681,12 +681,14 @@ class CapviewApp(App[int]):
             title=f"prune {target.label}" + (f" (keep {keep})" if keep is not None else ""),
         )
 
-    def start_migrate(self, target: Target, *, dry_run: bool, show: bool = False) -> Operation:
+    def start_migrate(self, target: Target, *, dry_run: bool, rewrite_unit: bool = False,
+                      show: bool = False) -> Operation:
         env = self.env_info(target.env)
         hosts = (target.host,) if target.host else (env.hosts if env else ())
         return self.start_operation(
             "migrate", target.env, hosts,
-            lambda emit: self.backend.migrate(target.env, host=target.host, dry_run=dry_run, emit=emit),
+            lambda emit: self.backend.migrate(target.env, host=target.host, dry_run=dry_run,
+                                              rewrite_unit=rewrite_unit, emit=emit),
             title=f"migrate {target.label}" + (" (dry run)" if dry_run else ""), dry_run=dry_run, show=show,
         )
 

@@ -87,9 +87,13 @@ class MigrationPlan:
     data_files: int | None = None
     data_bytes: int | None = None
     error: str | None = None
+    required: bool | None = None  # the engine's own verdict, when it gives one
+    message: str = ""
 
     @property
     def needed(self) -> bool:
+        if self.required is not None:
+            return self.required
         return self.layout in ("legacy", "mixed")
 
 
@@ -147,7 +151,7 @@ class Backend(Protocol):
     async def unlock(self, env: str, *, host: str | None = None, force: bool = False) -> None: ...
     async def plan_migration(self, env: str, *, host: str | None = None) -> list[MigrationPlan]: ...
     async def migrate(self, env: str, *, host: str | None = None, dry_run: bool = False,
-                      emit: Emit) -> OperationResult: ...
+                      rewrite_unit: bool = False, emit: Emit) -> OperationResult: ...
 
     async def manifest(self, env: str, host: str, version: str) -> dict: ...
     async def list_dir(self, env: str, host: str, version: str, path: str = "") -> list[DirEntry]: ...
@@ -684,8 +688,9 @@ class FakeBackend:
                 ))
         return plans
 
-    async def migrate(self, env: str, *, host: str | None = None, dry_run: bool = False, emit: Emit) -> OperationResult:
-        self.calls.append(("migrate", dict(env=env, host=host, dry_run=dry_run)))
+    async def migrate(self, env: str, *, host: str | None = None, dry_run: bool = False,
+                      rewrite_unit: bool = False, emit: Emit) -> OperationResult:
+        self.calls.append(("migrate", dict(env=env, host=host, dry_run=dry_run, rewrite_unit=rewrite_unit)))
         plans = await self.plan_migration(env, host=host)
         self._ev(emit, OperationStarted, None, operation="migrate", env=env,
                  hosts=tuple(p.host for p in plans), dry_run=dry_run)
@@ -718,6 +723,8 @@ class FakeBackend:
                 log("verify data: 1,204 files = 1,204 files; 88,200,000 bytes = 88,200,000 bytes", "verify")
                 log("verify data/app.db: PRAGMA integrity_check = ok", "verify")
                 log("verify: GET /healthz -> 200 OK", "verify")
+                if rewrite_unit:
+                    log("rewrote shop.service (backup shop.service.bak); systemctl --user daemon-reload", "verify")
                 h = self.hosts[name]
                 h.layout = "releases"
                 h.lock = None
@@ -1004,13 +1011,16 @@ class EngineBackend:
                 unit_lines=tuple(_get(p, "unit_lines", ()) or ()),
                 blockers=tuple(_get(p, "blockers", ()) or ()),
                 data_files=_get(p, "data_files"), data_bytes=_get(p, "data_bytes"), error=_get(p, "error"),
+                required=_get(p, "needed", None), message=_get(p, "message", "") or "",
             ))
         return out
 
-    async def migrate(self, env: str, *, host: str | None = None, dry_run: bool = False, emit: Emit) -> OperationResult:
+    async def migrate(self, env: str, *, host: str | None = None, dry_run: bool = False,
+                      rewrite_unit: bool = False, emit: Emit) -> OperationResult:
         from capview.engine.migrate import migrate
 
-        return await migrate(self.context(emit), self._env(env), host=host, dry_run=dry_run)
+        return await migrate(self.context(emit), self._env(env), host=host, dry_run=dry_run,
+                             rewrite_unit=rewrite_unit)
 
     # -- inspection
 

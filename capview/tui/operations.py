@@ -149,12 +149,13 @@ class Operation:
     @property
     def switched(self) -> bool:
         """True once any host has begun its switch: past the point where cancelling is safe."""
-        return self.kind in ("release", "rollback", "migrate") and any(
-            hp.switched or (self.kind == "migrate" and hp.phases.get("move", PhaseState()).state != "pending")
-            for hp in self.hosts.values()
-        )
+        if self.kind == "migrate":  # data is being moved from the first step on
+            return any(ps.state != "pending" for hp in self.hosts.values() for ps in hp.phases.values())
+        return self.kind in ("release", "rollback") and any(hp.switched for hp in self.hosts.values())
 
     def switched_hosts(self) -> list[str]:
+        if self.kind == "migrate":
+            return [h for h, hp in self.hosts.items() if any(ps.state != "pending" for ps in hp.phases.values())]
         return [h for h, hp in self.hosts.items() if hp.switched]
 
     def apply(self, ev: Event) -> bool:

@@ -31,7 +31,7 @@ def plan_text(plan: MigrationPlan) -> Text:
         return t
     if not plan.needed:
         t.append("\n  already migrated: nothing to do" if plan.layout == "releases"
-                 else "\n  nothing to migrate", style="green")
+                 else "\n  " + (clean_line(plan.message) if plan.message else "nothing to migrate"), style="green")
         return t
     if plan.version:
         t.append("  →  releases/")
@@ -47,7 +47,7 @@ def plan_text(plan: MigrationPlan) -> Text:
         t.append("\n  leftovers to .capview/legacy-junk/: ", style="dim")
         t.append(", ".join(clean_line(j) for j in plan.junk))
     if plan.unit_lines:
-        t.append("\n  systemd unit lines still pointing at the old paths (--rewrite-unit fixes them):",
+        t.append("\n  systemd unit lines still pointing at the old paths (w: rewrite them, backup kept):",
                  style="yellow")
         for line in plan.unit_lines:
             t.append("\n    " + clean_line(line), style="yellow")
@@ -59,6 +59,7 @@ def plan_text(plan: MigrationPlan) -> Text:
 class MigrateScreen(Screen[None]):
     BINDINGS = [
         Binding("n", "dry_run", "Dry run", id="migrate.dry_run"),
+        Binding("w", "rewrite_unit", "Rewrite unit", id="migrate.rewrite_unit"),
         Binding("enter", "run", "Migrate…", id="migrate.run"),
         Binding("R", "replan", "Re-detect", id="migrate.replan"),
         Binding("escape,b", "back", "Back", id="migrate.back"),
@@ -73,6 +74,7 @@ class MigrateScreen(Screen[None]):
         self.plans: list[MigrationPlan] = []
         self.op: Operation | None = None
         self.planning = True
+        self.rewrite_unit = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -97,6 +99,8 @@ class MigrateScreen(Screen[None]):
     def _title(self) -> Text:
         t = Text()
         t.append(f"Migrate {self.target.label} to releases/ + shared/", style="bold")
+        if self.rewrite_unit:
+            t.append("  ·  will rewrite the systemd unit (backup kept)", style="cyan")
         if self.planning:
             t.append("  ·  detecting…", style="yellow")
         elif self.op is not None:
@@ -132,6 +136,13 @@ class MigrateScreen(Screen[None]):
             return True
         return self.planning
 
+    def action_rewrite_unit(self) -> None:
+        if not any(p.unit_lines for p in self.plans):
+            self.app.notify("No systemd unit line references the old paths.")
+            return
+        self.rewrite_unit = not self.rewrite_unit
+        self.query_one("#migrate-title", Static).update(self._title())
+
     def action_dry_run(self) -> None:
         if self._busy():
             return
@@ -163,7 +174,8 @@ class MigrateScreen(Screen[None]):
                                            danger=True), done)
 
     def _start(self, *, dry_run: bool) -> None:
-        op = self.app.start_migrate(self.target, dry_run=dry_run, show=False)  # type: ignore[attr-defined]
+        op = self.app.start_migrate(self.target, dry_run=dry_run, rewrite_unit=self.rewrite_unit,  # type: ignore[attr-defined]
+                                    show=False)
         self.op = op
         pane = self.query_one(LogPane)
         pane.push(f"--- {op.title} ---")
