@@ -13,6 +13,7 @@ from capview.engine.frames import Frames
 from capview.engine.model import ReleaseInfo
 from capview.engine.prune import choose_deletions, prune_script
 from capview.engine.releases_meta import ReleaseMeta
+from capview.engine.script import q
 from capview.engine.status import IN_PROGRESS
 
 
@@ -62,3 +63,11 @@ def cleanup_script(host: HostConfig, listing: list[ReleaseMeta], new: str, previ
     b = host.settings.build
     images = [b.image] if b and b.image else None
     return prune_script(host.settings.deploy_path, deleting, images, record=record, frames=frames), deleting
+
+
+def finish_trash_script(dp: str) -> str:
+    """Finish the deletes of an interrupted prune (``releases/.trash-*``), when the
+    cleanup has nothing else to delete (prune_script does this itself)."""
+    return (f"for t in {q(dp)}/releases/.trash-*; do\n"
+            '  if [ -e "$t" ] || [ -L "$t" ]; then rm -rf -- "$t" || true; fi\n'
+            "done\n")

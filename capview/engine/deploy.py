@@ -19,7 +19,7 @@ from capview.engine.context import Context, OperationResult
 from capview.engine.events import (
     DowntimeMeasured, DryRunScript, HostFinished, OperationFinished, OperationStarted, UploadProgress, Warning,
 )
-from capview.engine.cleanup import cleanup_script
+from capview.engine.cleanup import cleanup_script, finish_trash_script
 from capview.engine.frames import Frames
 from capview.engine.prune import parse_prune
 from capview.engine.hostrun import HostRun, PhaseFailed
@@ -498,7 +498,7 @@ class HostDeploy(HostRun):
             script, deleting = cleanup_script(self.host, self.listing, self.version, self.previous,
                                               record=record, frames=frames)
             if not deleting:
-                script = ""
+                script = finish_trash_script(self.settings.deploy_path)
             res = await self.run(script + release_script(self.paths, self.owner), quiet=True)
             self.locked = False
             run = parse_prune(res.stdout, frames) if deleting else None
