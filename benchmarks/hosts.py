@@ -139,6 +139,19 @@ class Site:
             f"umask 077 && printf 'SECRET=bench\\n' > {shlex.quote(self.path)}/shared/.env"
         )
 
+    def release_growth(self, previous: str, new: str) -> int:
+        """Bytes the release ``new`` added on disk next to ``previous``: one ``du -sb``
+        of both (a hard-linked file is counted once, under the first argument), so the
+        second total is what ``new`` holds that ``previous`` does not. Unaffected by
+        pruning of older releases during the deploy."""
+        rel = f"{self.path}/releases"
+        out = subprocess.run(["du", "-sb", f"{rel}/{previous}", f"{rel}/{new}"],
+                             capture_output=True, text=True)
+        lines = out.stdout.split("\n")
+        if out.returncode != 0 or len(lines) < 2:
+            raise RuntimeError(f"du failed: {out.stderr.strip()}")
+        return int(lines[1].split()[0])
+
     def disk_bytes(self) -> int:
         """Apparent bytes under releases/ (hard-linked files counted once)."""
         out = subprocess.run(["du", "-sb", f"{self.path}/releases"], capture_output=True, text=True)

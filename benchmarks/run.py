@@ -217,7 +217,12 @@ def machine_info() -> dict[str, Any]:
         asyncssh_v = asyncssh.__version__
     except ImportError:
         asyncssh_v = "?"
+    try:
+        load = Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        load = ["?"]
     return {
+        "load_at_start": " ".join(load),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu, "cores": os.cpu_count(), "memory": mem,
         "kernel": platform.release(), "os": cmd(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
@@ -325,9 +330,8 @@ class Bench:
                 if side == "cap":
                     if self.missing:
                         continue
-                    d0 = cap.disk_bytes()
                     r = self.capview_ok("release", run_async(C.release(env, ver, src)))
-                    grow = cap.disk_bytes() - d0
+                    grow = cap.release_growth(prev, ver)
                     if i:
                         t_up.capview.append(r.phases.get("upload", 0.0))
                         by.capview.append(r.bytes_sent)
@@ -335,9 +339,8 @@ class Bench:
                         whole.capview.append(r.seconds)
                         rts.capview.append(r.round_trips)
                 else:
-                    d0 = sh.disk_bytes()
                     sd = B.shell_deploy(self.h1, sh, src, ver, prev)
-                    grow = sh.disk_bytes() - d0
+                    grow = sh.release_growth(prev, ver)
                     if i:
                         t_up.baseline.append(sd.step("upload"))
                         by.baseline.append(sd.upload_bytes)
@@ -600,7 +603,8 @@ def render(rep: Report) -> str:
         "# capview benchmarks — latest run\n",
         f"* when: {i.get('date')}; commit `{i.get('commit')}`; command: `{i.get('command')}`",
         f"* machine: {i.get('cpu')}, {i.get('cores')} cores, {i.get('memory')} RAM; "
-        f"{i.get('os')}, kernel {i.get('kernel')}",
+        f"{i.get('os')}, kernel {i.get('kernel')}; load average at start {i.get('load_at_start')}, "
+        f"at end {i.get('load_at_end', '?')} (other work on the machine adds noise)",
         f"* tools: {i.get('openssh')}; {i.get('rsync')}; Python {i.get('python')}, asyncssh {i.get('asyncssh')}",
         f"* hosts: {i.get('hosts')} sshd instances on 127.0.0.1 (user cvdeploy), latency added by "
         "benchmarks/latency_proxy.py (RTT = 2 x one-way; new connections pay the TCP handshake's RTT)",
@@ -641,6 +645,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rep = Bench(args).run()
     rep.info["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
+    try:
+        rep.info["load_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        pass
     text = render(rep) + f"\n_total benchmark time: {rep.info['elapsed_seconds']} s_\n"
     print(text)
     out = Path(args.out)
