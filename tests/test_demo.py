@@ -455,7 +455,7 @@ def test_prepare_writes_a_config_load_config_accepts(tmp_path):
             assert s.deploy_path == str(demo.deploy_path)
             assert s.shared.dirs == ("data",) and s.shared.files == (".env",)
             assert s.health is not None and s.health.url == demo.health_url
-            assert (s.health.timeout, s.health.interval) == (5.0, 0.2)
+            assert (s.health.timeout, s.health.interval) == (sbx.HEALTH_TIMEOUT, 0.2)
             assert s.service.manager == "command" and str(demo.app_port) in s.service.start
             assert s.service.logs.startswith("tail -n 200 ")
             assert s.ssh.known_hosts == str(sb.known_hosts)
