@@ -306,7 +306,12 @@ class HostDeploy(HostRun):
                 return
             res = await self.run(script, stdin=tar_stream(self.src.root, delta, progress))
             if res.exit_status != 0:
-                raise PhaseFailed(f"upload failed: {last_line(res.stderr) or 'exit ' + str(res.exit_status)}")
+                reason = cause_line(res.stderr) or f"exit {res.exit_status}"
+                free = parse_markers(res.stdout).get("free_kb", [""])[-1].strip()
+                if free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
+                    reason = (f"no space left on {self.host.name} ({free} KB free for {self.settings.deploy_path}, "
+                              f"this release sends {total_bytes} bytes): {reason}")
+                raise PhaseFailed(f"upload failed: {reason}")
             self.meta["bytes_sent"] = self.bytes_sent - before
             self.uploaded = True
             linked = self.src.scan.files - total_files
@@ -557,6 +562,16 @@ class HostDeploy(HostRun):
 def wrap_health(health: str, on_ok: str) -> str:
     """Run the health poll in a subshell; on success run ``on_ok`` (mark live, history)."""
     return f"if ( {health} ); then\n{on_ok}else exit 1; fi\n"
+
+
+def cause_line(text: str) -> str:
+    """The line that says why (tar's last line is only "Exiting with failure status ...")."""
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    for l in lines:
+        if "No space left on device" in l or "Disk quota exceeded" in l:
+            return l
+    causes = [l for l in lines if "Exiting with failure status" not in l]
+    return (causes or lines or [""])[-1]
 
 
 def last_line(text: str) -> str:

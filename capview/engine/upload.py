@@ -19,7 +19,7 @@ from typing import AsyncIterator, Callable
 
 from capview.engine.layout import HostPaths
 from capview.engine.manifest import Delta, Entry, escape
-from capview.engine.script import q
+from capview.engine.script import MARK, q
 
 CHUNK = 256 * 1024
 ProgressFn = Callable[[int, int], None]  # (files_done, bytes_done)
@@ -30,6 +30,9 @@ def upload_script(paths: HostPaths, version: str, previous: str | None) -> str:
     inc = f"{rel}/.capview/incoming"
     lines = [
         f"rel={q(rel)}; inc={q(inc)}",
+        # On failure say how much room is left (tar's own message on ENOSPC may be only
+        # "Wrote only N of M bytes"), so a full disk is named as such.
+        f"""trap 'rc=$?; [ "$rc" = 0 ] || printf "%s free_kb %s\\n" {MARK} "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {{print \\$4}}")"' EXIT""",
         'rm -rf "$inc"; mkdir -p "$inc"',
         'tar -xf - -C "$inc" --no-same-owner',
     ]
