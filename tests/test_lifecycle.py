@@ -212,3 +212,27 @@ async def test_rsync_upload_method_links_unchanged_files(host, tmp_path, transpo
     assert app.sh(f"readlink {dp}/releases/v2/data").strip() == "../../shared/data"
     assert "\tVERSION\n" in app.sh(f"cat {dp}/releases/v2/.capview/manifest.tsv")
     assert app.release_json("v2")["state"] == "live"
+
+
+async def test_large_upload_is_split_over_parallel_channels(host, tmp_path, transport):
+    import os
+
+    from capview.engine.upload import SPLIT_BYTES
+
+    app = new_app(host, build=False)
+    src = make_source(tmp_path, "v1")
+    for i in range(3):  # 3 x 14 MB: more than two parts' worth
+        (src / "static" / f"blob{i}.bin").write_bytes(os.urandom(14 * 1024 * 1024))
+    events: list = []
+    r = await release(ctx_for(transport, events), app.env(src), "v1")
+    assert r.ok, r
+    fin = [e for e in events if isinstance(e, HostFinished)][0]
+    assert fin.round_trips >= 7 + 2  # the upload used extra channels
+    assert fin.bytes_sent >= 3 * 14 * 1024 * 1024 > 2 * SPLIT_BYTES
+    # Every file on the host matches the manifest's sha256; nothing left in incoming/.
+    dp = app.deploy_path
+    check = app.sh(
+        f"cd {dp}/releases/v1 && awk -F '\\t' '$1==\"f\" {{print $4 \"  \" $5}}' .capview/manifest.tsv | sha256sum -c --quiet"
+        f" && echo verified; ls -A {dp}/releases/v1/.capview")
+    assert "verified" in check and "incoming" not in check
+    assert app.get() == (200, "v1")

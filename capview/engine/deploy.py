@@ -31,7 +31,8 @@ from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_mani
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
 from capview.engine.unlock import pid_gone
-from capview.engine.upload import tar_stream, upload_script
+from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
+from capview.remote.transport import RunResult
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable
 
 HEARTBEAT_EVERY = 30.0
@@ -260,7 +261,7 @@ class HostDeploy(HostRun):
                 create = (
                     f"mkdir -p {q(p.releases)} {q(p.shared)} {shared_dirs}\n"
                     f"if [ -e {q(rel)} ] || [ -L {q(rel)} ]; then exit 5; fi\n"
-                    f"mkdir {q(rel)} {q(rel + '/.capview')}\n"
+                    f"mkdir {q(rel)} {q(rel + '/.capview')} {q(rel + '/.capview/incoming')}\n"
                     + write_json(rel + "/.capview/release.json", self.meta)
                 )
                 res = await self.run(create + probe, quiet=True)
@@ -304,7 +305,7 @@ class HostDeploy(HostRun):
                 self.uploaded = True
                 info["detail"] = f"rsync --link-dest {self.previous or '(first release)'}"
                 return
-            res = await self.run(script, stdin=tar_stream(self.src.root, delta, progress))
+            res = await self.send_parts(delta, progress)
             if res.exit_status != 0:
                 reason = cause_line(res.stderr) or f"exit {res.exit_status}"
                 free = parse_markers(res.stdout).get("free_kb", [""])[-1].strip()
@@ -316,6 +317,37 @@ class HostDeploy(HostRun):
             self.uploaded = True
             linked = self.src.scan.files - total_files
             info["detail"] = f"{total_files} files sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+
+    async def send_parts(self, delta: Delta, progress) -> RunResult:
+        """One tar stream, or for a large upload a few in parallel channels (part 0's
+        script waits for the others, then assembles the release)."""
+        parts = split_delta(delta)
+        main_script = upload_script(self.paths, self.version, self.previous, parts=len(parts))
+        if len(parts) == 1:
+            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress))
+        done = [(0, 0)] * len(parts)
+
+        def part_progress(i: int):
+            def report(files: int, size: int) -> None:
+                done[i] = (files, size)
+                progress(sum(f for f, _ in done), sum(b for _, b in done))
+            return report
+
+        main = asyncio.ensure_future(self.run(
+            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0])))
+        extras = [self.run(part_script(self.paths, self.version, i),
+                           stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False))
+                  for i in range(1, len(parts))]
+        try:
+            results = await asyncio.gather(*extras)
+            failed = next((r for r in results if r.exit_status != 0), None)
+        except BaseException:
+            await cancel_and_wait(main)
+            raise
+        if failed is not None:
+            await cancel_and_wait(main)  # its remote process is killed with the channel
+            return failed
+        return await main
 
     async def rsync_upload(self) -> None:
         s = self.settings
@@ -557,6 +589,14 @@ class HostDeploy(HostRun):
             "version": self.version, "from": self.previous, "outcome": outcome, "downtime": self.downtime,
             "phases": dict(self.phases), **extra,
         }
+
+
+async def cancel_and_wait(task: asyncio.Future) -> None:
+    task.cancel()
+    try:
+        await task
+    except BaseException:  # cancelled, or it failed first: either way it is over
+        pass
 
 
 def wrap_health(health: str, on_ok: str) -> str:

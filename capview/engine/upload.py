@@ -25,7 +25,7 @@ CHUNK = 256 * 1024
 ProgressFn = Callable[[int, int], None]  # (files_done, bytes_done)
 
 
-def upload_script(paths: HostPaths, version: str, previous: str | None) -> str:
+def upload_script(paths: HostPaths, version: str, previous: str | None, parts: int = 1) -> str:
     rel = paths.release(version)
     inc = f"{rel}/.capview/incoming"
     lines = [
@@ -33,9 +33,22 @@ def upload_script(paths: HostPaths, version: str, previous: str | None) -> str:
         # On failure say how much room is left (tar's own message on ENOSPC may be only
         # "Wrote only N of M bytes"), so a full disk is named as such.
         f"""trap 'rc=$?; [ "$rc" = 0 ] || printf "%s free_kb %s\\n" {MARK} "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {{print \\$4}}")"' EXIT""",
-        'rm -rf "$inc"; mkdir -p "$inc"',
+        'mkdir -p "$inc"',  # setup created it empty; the other parts' channels extract into it too
         'tar -xf - -C "$inc" --no-same-owner',
     ]
+    if parts > 1:
+        # Wait for the other parts (parallel channels) to finish extracting.
+        oks = " ".join(f'"$inc/.part-{i}.ok"' for i in range(1, parts))
+        lines += [
+            "n=0",
+            f"for ok in {oks}; do",
+            '  while [ ! -e "$ok" ]; do',
+            '    [ ! -e "${ok%.ok}.failed" ] || { echo "a parallel upload part failed" >&2; exit 1; }',
+            '    n=$((n+1)); [ "$n" -lt 72000 ] || { echo "timed out waiting for the other upload parts" >&2; exit 1; }',
+            "    sleep 0.05",
+            "  done",
+            "done",
+        ]
     if previous:
         prev = paths.release(previous)
         lines += [
@@ -58,6 +71,35 @@ def upload_script(paths: HostPaths, version: str, previous: str | None) -> str:
         'rm -rf "$inc"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def part_script(paths: HostPaths, version: str, index: int) -> str:
+    """Extract one extra part of a split upload into the release's incoming dir."""
+    inc = f"{paths.release(version)}/.capview/incoming"
+    mark = f"{inc}/.part-{index}"
+    return (f"if tar -xf - -C {q(inc)} --no-same-owner; then : > {q(mark + '.ok')}; "
+            f"else rc=$?; : > {q(mark + '.failed')} 2>/dev/null; exit $rc; fi\n")
+
+
+SPLIT_BYTES = 16 * 1024 * 1024  # one SSH channel moves ~20 MB/s at 100 ms RTT (2 MiB window)
+MAX_PARTS = 4
+
+
+def split_delta(delta: Delta) -> list[tuple[Entry, ...]]:
+    """Spread a large upload over a few channels: dirs and links in part 0, files by size."""
+    parts_n = max(1, min(MAX_PARTS, -(-delta.send_bytes // SPLIT_BYTES)))
+    if parts_n == 1:
+        return [delta.send]
+    parts: list[list[Entry]] = [[] for _ in range(parts_n)]
+    load = [0] * parts_n
+    for e in delta.send:
+        if e.type != "f":
+            parts[0].append(e)
+    for e in sorted((e for e in delta.send if e.type == "f"), key=lambda e: -e.size):
+        i = load.index(min(load))
+        parts[i].append(e)
+        load[i] += e.size
+    return [tuple(p) for p in parts]
 
 
 def _meta_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -118,8 +160,11 @@ class _QueueWriter(io.RawIOBase):
         asyncio.run_coroutine_threadsafe(self.queue.put(chunk), self.loop).result()
 
 
-async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = None) -> AsyncIterator[bytes]:
-    """Yield the upload tar in chunks; memory stays bounded (a few chunks) whatever the tree size."""
+async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = None, *,
+                     entries: tuple[Entry, ...] | None = None, meta: bool = True) -> AsyncIterator[bytes]:
+    """Yield the upload tar in chunks; memory stays bounded (a few chunks) whatever the tree size.
+
+    ``entries`` (default: all of delta.send) and ``meta`` let a split upload send a part."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue(maxsize=8)
     cancelled = threading.Event()
@@ -129,11 +174,12 @@ async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = Non
         writer = _QueueWriter(loop, queue, cancelled)
         try:
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                _meta_member(tar, "add.tsv", "".join(e.line() + "\n" for e in delta.send).encode("utf-8", "surrogateescape"))
-                _meta_member(tar, "drop.tsv", ("\t\n" + "".join(escape(p) + "\n" for p in delta.drop)).encode("utf-8", "surrogateescape"))
-                _meta_member(tar, "drop.nul", b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in delta.drop))
+                if meta:
+                    _meta_member(tar, "add.tsv", "".join(e.line() + "\n" for e in delta.send).encode("utf-8", "surrogateescape"))
+                    _meta_member(tar, "drop.tsv", ("\t\n" + "".join(escape(p) + "\n" for p in delta.drop)).encode("utf-8", "surrogateescape"))
+                    _meta_member(tar, "drop.nul", b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in delta.drop))
                 files = size = 0
-                for e in delta.send:
+                for e in (delta.send if entries is None else entries):
                     _entry_member(tar, root, e)
                     if e.type == "f":
                         files += 1
