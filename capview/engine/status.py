@@ -23,7 +23,7 @@ from capview.engine.layout import HostPaths, is_version
 from capview.engine.lock import owner_from_json
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.engine.script import q
-from capview.engine.usage import Listing, find_command, parse_listing, unique_bytes
+from capview.engine.usage import Listing, Summary, find_command, parse_listing, parse_summary, summary_command, unique_bytes
 from capview.errors import RemoteError
 
 HISTORY_TAIL = 500
@@ -47,7 +47,11 @@ class Snapshot:
     symlinks: dict[str, str] = field(default_factory=dict)  # release entries that are symlinks -> target
 
 
-def status_script(dp: str, frames: Frames) -> str:
+def status_script(dp: str, frames: Frames, *, detail: bool = True) -> str:
+    """detail=False sums each release on the host (one line each): enough for listings;
+    prune needs the per-inode detail to size deleting a set of releases."""
+    sizes = find_command('"$r"') if detail else summary_command('"$r"')
+    kind = "find" if detail else "sum"
     return frames.prelude() + f"""export LC_ALL=C
 dp={q(HostPaths(dp).root)}
 if [ ! -d "$dp" ]; then sec nodp; sec end; exit 0; fi
@@ -74,8 +78,8 @@ if [ -d releases ]; then
     sec rel "$n"
     if [ -e "$r/.capview/pinned" ]; then sec pinned "$n"; fi
     if [ -f "$r/.capview/release.json" ]; then sec json "$n"; cat "$r/.capview/release.json" 2>/dev/null || true; fi
-    sec find "$n"
-    {find_command('"$r"')}  done
+    sec {kind} "$n"
+    {sizes}  done
   sec junk; printf '%s\\n' "$j"
 fi
 sec end
@@ -121,10 +125,13 @@ def derive_state(meta: dict | None, version: str, current: str | None, lock: Loc
     return "incomplete"
 
 
-def _release_info(version: str, meta: dict | None, pinned: bool, lst: Listing, current: str | None,
+def _release_info(version: str, meta: dict | None, pinned: bool, lst: Listing | Summary, current: str | None,
                   lock: LockInfo | None) -> ReleaseInfo:
     m = meta or {}
-    disk, apparent = unique_bytes(lst)
+    if isinstance(lst, Summary):
+        disk, apparent = lst.unique_disk, lst.unique_apparent
+    else:
+        disk, apparent = unique_bytes(lst)
     return ReleaseInfo(
         version=version,
         state=derive_state(meta, version, current, lock),
@@ -169,6 +176,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
     metas: dict[str, dict | None] = {}
     pinned: set[str] = set()
     listings: dict[str, Listing] = {}
+    summaries: dict[str, Summary] = {}
     symlinks: dict[str, str] = {}
     top: list[tuple[str, str]] = []
     current_raw: str | None = None
@@ -207,6 +215,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             metas[arg] = meta if isinstance(meta, dict) else None
         elif kind == "find":
             listings[arg] = parse_listing(body)
+        elif kind == "sum":
+            summaries[arg] = parse_summary(body)
         elif kind == "link":
             symlinks[arg] = _chomp(body)
     current = current_version(current_raw, dp) if current_raw else None
@@ -215,7 +225,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
     if any(name == "current" and t != "l" for t, name in top):
         stray.append("current")  # a real directory called current: not our link
     releases = [
-        _release_info(v, metas[v], v in pinned, listings.get(v, Listing()), current, lock) for v in metas
+        _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, Listing()), current, lock)
+        for v in metas
     ]
     releases += [
         ReleaseInfo(version=v, state="incomplete", current=v == current,
@@ -242,10 +253,12 @@ def _latest_other(releases: list[ReleaseInfo], current: str | None) -> str | Non
     return max(cands, key=release_order).version if cands else None
 
 
-async def snapshot(ctx: Context, host: HostConfig, env: str = "") -> Snapshot:
-    """Read one host (one round trip). Raises on unreachable host or bad output."""
+async def snapshot(ctx: Context, host: HostConfig, env: str = "", *, detail: bool = True) -> Snapshot:
+    """Read one host (one round trip). Raises on unreachable host or bad output.
+
+    detail=False: sizes are summed on the host (Snapshot.listings stays empty)."""
     frames = Frames.new()
-    res = await ctx.transport.run(host, status_script(host.settings.deploy_path, frames))
+    res = await ctx.transport.run(host, status_script(host.settings.deploy_path, frames, detail=detail))
     if not res.ok:
         raise RemoteError(one_line(res.stderr or f"status script exited {res.exit_status}"),
                           exit_status=res.exit_status, stderr=res.stderr)
@@ -262,7 +275,7 @@ def unreachable(host: HostConfig, exc: BaseException, env: str = "") -> HostStat
 
 async def host_status(ctx: Context, host: HostConfig, env: str = "") -> HostStatus:
     try:
-        return (await snapshot(ctx, host, env)).status
+        return (await snapshot(ctx, host, env, detail=False)).status
     except Exception as exc:  # one bad host never fails the others
         return unreachable(host, exc, env)
 

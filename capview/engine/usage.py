@@ -46,6 +46,37 @@ def find_command(rel_dir: str) -> str:
     )
 
 
+# The same per-release aggregation as parse_listing + unique_bytes, done on the host:
+# one line "files size unique_disk unique_apparent" instead of one line per entry,
+# for listings that need no cross-release sums (capview releases, the dashboard).
+_SUMMARY_AWK = (
+    "awk '{k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6;"
+    " if ($1==\"a\" && $6==\"f\") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}}"
+    " END {for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
+    " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (ty[k]==\"f\") app+=sz[k]}}"
+    " printf \"%d %d %d %d\\n\", files, size, disk, app}'"
+)
+
+
+def summary_command(rel_dir: str) -> str:
+    return find_command(rel_dir).rstrip("\n").replace(" 2>/dev/null || true", " 2>/dev/null") + f" | {_SUMMARY_AWK} || true\n"
+
+
+@dataclass(frozen=True)
+class Summary:
+    files: int = 0
+    size_bytes: int = 0
+    unique_disk: int = 0
+    unique_apparent: int = 0
+
+
+def parse_summary(text: str) -> Summary:
+    parts = text.split()
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return Summary()
+    return Summary(*(int(p) for p in parts))
+
+
 def parse_listing(text: str) -> Listing:
     counts: Counter[str] = Counter()
     nodes: dict[str, Node] = {}
