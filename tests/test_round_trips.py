@@ -1,0 +1,65 @@
+"""Round-trip budget (issue 7): counts, not timings, so they hold on a noisy machine.
+
+Targets after connect: a deploy without a build <= 8 (we use 7), a rollback <= 4 (3),
+listing releases 1 per host. LocalTransport counts every script it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from capview.config import Environment, HostConfig, Settings
+from capview.engine.context import Context
+from capview.engine.deploy import release
+from capview.engine.events import HostFinished
+from capview.engine.rollback import rollback
+from capview.engine.status import status
+from capview.remote.local import LocalTransport
+
+DEPLOY_BUDGET = 8
+ROLLBACK_BUDGET = 4
+
+
+def _env(tmp_path: Path, hosts: int = 1) -> Environment:
+    src = tmp_path / "src"
+    (src / "static").mkdir(parents=True, exist_ok=True)
+    for i in range(50):
+        (src / "static" / f"a{i}.css").write_text(f".a{i} {{}}\n" * 20)
+    hcs = []
+    for i in range(hosts):
+        dp = tmp_path / f"host{i}" / "web" / "app"
+        (dp / "shared").mkdir(parents=True, exist_ok=True)
+        (dp / "shared" / ".env").write_text("")
+        s = Settings(app="a", deploy_path=str(dp), source=src, keep_releases=3)
+        hcs.append(HostConfig(name=f"h{i}", host="local", settings=s, env="e"))
+    return Environment(name="e", hosts=tuple(hcs), settings=hcs[0].settings, strategy="parallel")
+
+
+async def test_deploy_and_rollback_round_trips(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    src = env.settings.source
+    t = LocalTransport()
+    events: list = []
+    ctx = Context(transport=t, emit=events.append)
+    for v in ("v1", "v2", "v3", "v4"):  # v4's cleanup prunes v1: pruning costs no extra trip
+        (src / "VERSION").write_text(v)
+        before = t.round_trips
+        assert (await release(ctx, env, v)).ok
+        assert t.round_trips - before == 7 <= DEPLOY_BUDGET
+    assert sorted(os.listdir(env.hosts[0].settings.deploy_path + "/releases")) == ["v2", "v3", "v4"]
+    before = t.round_trips
+    assert (await rollback(ctx, env)).ok
+    assert t.round_trips - before == 3 <= ROLLBACK_BUDGET
+    fin = [e for e in events if isinstance(e, HostFinished)]
+    assert [e.round_trips for e in fin] == [7, 7, 7, 7, 3]
+
+
+async def test_status_is_one_round_trip_per_host(tmp_path: Path) -> None:
+    env = _env(tmp_path, hosts=5)
+    t = LocalTransport()
+    ctx = Context(transport=t)
+    assert (await release(ctx, env, "v1")).ok
+    before = t.round_trips
+    hosts = await status(ctx, env)
+    assert t.round_trips - before == 5 and all(h.current == "v1" for h in hosts)
