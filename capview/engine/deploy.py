@@ -72,7 +72,7 @@ async def release(
     """Deploy ``version`` to the environment's hosts (or one host). Never raises for a host's failure."""
     hosts = env.select(host)
     src_root = source or env.settings.source
-    version = validate_version(version) if version else default_version(src_root, ctx.clock())
+    version = validate_version(version) if version is not None else default_version(src_root, ctx.clock())
     src = scan_source(env.settings, source)
     ctx.event(OperationStarted, None, operation="release", env=env.name,
               hosts=tuple(h.name for h in hosts), version=version, dry_run=dry_run)
