@@ -25,7 +25,7 @@ from capview.engine.prune import parse_prune
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.layout import default_version, git_commit, is_version, validate_version
 from capview.engine.lock import LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script
-from capview.engine.manifest import Delta, Scan, diff, parse_manifest, scan_tree
+from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
@@ -33,7 +33,7 @@ from capview.engine.script import MARK, append_line, parse_markers, q, write_jso
 from capview.engine.unlock import pid_gone
 from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
 from capview.remote.transport import RunResult
-from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable
+from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 HEARTBEAT_EVERY = 30.0
 LOCK_POLL = 2.0
@@ -53,6 +53,9 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
     if not root.is_dir():
         raise PhaseFailed(f"source {root} is not a directory - set 'source' in deploy.yaml or build it first", code=2)
     reserved = tuple(settings.shared.dirs) + tuple(settings.shared.files)
+    for path in reserved:  # deploy.yaml checks these too; Settings may come from code
+        if not safe_relpath(path) or path.split("/")[0] == ".capview":
+            raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
     scan = scan_tree(root, tuple(settings.exclude), reserved)
     if not scan.entries:
         raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
