@@ -35,7 +35,11 @@ def host_entry(app, *, port: int | None = None, name: str | None = None) -> dict
         "health": {"url": f"http://127.0.0.1:{app.port}/health"},
     }
     if app.image:
-        entry["build"] = {"image": app.image}
+        # The testbed's "hosts" (and concurrent test sessions) share one podman storage (same
+        # user): concurrent builds of identical content there lose tags ("image not known").
+        # A label per app makes the images distinct, as they are on real separate hosts.
+        entry["build"] = {"image": app.image,
+                          "command": f"podman build -q --label capview.test.app={app.name} -t {{image}}:{{version}} ."}
     return entry
 
 

@@ -327,8 +327,7 @@ def test_releases_after_a_real_deploy(app1, host):
     app, cfg = app1
     assert release_cli(cfg, "v1").returncode == 0
     cp = run_cli("-c", str(cfg), "releases", ENV_NAME)
-    if cp.returncode != 0:
-        pytest.xfail(f"capview releases failed (engine/status.py):\n{show(cp)}")
+    assert cp.returncode == 0, show(cp)
     text = cp.stdout
     assert host.name in text and "current v1" in text, show(cp)
     row = [l for l in text.splitlines() if re.search(r"\bv1\b", l) and "live" in l]
@@ -562,11 +561,6 @@ def test_release_on_a_tty_shows_the_live_view(app1, host):
 
 
 @pytest.mark.testbed
-@pytest.mark.xfail(strict=False, reason=(
-    "engine/deploy.py HostDeploy.execute: a cancel during the shielded switch_and_health jumps to "
-    "`except CancelledError` -> abort() marks the new release failed and unlocks while the switch is still "
-    "running; asyncio.run then cancels the shielded task (the remote script is killed): the service can be "
-    "left stopped, or current -> a release marked failed"))
 @pytest.mark.parametrize("phase", ["switch", "health"])
 def test_interrupt_during_switch_or_health_leaves_a_consistent_host(host, tmp_path, phase):
     """From the switch on, Ctrl-C must not leave the host half-switched (issue 3, DESIGN.md):
@@ -602,10 +596,6 @@ def test_interrupt_during_switch_or_health_leaves_a_consistent_host(host, tmp_pa
 
 
 @pytest.mark.testbed
-@pytest.mark.xfail(strict=False, reason=(
-    "engine/rollback.py: same shield pattern as deploy.py - a cancel during switch_and_health unlocks at "
-    "once and asyncio.run cancels the shielded switch/health: seen current -> v1 and serving v1 while "
-    "release.json still says v2 live / v1 superseded"))
 @pytest.mark.parametrize("phase", ["switch", "health"])
 def test_interrupt_during_rollback_switch_leaves_a_consistent_host(host, tmp_path, phase):
     app = new_app(host)
