@@ -71,6 +71,7 @@ class ProgressScreen(Screen[None]):
         Binding("c", "cancel_operation", "Cancel", id="progress.cancel"),
         Binding("escape,b", "back", "Back (keeps running)", id="progress.back"),
         Binding("question_mark", "app.help", "Help", id="progress.help"),
+        Binding("q", "app.quit_safely", show=False, id="progress.quit"),  # q quits here too, as on the main screen
     ]
 
     def __init__(self, op: Operation) -> None:

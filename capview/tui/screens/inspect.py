@@ -68,6 +68,7 @@ class InspectScreen(Screen[None]):
         Binding("5", "tab('tab-compare')", "Compare", id="inspect.compare"),
         Binding("escape,b", "back", "Back", id="inspect.back"),
         Binding("question_mark", "app.help", "Help", id="inspect.help"),
+        Binding("q", "app.quit_safely", show=False, id="inspect.quit"),  # q quits here too, as on the main screen
     ]
 
     def __init__(self, env: str, host: str, release: ReleaseInfo, versions: list[str]) -> None:

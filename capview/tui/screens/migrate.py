@@ -64,6 +64,7 @@ class MigrateScreen(Screen[None]):
         Binding("R", "replan", "Re-detect", id="migrate.replan"),
         Binding("escape,b", "back", "Back", id="migrate.back"),
         Binding("question_mark", "app.help", "Help", id="migrate.help"),
+        Binding("q", "app.quit_safely", show=False, id="migrate.quit"),  # q quits here too, as on the main screen
     ]
     COMMAND_HELP = {"dry_run": "Show what the migration would do, changing nothing",
                     "run": "Migrate the legacy layout, then verify the data"}

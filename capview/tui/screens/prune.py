@@ -27,6 +27,7 @@ class PruneScreen(Screen[None]):
         Binding("enter,y", "confirm", "Prune…", id="prune.confirm"),
         Binding("escape,b", "back", "Back", id="prune.back"),
         Binding("question_mark", "app.help", "Help", id="prune.help"),
+        Binding("q", "app.quit_safely", show=False, id="prune.quit"),  # q quits here too, as on the main screen
     ]
     COMMAND_HELP = {"toggle_pin": "Pin or unpin the highlighted release (pinned releases are never pruned)",
                     "confirm": "Delete the releases marked delete"}
