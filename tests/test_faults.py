@@ -437,3 +437,23 @@ async def test_trash_of_an_interrupted_prune_is_finished_by_the_next_deploy(site
     site.app.sh(f"mkdir -p {dp}/releases/.trash-r000-old/static && cp -al {dp}/releases/{cur}/static "
                 f"{dp}/releases/.trash-r000-old/static/x")
     await next_deploy(site, allow_lock=False)
+
+
+@pytest.mark.xfail(strict=False, reason="rsync upload (rsync_upload.py, not ours to edit): --link-dest's "
+                   "quick check (size + mtime) links a changed file that kept its size and mtime")
+async def test_rsync_upload_never_links_a_changed_file(host, tmp_path):
+    """upload.method rsync: a file whose content changed but whose size and mtime did not
+    (a build that writes in the same second, or restores mtimes) must not be hard-linked
+    from the previous release: the release must match its manifest."""
+    from capview.config import UploadConfig
+
+    app = new_app(host, build=False)
+    rs = dict(upload=UploadConfig(method="rsync"))
+    s = Site(app, tmp_path)
+    async with SshTransport() as t:
+        assert (await release(ctx(t), s.env(s.source("v1"), **rs), "v1")).ok
+        src2 = s.source("v2")
+        st = (s.sources["v1"] / "VERSION").stat()
+        os.utime(src2 / "VERSION", ns=(st.st_atime_ns, st.st_mtime_ns))  # same size ("v2\n"), same mtime
+        assert (await release(ctx(t), s.env(src2, **rs), "v2")).ok
+    assert verify_host(app, s.sources) == "v2"
