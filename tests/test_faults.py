@@ -161,7 +161,10 @@ async def next_deploy(site: Site, *, allow_lock: bool) -> str | None:
         if r.exit_code == EXIT_LOCKED:
             refusal = r.hosts[0].message
             assert allow_lock, f"lock left behind by a process that was not killed: {refusal}"
-            assert "capview unlock" in refusal and "--force" in refusal, refusal
+            assert "capview unlock test" in refusal and "--force" in refusal, refusal
+            # a rollback (the usual next step after a failed deploy) is refused the same way
+            rb = await rollback(ctx(t), site.env(src))
+            assert rb.exit_code == EXIT_LOCKED and "--force" in rb.hosts[0].message, rb
             u = cli("unlock", "test", "--force", "-c", str(site.config))
             assert u.returncode == 0, u.stderr + u.stdout
             r = await release(ctx(t), site.env(src), v)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +23,14 @@ from capview.engine.frames import Frames
 from capview.engine.prune import parse_prune
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.layout import default_version, git_commit, is_version, validate_version
-from capview.engine.lock import LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script
+from capview.engine.lock import (
+    LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script, stale_hint,
+)
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
-from capview.engine.unlock import pid_gone
 from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
 from capview.remote.transport import RunResult
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
@@ -228,12 +228,7 @@ class HostDeploy(HostRun):
                 info = parse_owner(res.stdout)
                 holder = describe_holder(info, self.ctx.clock())
                 if self.ctx.clock() >= deadline:
-                    env = self.host.env or "ENV"
-                    hint = f"wait for it (--wait-lock 2m), or if it is stale: capview unlock {env} --host {self.host.name}"
-                    if info is not None and info.machine == socket.gethostname() and pid_gone(info.pid):
-                        # A killed capview: plain unlock would still wait for the heartbeat to age.
-                        hint = (f"process {info.pid} is gone, the lock is stale: "
-                                f"capview unlock {env} --host {self.host.name} --force")
+                    hint = stale_hint(info, self.host.env, self.host.name, "wait for it (--wait-lock 2m), or ")
                     raise PhaseFailed(f"{self.host.name}: {holder}", code=EXIT_LOCKED, hint=hint)
                 self.log(f"{holder}; waiting")
                 await asyncio.sleep(LOCK_POLL)

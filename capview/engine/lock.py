@@ -98,3 +98,15 @@ def describe_holder(info: LockInfo | None, now: float) -> str:
         f"{humanize.naturaldelta(max(0.0, now - info.started))} ago, heartbeat "
         f"{humanize.naturaldelta(max(0.0, now - info.heartbeat))} ago)"
     )
+
+
+def stale_hint(info: LockInfo | None, env: str, host: str, prefix: str = "") -> str:
+    """How to get past a held lock. When the holder ran on this machine and its process
+    is gone (a killed capview), plain ``unlock`` would still wait for the heartbeat to
+    age: name the exact command that works."""
+    from capview.engine.unlock import pid_gone  # unlock.py imports this module
+
+    env = env or "ENV"
+    if info is not None and info.machine == socket.gethostname() and pid_gone(info.pid):
+        return f"process {info.pid} is gone, the lock is stale: capview unlock {env} --host {host} --force"
+    return f"{prefix}if it is stale: capview unlock {env} --host {host}"

@@ -17,7 +17,7 @@ from capview.engine.events import DowntimeMeasured, HostFinished, OperationFinis
 from capview.engine.history import parse_history, previous_live
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.layout import validate_version
-from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script
+from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script, stale_hint
 from capview.engine.releases_meta import Listing, parse_listing, release_listing_script
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable
@@ -115,9 +115,10 @@ class HostRollback(HostRun):
                 self.paths, manifest_of_current=False)
             res = await self.run(script, quiet=True)
             if res.exit_status == 3:
-                holder = describe_holder(parse_owner(res.stdout), self.ctx.clock())
+                info = parse_owner(res.stdout)
+                holder = describe_holder(info, self.ctx.clock())
                 raise PhaseFailed(f"{self.host.name}: {holder}", code=EXIT_LOCKED,
-                                  hint=f"if it is stale: capview unlock ENV --host {self.host.name}")
+                                  hint=stale_hint(info, self.host.env, self.host.name))
             if res.exit_status != 0:
                 raise PhaseFailed(f"reading releases failed: {last_line(res.stderr) or res.exit_status}")
             self.locked = True
