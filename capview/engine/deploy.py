@@ -229,7 +229,7 @@ class HostDeploy(HostRun):
                 holder = describe_holder(info, self.ctx.clock())
                 if self.ctx.clock() >= deadline:
                     hint = stale_hint(info, self.host.env, self.host.name, "wait for it (--wait-lock 2m), or ")
-                    raise PhaseFailed(f"{self.host.name}: {holder}", code=EXIT_LOCKED, hint=hint)
+                    raise PhaseFailed(holder, code=EXIT_LOCKED, hint=hint)
                 self.log(f"{holder}; waiting")
                 await asyncio.sleep(LOCK_POLL)
 
@@ -238,7 +238,7 @@ class HostDeploy(HostRun):
         for w in report.warnings:
             self.ctx.event(Warning, self.host.name, message=w)
         if report.failures:
-            raise PhaseFailed(f"{self.host.name}: preflight failed: " + "; ".join(report.failures), code=EXIT_UNREACHABLE)
+            raise PhaseFailed("preflight failed: " + "; ".join(report.failures), code=EXIT_UNREACHABLE)
 
     async def setup_phase(self) -> None:
         async with self.timed("setup") as info:
@@ -265,8 +265,8 @@ class HostDeploy(HostRun):
                 res = await self.run(create + probe, quiet=True)
             if res.exit_status == 5:
                 raise PhaseFailed(
-                    f"{self.host.name}: release {self.version} already exists (releases are immutable)",
-                    hint=f"pick a new version, or switch to it with: capview rollback ENV --to {self.version}",
+                    f"release {self.version} already exists (releases are immutable)",
+                    hint=f"pick a new version, or switch to it with: capview rollback {self.host.env or 'ENV'} --to {self.version}",
                 )
             if res.exit_status != 0:
                 raise PhaseFailed(f"setup failed: {res.stderr.strip() or 'exit ' + str(res.exit_status)}")
@@ -470,12 +470,14 @@ class HostDeploy(HostRun):
                 f", downtime {self.downtime:.2f}s" if self.downtime is not None else "")
             if res.exit_status != 0:
                 info["detail"] += f"; service start failed: {last_line(res.stderr)}"
+                info["ok"] = False
                 self.start_failed = True
 
     async def health_phase(self) -> bool:
         async with self.timed("health") as info:
             if getattr(self, "start_failed", False):
                 info["detail"] = "service did not start"
+                info["ok"] = False
                 return False
             now = self.ctx.clock()
             live = self.state_script("live", deployed_at=now, downtime=self.downtime, health="ok",
@@ -570,7 +572,7 @@ class HostDeploy(HostRun):
             await self.run("".join(parts), quiet=True, timeout=30)
             self.locked = False
         except Exception as exc:  # the host went away: the lock stays, say how to clear it
-            self.log(f"could not clean up after failure ({exc}); if the lock remains: capview unlock ENV --force")
+            self.log(f"could not clean up after failure ({exc}); if the lock remains: capview unlock {self.host.env or 'ENV'} --host {self.host.name} --force")
 
     async def heartbeat_loop(self) -> None:
         while True:

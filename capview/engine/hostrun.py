@@ -3,6 +3,7 @@ bytes for this host, turn output lines into LogLine events, time phases."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import asynccontextmanager
 from typing import AsyncIterable, AsyncIterator, Callable
@@ -90,7 +91,12 @@ class HostRun:
         try:
             yield info
         except BaseException as exc:
-            reason = str(exc) if isinstance(exc, CapviewError) else (type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+            if isinstance(exc, CapviewError):
+                reason = str(exc)
+            elif isinstance(exc, asyncio.CancelledError):
+                reason = "cancelled"
+            else:
+                reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             self.phase_end(phase, False, reason)
             raise
         self.phase_end(phase, bool(info.get("ok", True)), info["detail"])

@@ -49,19 +49,19 @@ def choose_target(listing: Listing, to: str | None, force: bool, host: str) -> s
     if to is None:
         target = previous_live(parse_history(listing.history), listing.current, existing=set(existing))
         if target is None:
-            raise PhaseFailed(f"{host}: no previous live release to roll back to", hint="name one with --to VERSION")
+            raise PhaseFailed("no previous live release to roll back to", hint="name one with --to VERSION")
     else:
         target = to
     meta = existing.get(target)
     if meta is None:
         known = ", ".join(sorted(existing)) or "none"
-        raise PhaseFailed(f"{host}: release {target} is not on the host (retained: {known})")
+        raise PhaseFailed(f"release {target} is not on the host (retained: {known})")
     if target == listing.current:
-        raise PhaseFailed(f"{host}: {target} is already live")
+        raise PhaseFailed(f"{target} is already live")
     if meta.state in ("uploading", "building", "incomplete"):
-        raise PhaseFailed(f"{host}: release {target} is {meta.state}; it was never complete")
+        raise PhaseFailed(f"release {target} is {meta.state}; it was never complete")
     if meta.state == "failed" and not force:
-        raise PhaseFailed(f"{host}: release {target} failed its deploy", hint="use --force to switch to it anyway")
+        raise PhaseFailed(f"release {target} failed its deploy", hint="use --force to switch to it anyway")
     return target
 
 
@@ -117,7 +117,7 @@ class HostRollback(HostRun):
             if res.exit_status == 3:
                 info = parse_owner(res.stdout)
                 holder = describe_holder(info, self.ctx.clock())
-                raise PhaseFailed(f"{self.host.name}: {holder}", code=EXIT_LOCKED,
+                raise PhaseFailed(holder, code=EXIT_LOCKED,
                                   hint=stale_hint(info, self.host.env, self.host.name))
             if res.exit_status != 0:
                 raise PhaseFailed(f"reading releases failed: {last_line(res.stderr) or res.exit_status}")
@@ -152,7 +152,7 @@ class HostRollback(HostRun):
             res = await self.run(pre + sw.switch_script(self.settings, version),
                                  on_marker=lambda n, v: marks.__setitem__(n, v))
             if "noimage" in marks:
-                raise PhaseFailed(f"{self.host.name}: image {b.image}:{version} no longer exists; "
+                raise PhaseFailed(f"image {b.image}:{version} no longer exists; "
                                   "rebuild it or pick another release", code=1)
             if "downtime" in marks:
                 self.downtime = float(marks["downtime"])
@@ -207,4 +207,4 @@ class HostRollback(HostRun):
             await self.run(release_script(self.paths, self.owner), quiet=True, timeout=30)
             self.locked = False
         except Exception as exc:
-            self.log(f"could not release the lock ({exc}); clear it with: capview unlock ENV --force")
+            self.log(f"could not release the lock ({exc}); clear it with: capview unlock {self.host.env or 'ENV'} --host {self.host.name} --force")
