@@ -40,6 +40,7 @@ from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.errors import CapviewError, EXIT_FAILED, HostUnreachable, LockHeld, UsageError
 
 Clock = Callable[[], float]
+STATUS_CONCURRENCY = 64  # hosts whose status is fetched at once (EngineBackend.status)
 
 
 # --------------------------------------------------------------------------- view models
@@ -945,7 +946,14 @@ class EngineBackend:
     async def status(self, env: str, host: str | None = None) -> list[HostStatus]:
         from capview.engine.status import status
 
-        return list(await status(self.context(), self._env(env), host=host))
+        e = self._env(env)
+        # Reading is not deploying: max_parallel paces deploys, but the dashboard lists every
+        # host at once (one read-only script each). With the default 10, 50 hosts took five
+        # waves of round trips (benchmarks/tui_bench.py); the transport still caps connects.
+        wanted = min(len(e.hosts), STATUS_CONCURRENCY)
+        if e.max_parallel < wanted:
+            e = dataclasses.replace(e, max_parallel=wanted)
+        return list(await status(self.context(), e, host=host))
 
     # -- operations
 
