@@ -9,8 +9,9 @@ and each release's ``.capview/release.json``, not only what the screen says.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -281,3 +282,60 @@ async def test_a_host_whose_sshd_stops_shows_as_unreachable_and_q_quits(testbed,
     finally:
         for h in (up, down):
             testbed.stop_host(h)
+
+
+# --------------------------------------------------------------------------- what the benchmarks drove
+
+
+class CountingTransport:
+    """SshTransport wrapper: how many scripts were in flight at once."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.now = self.peak = 0
+
+    @property
+    def round_trips(self) -> int:
+        return self.inner.round_trips
+
+    async def run(self, *a, **kw):
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await self.inner.run(*a, **kw)
+        finally:
+            self.now -= 1
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_dashboard_status_fetches_every_host_at_once_whatever_max_parallel(host, tmp_path):
+    """max_parallel paces deploys; the read-only listing asks all hosts at once (tui_bench: 50
+    hosts at 100 ms RTT went from five waves to one), one round trip each."""
+    app = new_app(host, build=False)
+    base = app.host_config(tmp_path)
+    hcs = tuple(dataclasses.replace(base, name=f"h{i:02d}", settings=dataclasses.replace(
+        base.settings, deploy_path=f"{app.deploy_path}-{i}")) for i in range(12))
+    env = Environment(name="test", hosts=hcs, settings=hcs[0].settings, max_parallel=2)
+    transport = CountingTransport(SshTransport())
+    backend = EngineBackend(config=Config(path=tmp_path / "deploy.yaml", environments=(env,)),
+                            transport=transport)
+    try:
+        st = await backend.status("test")
+        assert [s.host for s in st] == [h.name for h in hcs] and all(s.reachable for s in st)
+        assert transport.peak == 12 and transport.round_trips == 12
+    finally:
+        await backend.close()
+
+
+async def test_freeze_gc_freezes_after_the_first_frame_and_unfreezes_on_exit(tmp_path):
+    from capview.tui.backend import FakeBackend
+
+    app = CapviewApp(FakeBackend(delay=0), refresh_interval=3600, animations=False, freeze_gc=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(pilot, app)
+        assert gc.get_freeze_count() > 10_000  # the startup heap is out of the collector's view
+        await pilot.press("q")
+        await until(pilot, lambda: app.return_value is not None, 10, "quit")
+    assert gc.get_freeze_count() == 0
