@@ -442,8 +442,6 @@ async def test_trash_of_an_interrupted_prune_is_finished_by_the_next_deploy(site
     await next_deploy(site, allow_lock=False)
 
 
-@pytest.mark.xfail(strict=False, reason="rsync upload (rsync_upload.py, not ours to edit): --link-dest's "
-                   "quick check (size + mtime) links a changed file that kept its size and mtime")
 async def test_rsync_upload_never_links_a_changed_file(host, tmp_path):
     """upload.method rsync: a file whose content changed but whose size and mtime did not
     (a build that writes in the same second, or restores mtimes) must not be hard-linked

@@ -202,7 +202,7 @@ async def test_rsync_upload_method_links_unchanged_files(host, tmp_path, transpo
     rs = UploadConfig(method="rsync")
     assert (await release(ctx_for(transport), app.env(src1, upload=rs), "v1")).ok
     src2 = tmp_path / "src-v2-rsync"
-    shutil.copytree(src1, src2, symlinks=True)  # copy2 keeps mtimes: rsync's link rule
+    shutil.copytree(src1, src2, symlinks=True)
     (src2 / "VERSION").write_text("v2\n")
     assert (await release(ctx_for(transport), app.env(src2, upload=rs), "v2")).ok
     assert app.get() == (200, "v2")

@@ -2,7 +2,7 @@
 
 The tar stream (upload.py) is the default and is faster on slow links; rsync is
 here for people who already trust it. Unchanged files become hard links only
-when their mtimes match too (rsync's rule). The manifest is written afterwards
+when their content matches (``--checksum``). The manifest is written afterwards
 so the next tar deploy can still diff against this release.
 """
 
@@ -37,7 +37,10 @@ def rsync_argv(host: HostConfig, scan_root: str, version: str, previous: str | N
                exclude: tuple[str, ...], reserved: tuple[str, ...]) -> list[str]:
     paths = HostPaths(host.settings.deploy_path)
     target = f"{host.user + '@' if host.user else ''}{host.host}:{paths.release(version)}/"
-    argv = ["rsync", "-a", "--delete", "--exclude=/.capview"]
+    # --checksum: rsync's quick check (size + mtime) would hard-link a changed file that
+    # kept both (a build in the same second, restored mtimes): the release must match
+    # its manifest, so content decides.
+    argv = ["rsync", "-a", "--checksum", "--delete", "--exclude=/.capview"]
     argv += [f"--exclude={p}" for p in exclude]
     argv += [f"--exclude=/{p}" for p in reserved]
     if previous:
