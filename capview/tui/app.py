@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import os
+import sys
 import time
 import traceback
 from functools import partial
@@ -493,6 +495,13 @@ class MainScreen(Screen[None]):
 # --------------------------------------------------------------------------- the app
 
 
+def _stdin_is_tty() -> bool:
+    try:
+        return os.isatty(sys.__stdin__.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 class CapviewApp(App[int]):
     CSS_PATH = Path(__file__).parent / "app.tcss"  # absolute: subclasses live elsewhere
     TITLE = "capview"
@@ -563,6 +572,15 @@ class CapviewApp(App[int]):
         if self.freeze_gc and not self._gc_frozen:
             gc.freeze()
             self._gc_frozen = True
+        # A closed terminal (ssh dropped, tmux pane killed, `su` without a controlling tty)
+        # sends no SIGHUP in every setup, and Textual's input thread then spins on EOF.
+        # Watch for it and exit, so nothing is left burning CPU with the demo's apps running.
+        if not self.is_headless and _stdin_is_tty():
+            self.set_interval(1.0, self._exit_if_terminal_gone, name="terminal-watch")
+
+    def _exit_if_terminal_gone(self) -> None:
+        if not _stdin_is_tty():
+            self.exit(1)
 
     async def on_unmount(self) -> None:
         if self._gc_frozen:
