@@ -19,4 +19,4 @@ async def test_app_exits_when_its_terminal_is_gone(monkeypatch):
         app._exit_if_terminal_gone()  # terminal gone (a hung-up tty is no longer a TTY)
         await pilot.pause()
     assert still_running
-    assert app.return_code == 1
+    assert app.return_code == 1 and app.return_value == 1

@@ -580,7 +580,7 @@ class CapviewApp(App[int]):
 
     def _exit_if_terminal_gone(self) -> None:
         if not _stdin_is_tty():
-            self.exit(1)
+            self.exit(1, return_code=1)  # result 1 for run_app; return_code for the process
 
     async def on_unmount(self) -> None:
         if self._gc_frozen:
