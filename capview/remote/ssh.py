@@ -146,12 +146,17 @@ class _Client(asyncssh.SSHClient):
 class SshTransport:
     """Transport over asyncssh. See the module docstring."""
 
-    def __init__(self, *, max_channels_per_host: int = 8, max_concurrent_connects: int = 16) -> None:
+    def __init__(self, *, max_channels_per_host: int = 8, max_concurrent_connects: int = 64,
+                 max_connects_per_server: int = 8) -> None:
         self.round_trips = 0
         self.bytes_sent = 0
         self.connects = 0  # connections opened (tests hold pooling to this)
         self.max_channels_per_host = max_channels_per_host
+        # OpenSSH's MaxStartups (default 10:30:100) drops bursts of unauthenticated
+        # connections per server; the global cap only bounds our own sockets.
         self._connect_sem = asyncio.Semaphore(max_concurrent_connects)
+        self._server_sems: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._per_server = max_connects_per_server
         self._pool: dict[tuple, _Pooled] = {}
         self._connecting: dict[tuple, asyncio.Task[_Pooled]] = {}
         self._closed = False
@@ -268,7 +273,9 @@ class SshTransport:
             if not os.path.isfile(ident):
                 raise HostUnreachable(f"{target.label}: identity_file {ssh.identity_file} not found")
             kwargs["client_keys"] = [ident]
-        async with self._connect_sem:
+        server = self._server_sems.setdefault((target.hostname, target.port),
+                                              asyncio.Semaphore(self._per_server))
+        async with self._connect_sem, server:
             try:
                 conn = await asyncssh.connect(host.host, host.port if host.port else (), **kwargs)
             except asyncio.CancelledError:
@@ -520,6 +527,10 @@ class SshTransport:
                 start = nl + 1
             if start:
                 del buf[:start]
+            # asyncssh's read() returns at once while data is buffered, so a flood (a
+            # build printing 100k lines) would otherwise starve the event loop: the
+            # dashboard's key presses waited ~55 ms median behind it (benchmarks/tui_bench).
+            await asyncio.sleep(0)
         if buf:
             emit(bytes(buf))
 
