@@ -21,7 +21,7 @@ from capview.engine.events import (
 from capview.engine.cleanup import cleanup_script, finish_trash_script
 from capview.engine.frames import Frames
 from capview.engine.prune import parse_prune
-from capview.engine.hostrun import HostRun, PhaseFailed
+from capview.engine.hostrun import HostRun, PhaseFailed, await_through_cancel
 from capview.engine.layout import default_version, git_commit, is_version, validate_version
 from capview.engine.lock import (
     LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script, stale_hint,
@@ -161,15 +161,9 @@ class HostDeploy(HostRun):
             if switching is not None:
                 # Cancelled after the switch began: let it finish (it reverts on its own if
                 # unhealthy) rather than abort beside it; then pass the cancellation on.
-                while not switching.done():
-                    try:
-                        await asyncio.shield(switching)
-                    except asyncio.CancelledError:
-                        continue
-                    except BaseException:
-                        break
-                if not switching.cancelled() and switching.exception() is None:
-                    outcome, message = switching.result()
+                result = await await_through_cancel(switching)
+                if result is not None:
+                    outcome, message = result
                     self.finish(outcome, message + " (interrupted: the switch was finished first)", self.version)
                     raise
             await asyncio.shield(self.abort("cancelled by the user"))

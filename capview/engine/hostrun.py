@@ -17,6 +17,21 @@ from capview.errors import CapviewError
 from capview.remote.transport import RunResult
 
 
+async def await_through_cancel(task: asyncio.Future):
+    """Wait for a shielded task (a switch in progress) to finish even while the caller is
+    being cancelled; return its result, or None if it failed or was cancelled itself."""
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            continue
+        except BaseException:
+            break
+    if task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 class PhaseFailed(CapviewError):
     """A phase failed; ``code`` is the exit code the operation should end with."""
 

@@ -15,7 +15,7 @@ from capview.engine.context import Context, OperationResult
 from capview.engine.deploy import last_line, run_hosts, wrap_health
 from capview.engine.events import DowntimeMeasured, HostFinished, OperationFinished, OperationStarted, Warning
 from capview.engine.history import parse_history, previous_live
-from capview.engine.hostrun import HostRun, PhaseFailed
+from capview.engine.hostrun import HostRun, PhaseFailed, await_through_cancel
 from capview.engine.layout import validate_version
 from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script, stale_hint
 from capview.engine.releases_meta import Listing, parse_listing, release_listing_script
@@ -93,15 +93,9 @@ class HostRollback(HostRun):
             if switching is not None:
                 # Cancelled after the switch began: finish it (health, record, unlock)
                 # rather than unlock beside it; then pass the cancellation on.
-                while not switching.done():
-                    try:
-                        await asyncio.shield(switching)
-                    except asyncio.CancelledError:
-                        continue
-                    except BaseException:
-                        break
-                if not switching.cancelled() and switching.exception() is None:
-                    outcome, message = switching.result()
+                result = await await_through_cancel(switching)
+                if result is not None:
+                    outcome, message = result
                     self.finish(outcome, message + " (interrupted: the switch was finished first)", self.target)
             await asyncio.shield(self.unlock())
             raise
