@@ -2,11 +2,18 @@
 """Write PNG (and SVG) screenshots of every dashboard screen into screenshots/.
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--size 120x36] [--svg-only]
+    .venv/bin/python scripts/screenshots.py --demo   # the real demo sandbox -> screenshots/demo-NN-*.png
 
 Screens are rendered headless with the deterministic FakeBackend and a frozen clock
 (so the pictures only change when the UI does), exported as SVG by Textual, then
 converted to PNG with ``rsvg-convert`` (Debian: ``apt-get install librsvg2-bin``) or,
 failing that, the ``cairosvg`` Python package. Without either, only SVGs are written.
+
+``--demo`` instead runs the real ``capview demo`` sandbox (embedded SSH host, live apps,
+history seeded through the engine) and, while it is up, drives the dashboard on its
+deploy.yaml with ``EngineBackend`` through one session: main, rollback (confirm, then the
+real rollback's progress), prune, migrate of legacy-1 (plan, dry run), inspect, deploy
+dialog, help. Those pictures carry real ages, sizes and timings, so they change per run.
 """
 
 from __future__ import annotations
@@ -204,6 +211,182 @@ async def render(name: str, scenario: Scenario, backend_kw: dict, size: tuple[in
         return app.export_screenshot(title=f"capview — {name.split('-', 1)[1].replace('-', ' ')}")
 
 
+# --------------------------------------------------------------------------- --demo: the real sandbox
+
+DemoStep = Callable[[CapviewApp, object], Awaitable[None]]
+
+
+async def back_to_main(pilot) -> None:
+    app = pilot.app
+    for _ in range(5):
+        if app.screen is app.main_screen:
+            break
+        await pilot.press("escape")
+        await pilot.pause()
+    if app.screen is not app.main_screen:
+        raise RuntimeError(f"could not get back to the main screen from {app.screen!r}")
+    await settle(pilot)
+
+
+async def demo_main_environment(app, pilot):
+    await on_host(pilot, "prod", None)
+
+
+async def demo_main_host(app, pilot):
+    await on_host(pilot, "prod", "prod-1", "v1.1.0")
+
+
+async def demo_rollback_confirm(app, pilot):
+    await on_host(pilot, "prod", "prod-1", "v1.0.0")
+    await pilot.press("r")
+    await pilot.pause()
+
+
+async def demo_rollback_done(app, pilot):
+    # continues from the confirm dialog: enter runs the real rollback over SSH
+    await pilot.press("enter")
+    await until(pilot, lambda: app.last_operation is not None and app.last_operation.kind == "rollback")
+    op = app.last_operation
+    await until(pilot, lambda: not op.running, timeout=120)
+    await pilot.pause(0.5)  # the log pane writes in batches on a timer
+    if op.state != "ok":
+        print(f"screenshots: warning: the rollback ended {op.state}: {op.summary()}", file=sys.stderr)
+
+
+async def demo_prune(app, pilot):
+    await back_to_main(pilot)
+    await on_host(pilot, "prod", "prod-1")
+    await pilot.press("p")
+    await settle(pilot)
+
+
+async def demo_migrate_plan(app, pilot):
+    await back_to_main(pilot)
+    await on_host(pilot, "legacy", "legacy-1")
+    await pilot.press("m")
+    await settle(pilot)
+
+
+async def demo_migrate_dry_run(app, pilot):
+    # continues on the migrate screen: n runs the dry run (changes nothing)
+    await pilot.press("n")
+    await until(pilot, lambda: app.last_operation is not None and app.last_operation.kind == "migrate")
+    op = app.last_operation
+    await until(pilot, lambda: not op.running, timeout=60)
+    await settle(pilot)
+    await pilot.pause(0.5)
+
+
+async def demo_inspect_files(app, pilot):
+    await back_to_main(pilot)
+    await on_host(pilot, "prod", "prod-1", "v1.1.0")
+    await pilot.press("i")
+    await settle(pilot)
+    await pilot.press("2")
+    await settle(pilot)
+    tree = app.screen.query_one(FileTree)
+    await until(pilot, lambda: any(n.data and n.data.name == "templates" for n in tree.root.children))
+    templates = next(n for n in tree.root.children if n.data and n.data.name == "templates")
+    templates.expand()
+    await settle(pilot)
+    await until(pilot, lambda: any(n.data and n.data.name == "index.html" for n in templates.children))
+    index = next(n for n in templates.children if n.data and n.data.name == "index.html")
+    tree.focus()
+    tree.move_cursor(index)
+    tree.select_node(index)
+    await settle(pilot)
+
+
+async def demo_inspect_compare(app, pilot):
+    # continues on the inspect screen. With the file tree focused, the tab keys do not leave
+    # the Files tab (focus falls to the viewer, whose pane is then re-activated), so take the
+    # focus off the tree first, as a user clicking elsewhere would.
+    from textual.widgets import TabbedContent
+
+    app.screen.set_focus(None)
+    await pilot.pause()
+    await pilot.press("5")
+    await settle(pilot)
+    if app.screen.query_one(TabbedContent).active != "tab-compare":
+        raise RuntimeError("'5' did not open the Compare tab")
+    await pilot.pause(0.3)
+
+
+async def demo_deploy_dialog(app, pilot):
+    await back_to_main(pilot)
+    await on_host(pilot, "prod", None)
+    await pilot.press("d")
+    await pilot.pause()
+
+
+async def demo_help(app, pilot):
+    await back_to_main(pilot)
+    await pilot.press("question_mark")
+    await pilot.pause()
+
+
+# In order: each step starts where the one before left the app.
+DEMO_STEPS: list[tuple[str, DemoStep]] = [
+    ("demo-01-main-environment", demo_main_environment),
+    ("demo-02-main-host", demo_main_host),
+    ("demo-03-rollback-confirm", demo_rollback_confirm),
+    ("demo-04-rollback-done", demo_rollback_done),
+    ("demo-05-prune", demo_prune),
+    ("demo-06-migrate-plan", demo_migrate_plan),
+    ("demo-07-migrate-dry-run", demo_migrate_dry_run),
+    ("demo-08-inspect-files", demo_inspect_files),
+    ("demo-09-inspect-compare", demo_inspect_compare),
+    ("demo-10-deploy-dialog", demo_deploy_dialog),
+    ("demo-11-help", demo_help),
+]
+
+
+def title_of(name: str) -> str:
+    if name.startswith("demo-"):
+        name = name[len("demo-"):]
+    return f"capview — {name.split('-', 1)[1].replace('-', ' ')}"
+
+
+def run_demo_shots(out: Path, size: tuple[int, int], write: Callable[[str, str], None]) -> int:
+    """Run the demo sandbox; inside its on_ready hook drive the dashboard and ``write`` each shot."""
+    import io
+
+    from capview.demo.runner import run_demo
+    from capview.tui.backend import EngineBackend
+
+    failures: list[str] = []
+    written: list[str] = []
+
+    async def on_ready(sandbox) -> None:
+        backend = EngineBackend(sandbox.config_path).load()
+        app = CapviewApp(backend, refresh_interval=3600, animations=False)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            for name, step in DEMO_STEPS:
+                try:
+                    await step(app, pilot)
+                    await pilot.pause()
+                    write(name, app.export_screenshot(title=title_of(name)))
+                    written.append(name)
+                except Exception as e:  # one screen failing should not lose the others
+                    failures.append(f"{name}: {type(e).__name__}: {e}")
+                    print(f"screenshots: {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            await back_to_main(pilot)
+        close = getattr(backend.transport, "close", None)
+        if close is not None:
+            await close()
+
+    log = io.StringIO()
+    # The demo's own headless health report compares with the status read before the
+    # hook (v1.1.0 live); the hook rolled prod-1 back, so rc 1 is expected there.
+    rc = asyncio.run(run_demo(None, headless=True, out=log, on_ready=on_ready))
+    if not written:
+        sys.stderr.write(log.getvalue())
+        print(f"screenshots: the demo wrote no screenshot (demo rc={rc})", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
 # --------------------------------------------------------------------------- SVG -> PNG
 
 
@@ -236,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--svg-only", action="store_true", help="do not convert to PNG")
     parser.add_argument("--keep-svg", action="store_true", help="write the SVGs next to the PNGs")
     parser.add_argument("--only", default="", help="substring of the screens to render")
+    parser.add_argument("--demo", action="store_true",
+                        help="drive the dashboard on the real demo sandbox; writes demo-NN-*.png")
     args = parser.parse_args(argv)
     width, height = (int(x) for x in args.size.lower().split("x"))
     out = Path(args.out)
@@ -244,6 +429,16 @@ def main(argv: list[str] | None = None) -> int:
     if convert is None and not args.svg_only:
         print("screenshots: no SVG converter (apt-get install librsvg2-bin, or pip install cairosvg); "
               "writing SVG only", file=sys.stderr)
+
+    def write(name: str, svg: str) -> None:
+        if convert is None or args.keep_svg:
+            (out / f"{name}.svg").write_text(svg, encoding="utf-8")
+        if convert is not None:
+            convert(svg, out / f"{name}.png")
+        print(f"{out / name}.{'png' if convert else 'svg'}", flush=True)
+
+    if args.demo:
+        return run_demo_shots(out, (width, height), write)
     for name, scenario, kw in SCENARIOS:
         if args.only and args.only not in name:
             continue
