@@ -223,6 +223,14 @@ async def test_large_upload_is_split_over_parallel_channels(host, tmp_path, tran
     src = make_source(tmp_path, "v1")
     for i in range(3):  # 3 x 14 MB: more than two parts' worth
         (src / "static" / f"blob{i}.bin").write_bytes(os.urandom(14 * 1024 * 1024))
+    # Many small files in nested new dirs, spread over the parts: the parts must not race
+    # on creating those dirs, and a dir's mode (0750 here) must survive the merge.
+    for d in range(8):
+        sub = src / "media" / f"d{d}" / "deep"
+        sub.mkdir(parents=True)
+        for f in range(40):
+            (sub / f"a{f}.png").write_bytes(os.urandom(2000 + f))
+    (src / "media" / "d3").chmod(0o750)
     events: list = []
     r = await release(ctx_for(transport, events), app.env(src), "v1")
     assert r.ok, r
@@ -235,4 +243,21 @@ async def test_large_upload_is_split_over_parallel_channels(host, tmp_path, tran
         f"cd {dp}/releases/v1 && awk -F '\\t' '$1==\"f\" {{print $4 \"  \" $5}}' .capview/manifest.tsv | sha256sum -c --quiet"
         f" && echo verified; ls -A {dp}/releases/v1/.capview")
     assert "verified" in check and "incoming" not in check
-    assert app.get() == (200, "v1")
+    assert app.sh(f"stat -c %a {dp}/releases/v1/media/d3").strip() == "750"
+    assert int(app.sh(f"find {dp}/releases/v1/media -type f | wc -l")) == 320
+    # A split redeploy on top: unchanged dirs keep their mode, new files arrive.
+    src2 = make_source(tmp_path, "v2")
+    import shutil
+    shutil.copytree(src / "media", src2 / "media")
+    for i in range(3):
+        (src2 / "static" / f"blob{i}.bin").write_bytes(os.urandom(14 * 1024 * 1024))
+    (src2 / "media" / "d5" / "deep" / "new.png").write_bytes(b"new")
+    r2 = await release(ctx_for(transport), app.env(src2), "v2")
+    assert r2.ok, r2
+    check = app.sh(
+        f"cd {dp}/releases/v2 && awk -F '\\t' '$1==\"f\" {{print $4 \"  \" $5}}' .capview/manifest.tsv | sha256sum -c --quiet"
+        f" && echo verified")
+    assert "verified" in check
+    assert app.sh(f"stat -c %a {dp}/releases/v2/media/d3").strip() == "750"
+    assert int(app.sh(f"find {dp}/releases/v2/media -type f | wc -l")) == 321
+    assert app.get() == (200, "v2")

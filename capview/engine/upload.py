@@ -57,6 +57,11 @@ def upload_script(paths: HostPaths, version: str, previous: str | None, parts: i
             'find "$prev" -mindepth 1 -maxdepth 1 ! -name .capview -exec cp -al -t "$rel" {} +',
             '(cd "$rel" && xargs -0 -r rm -rf -- < "$inc/meta/drop.nul")',
         ]
+    # The other parts hold only regular files (their parent dirs were made by tar with
+    # default modes): link them in without copying any directory's mode (cp -lR, no -a);
+    # part 0 follows with the real directory entries.
+    lines += [f'if [ -d "$inc/part-{i}/files" ]; then cp -lR "$inc/part-{i}/files/." "$rel/"; fi'
+              for i in range(1, parts)]
     lines += [
         'if [ -d "$inc/files" ]; then cp -al "$inc/files/." "$rel/"; fi',
         "{",
@@ -74,10 +79,14 @@ def upload_script(paths: HostPaths, version: str, previous: str | None, parts: i
 
 
 def part_script(paths: HostPaths, version: str, index: int) -> str:
-    """Extract one extra part of a split upload into the release's incoming dir."""
+    """Extract one extra part of a split upload into its own dir under incoming/.
+
+    Its own dir: two tar processes creating the same parent directories at once lost
+    files ("Cannot open: No such file or directory"); part 0's script merges them."""
     inc = f"{paths.release(version)}/.capview/incoming"
     mark = f"{inc}/.part-{index}"
-    return (f"if tar -xf - -C {q(inc)} --no-same-owner; then : > {q(mark + '.ok')}; "
+    dest = f"{inc}/part-{index}"
+    return (f"mkdir -p {q(dest)} && if tar -xf - -C {q(dest)} --no-same-owner; then : > {q(mark + '.ok')}; "
             f"else rc=$?; : > {q(mark + '.failed')} 2>/dev/null; exit $rc; fi\n")
 
 
