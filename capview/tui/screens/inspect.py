@@ -148,7 +148,15 @@ class InspectScreen(Screen[None]):
         self.app.run_worker(coro, name=f"{what} {self.host} {self.version}", group="inspect", exit_on_error=False)
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(TabbedContent)
+        # A focused widget in the old pane makes Textual re-activate that pane when focus
+        # moves on: drop focus first, then focus the first focusable widget of the new pane.
+        self.set_focus(None)
+        tabs.active = tab
+        pane = tabs.get_pane(tab)
+        target = next((w for w in pane.query("*") if w.focusable), None)
+        if target is not None:
+            self.call_after_refresh(target.focus)
 
     def action_back(self) -> None:
         self.app.pop_screen()
