@@ -47,6 +47,8 @@ def inert_block(s: object, style: str = "") -> Text:
 def human_bytes(n: int | float | None) -> str:
     if n is None:
         return "—"
+    if abs(n) < 1000:  # humanize says "968 Bytes"; keep the column's short unit style
+        return f"{int(n)} B"
     return humanize.naturalsize(n, format="%.1f")
 
 
