@@ -5,8 +5,10 @@ release's link to shared/data, so rows survive every deploy and rollback.
 """
 
 import os
+import signal
 import sqlite3
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -47,5 +49,21 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+# Graceful stop on SIGTERM (what `systemctl --user stop` sends): stop the accept loop,
+# serve the connections already queued in the listen backlog, let in-flight requests
+# finish, then close. Dying at once would reset queued connections that a proxy in front
+# (Traefik) has already sent a request on, and it cannot safely retry those.
 ThreadingHTTPServer.allow_reuse_address = True
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+ThreadingHTTPServer.daemon_threads = False  # server_close() joins the handler threads
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+server.serve_forever(poll_interval=0.05)
+server.socket.setblocking(False)
+while True:
+    try:
+        conn, addr = server.socket.accept()
+    except OSError:  # BlockingIOError: the backlog is empty
+        break
+    conn.setblocking(True)
+    server.process_request(conn, addr)
+server.server_close()
