@@ -123,7 +123,7 @@ class App:
         return hashlib.sha256(out.encode()).hexdigest()
 
 
-def new_app(host, *, build: bool = True, tag: str | None = None) -> App:
+def new_app(host, *, build: bool = True, tag: str | None = None, graceful: bool = False) -> App:
     """Prepare a deploy_path with shared/.env and a real systemd --user unit for the app."""
     tag = tag or secrets.token_hex(3)
     name = f"cvapp-{tag}"
@@ -132,7 +132,7 @@ def new_app(host, *, build: bool = True, tag: str | None = None) -> App:
     host.run_as_user(f"mkdir -p {dp}/shared/data && printf 'SECRET=s3cr3t-{tag}\\n' > {dp}/shared/.env && chmod 600 {dp}/shared/.env")
     host.install_unit(name, (
         "[Unit]\nDescription=capview test app\n\n"
-        f"[Service]\nExecStart=/usr/bin/python3 -u {dp}/current/app.py {port}\n"
+        f"[Service]\nExecStart=/usr/bin/python3 -u {dp}/current/app.py {port}{' --graceful' if graceful else ''}\n"
         f"WorkingDirectory={dp}/current\nRestart=no\n"
     ))
     return App(host, name, dp, port, name, f"localhost/{name}" if build else None)

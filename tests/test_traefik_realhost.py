@@ -24,7 +24,7 @@ pytestmark = pytest.mark.testbed
 
 
 async def test_real_traefik_hides_real_deploy_and_rollback_windows(host, tmp_path, real_traefik):  # noqa: F811
-    app = new_app(host, build=False)
+    app = new_app(host, build=False, graceful=True)  # an app that stops without resetting queued requests
     tcfg = TraefikConfig(mode="retry", port=app.port)
     async with SshTransport() as t:
         ctx = Context(transport=t, operator="tester@ci")

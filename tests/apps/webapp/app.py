@@ -49,13 +49,16 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-# Graceful stop on SIGTERM (what `systemctl --user stop` sends): stop the accept loop,
-# serve the connections already queued in the listen backlog, let in-flight requests
-# finish, then close. Dying at once would reset queued connections that a proxy in front
-# (Traefik) has already sent a request on, and it cannot safely retry those.
 ThreadingHTTPServer.allow_reuse_address = True
-ThreadingHTTPServer.daemon_threads = False  # server_close() joins the handler threads
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if "--graceful" not in sys.argv:
+    server.serve_forever()  # SIGTERM kills it at once (what the other tests are built around)
+
+# --graceful: stop on SIGTERM (what `systemctl --user stop` sends) without resetting
+# anyone: stop the accept loop, serve the connections already queued in the listen
+# backlog, give in-flight requests up to 2 s, then exit. Dying at once resets queued
+# connections that a proxy in front (Traefik) already sent a request on, and it cannot
+# safely retry those (see docs/traefik.md).
 signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 server.serve_forever(poll_interval=0.05)
 server.socket.setblocking(False)
@@ -66,4 +69,8 @@ while True:
         break
     conn.setblocking(True)
     server.process_request(conn, addr)
-server.server_close()
+server.socket.close()
+deadline = time.monotonic() + 2.0
+for t in threading.enumerate():
+    if t is not threading.main_thread():
+        t.join(max(0.0, deadline - time.monotonic()))
