@@ -150,7 +150,15 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("capview: interrupted", file=sys.stderr)
-        return 130
+        return _exiting_after_signal()
+
+
+def _exiting_after_signal() -> int:
+    """The cleanup is done and we exit 130: another Ctrl-C during interpreter shutdown
+    (signal handlers are back to the default then) must not turn that into a kill."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    return 130
 
 
 def _run(handler, args) -> int:
@@ -195,4 +203,5 @@ def _run(handler, args) -> int:
                 print("capview: cancelled; the host was left consistent (see messages above)", file=sys.stderr)
             return 130
 
-    return int(asyncio.run(with_signals()) or 0)
+    rc = int(asyncio.run(with_signals()) or 0)
+    return _exiting_after_signal() if rc == 130 else rc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from textwrap import indent
 from dataclasses import dataclass, field, replace
 from typing import Awaitable, Callable, TypeVar
 
@@ -23,6 +24,7 @@ from capview.engine.layout import HostPaths, is_version
 from capview.engine.lock import owner_from_json
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.engine.script import q
+from capview.engine.usage_cache import FINGERPRINT, cache_begin, cache_commit, cache_read, cache_tee, parse_cache
 from capview.engine.usage import Listing, Summary, find_command, parse_listing, parse_summary, summary_command, unique_bytes
 from capview.errors import RemoteError
 
@@ -50,8 +52,14 @@ class Snapshot:
 def status_script(dp: str, frames: Frames, *, detail: bool = True) -> str:
     """detail=False sums each release on the host (one line each): enough for listings;
     prune needs the per-inode detail to size deleting a set of releases."""
-    sizes = find_command('"$r"') if detail else summary_command('"$r"')
-    kind = "find" if detail else "sum"
+    if detail:
+        sizes = 'sec find "$n"\n    ' + find_command('"$r"')
+        cache_start = cache_end = ""
+    else:  # sums come from the host's usage cache when it is valid (see usage_cache.py)
+        pipeline = summary_command('"$r"').rstrip("\n").removesuffix(" || true")
+        sizes = f'if [ -z "$cached" ]; then sec sum "$n"; {pipeline} | {cache_tee()}; fi\n'
+        cache_start = f"  fp0=$({FINGERPRINT})\n" + indent(cache_read() + cache_begin(), "  ")
+        cache_end = indent(cache_commit(), "  ")
     return frames.prelude() + f"""export LC_ALL=C
 dp={q(HostPaths(dp).root)}
 if [ ! -d "$dp" ]; then sec nodp; sec end; exit 0; fi
@@ -65,7 +73,7 @@ if [ -f .capview/history.jsonl ]; then sec history; tail -n {HISTORY_TAIL} .capv
 sec df
 df -Pk . 2>/dev/null | tail -n 1 || true
 if [ -d releases ]; then
-  t=0; j=0
+{cache_start}  t=0; j=0
   for r in releases/.trash-*; do if [ -e "$r" ] || [ -L "$r" ]; then t=$((t+1)); fi; done
   sec trash; printf '%s\\n' "$t"
   for r in releases/*; do
@@ -78,10 +86,9 @@ if [ -d releases ]; then
     sec rel "$n"
     if [ -e "$r/.capview/pinned" ]; then sec pinned "$n"; fi
     if [ -f "$r/.capview/release.json" ]; then sec json "$n"; cat "$r/.capview/release.json" 2>/dev/null || true; fi
-    sec {kind} "$n"
     {sizes}  done
   sec junk; printf '%s\\n' "$j"
-fi
+{cache_end}fi
 sec end
 """
 
@@ -201,6 +208,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         elif kind in ("trash", "junk"):
             n = int(body.strip()) if body.strip().isdigit() else 0
             trash, junk = (n, junk) if kind == "trash" else (trash, n)
+        elif kind == "usage":  # the host's valid cache: sums for every release at once
+            summaries.update(parse_cache(body))
         elif not is_version(arg):
             continue  # never trust a name we did not validate ourselves
         elif kind == "rel":

@@ -1,0 +1,114 @@
+"""The host's usage cache: used only while valid, never written when it could be stale."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from capview.config import Environment, HostConfig, Settings
+from capview.engine.context import Context
+from capview.engine.deploy import release
+from capview.engine.frames import Frames
+from capview.engine.status import snapshot, status_script
+from capview.engine.usage_cache import CACHE
+from capview.remote.local import LocalTransport
+
+
+def sizes(snap) -> list[tuple]:
+    return [(r.version, r.files, r.size_bytes, r.unique_bytes, r.unique_disk_bytes) for r in snap.status.releases]
+
+
+@pytest.fixture
+async def site(tmp_path: Path):
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(20):
+        (src / "d" / f"f{i}").write_bytes(os.urandom(1000 + i * 100))
+    dp = tmp_path / "host" / "app"
+    (dp / "shared").mkdir(parents=True)
+    (dp / "shared" / ".env").write_text("")
+    s = Settings(app="a", deploy_path=str(dp), source=src, keep_releases=10)
+    h = HostConfig(name="h", host="local", settings=s, env="e")
+    env = Environment(name="e", hosts=(h,), settings=s)
+    ctx = Context(transport=LocalTransport())
+    for v in ("v1", "v2"):
+        (src / "d" / f"new-{v}").write_bytes(os.urandom(5000))
+        assert (await release(ctx, env, v)).ok
+    return ctx, env, h, dp, src
+
+
+async def raw_status(ctx, h) -> str:
+    frames = Frames.new()
+    res = await ctx.transport.run(h, status_script(h.settings.deploy_path, frames, detail=False))
+    assert res.ok, res.stderr
+    return res.stdout.replace(frames.marker, "@@")
+
+
+async def test_second_status_reads_the_cache_with_the_same_sums(site) -> None:
+    ctx, env, h, dp, _ = site
+    (dp / CACHE).unlink(missing_ok=True)
+    first = await snapshot(ctx, h, detail=False)
+    assert (dp / CACHE).is_file()
+    out = await raw_status(ctx, h)
+    assert "@@ usage" in out and "@@ sum " not in out  # no release was summed again
+    assert sizes(await snapshot(ctx, h, detail=False)) == sizes(first) == sizes(await snapshot(ctx, h, detail=True))
+    assert not list((dp / ".capview").glob("usage.cache.*"))  # no temp file left
+
+
+async def test_a_new_release_invalidates_it_and_the_unique_sums_change(site) -> None:
+    ctx, env, h, dp, src = site
+    before = {r.version: r for r in (await snapshot(ctx, h, detail=False)).status.releases}
+    (src / "d" / "new-v3").write_bytes(os.urandom(3000))
+    assert (await release(ctx, env, "v3")).ok
+    out = await raw_status(ctx, h)
+    assert "@@ usage" not in out and "@@ sum v3" in out
+    after = await snapshot(ctx, h, detail=False)
+    assert sizes(after) == sizes(await snapshot(ctx, h, detail=True))
+    # v2 shared new-v2 with v3 now: its unique bytes dropped; a stale cache would not show that
+    assert {r.version: r for r in after.status.releases}["v2"].unique_bytes < before["v2"].unique_bytes
+
+
+async def test_a_held_lock_means_no_cache_read_or_written(site) -> None:
+    ctx, env, h, dp, _ = site
+    (dp / CACHE).unlink(missing_ok=True)
+    (dp / ".capview" / "lock").mkdir()
+    for _ in range(2):
+        out = await raw_status(ctx, h)
+        assert "@@ usage" not in out and "@@ sum v1" in out
+    assert not (dp / CACHE).exists()
+    (dp / ".capview" / "lock").rmdir()
+    await raw_status(ctx, h)
+    assert "@@ usage" in await raw_status(ctx, h)
+
+
+async def test_metadata_change_inside_a_release_invalidates_it(site) -> None:
+    ctx, env, h, dp, _ = site
+    await raw_status(ctx, h)
+    assert "@@ usage" in await raw_status(ctx, h)
+    (dp / "releases" / "v1" / ".capview" / "note.log").write_bytes(b"x" * 9000)
+    out = await raw_status(ctx, h)
+    assert "@@ usage" not in out
+
+
+async def test_a_forged_cache_line_is_ignored_and_odd_versions_never_trusted(site) -> None:
+    ctx, env, h, dp, _ = site
+    await raw_status(ctx, h)
+    cache = dp / CACHE
+    lines = cache.read_text().splitlines()
+    cache.write_text("\n".join(lines + ["../etc 1 2 3 4", "v9 x y z w"]) + "\n")
+    snap = await snapshot(ctx, h, detail=False)
+    assert [r.version for r in snap.status.releases] == ["v1", "v2"]
+
+
+def test_the_fingerprint_is_stable_without_changes_and_moves_with_a_rename(tmp_path: Path) -> None:
+    from capview.engine.usage_cache import FINGERPRINT
+    rel = tmp_path / "releases" / "v1" / ".capview"
+    rel.mkdir(parents=True)
+    fp = lambda: subprocess.run(["sh", "-c", FINGERPRINT], cwd=tmp_path, capture_output=True, text=True).stdout  # noqa: E731
+    a = fp()
+    assert a == fp() and a.strip()
+    os.rename(tmp_path / "releases" / "v1", tmp_path / "releases" / "v2")
+    assert fp() != a
