@@ -104,7 +104,7 @@ async def test_unhealthy_release_is_rolled_back(host, tmp_path, transport):
     log = app.sh(f"cat {app.deploy_path}/releases/v3/.capview/health.log")
     assert app.unit in log  # the unit's status/journal was captured
     assert app.history()[-1]["outcome"] == "rolled_back"
-    assert app.sh(f"ls -A {app.deploy_path}/.capview").split() == ["history.jsonl"]  # lock released
+    assert app.sh(f"ls -A {app.deploy_path}/.capview").split() == ["history.jsonl", "usage.cache"]  # lock released
 
 
 async def test_failed_build_leaves_current_and_service_untouched(host, tmp_path, transport):

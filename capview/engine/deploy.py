@@ -31,6 +31,7 @@ from capview.engine.preflight import parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
+from capview.engine.usage_cache import refresh_script
 from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
 from capview.remote.transport import RunResult
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
@@ -530,7 +531,9 @@ class HostDeploy(HostRun):
                                               record=record, frames=frames)
             if not deleting:
                 script = finish_trash_script(self.settings.deploy_path)
-            res = await self.run(script + release_script(self.paths, self.owner), quiet=True)
+            # after the lock is released: warm the usage cache so the next listing is cheap
+            res = await self.run(script + release_script(self.paths, self.owner) + "cv_rc=$?\n"
+                                 + refresh_script(self.paths.root) + 'exit "$cv_rc"\n', quiet=True)
             self.locked = False
             run = parse_prune(res.stdout, frames) if deleting else None
             # Never fail a deploy whose switch already happened: problems are warnings.

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from textwrap import indent
 from dataclasses import dataclass, field, replace
+from textwrap import indent
 from typing import Awaitable, Callable, TypeVar
 
 from capview.config import Environment, HostConfig
@@ -24,8 +24,8 @@ from capview.engine.layout import HostPaths, is_version
 from capview.engine.lock import owner_from_json
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.engine.script import q
-from capview.engine.usage_cache import FINGERPRINT, cache_begin, cache_commit, cache_read, cache_tee, parse_cache
-from capview.engine.usage import Listing, Summary, find_command, parse_listing, parse_summary, summary_command, unique_bytes
+from capview.engine.usage_cache import FINGERPRINT, cache_begin, cache_commit, cache_read, parse_cache
+from capview.engine.usage import Listing, Summary, find_command, parse_listing, parse_sums, sums_function, unique_bytes
 from capview.errors import RemoteError
 
 HISTORY_TAIL = 500
@@ -55,11 +55,10 @@ def status_script(dp: str, frames: Frames, *, detail: bool = True) -> str:
     if detail:
         sizes = 'sec find "$n"\n    ' + find_command('"$r"')
         cache_start = cache_end = ""
-    else:  # sums come from the host's usage cache when it is valid (see usage_cache.py)
-        pipeline = summary_command('"$r"').rstrip("\n").removesuffix(" || true")
-        sizes = f'if [ -z "$cached" ]; then sec sum "$n"; {pipeline} | {cache_tee()}; fi\n'
-        cache_start = f"  fp0=$({FINGERPRINT})\n" + indent(cache_read() + cache_begin(), "  ")
-        cache_end = indent(cache_commit(), "  ")
+    else:  # one awk sums all releases, or the host's valid usage cache has them (usage_cache.py)
+        sizes = 'set -- "$@" "$r"\n'
+        cache_start = indent(sums_function() + f"fp0=$({FINGERPRINT})\n" + cache_read() + cache_begin() + "set --\n", "  ")
+        cache_end = indent('if [ -z "$cached" ]; then sec sums; release_sums "$tmpc" "$@"; fi\n' + cache_commit(), "  ")
     return frames.prelude() + f"""export LC_ALL=C
 dp={q(HostPaths(dp).root)}
 if [ ! -d "$dp" ]; then sec nodp; sec end; exit 0; fi
@@ -210,6 +209,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             trash, junk = (n, junk) if kind == "trash" else (trash, n)
         elif kind == "usage":  # the host's valid cache: sums for every release at once
             summaries.update(parse_cache(body))
+        elif kind == "sums":
+            summaries.update(parse_sums(body, is_version))
         elif not is_version(arg):
             continue  # never trust a name we did not validate ourselves
         elif kind == "rel":
@@ -224,8 +225,6 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             metas[arg] = meta if isinstance(meta, dict) else None
         elif kind == "find":
             listings[arg] = parse_listing(body)
-        elif kind == "sum":
-            summaries[arg] = parse_summary(body)
         elif kind == "link":
             symlinks[arg] = _chomp(body)
     current = current_version(current_raw, dp) if current_raw else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 # GNU find: %b is in 512-byte blocks, the same accounting du uses.
 FIND_FORMAT = "%D:%i %n %b %s %y\\n"
@@ -46,20 +46,38 @@ def find_command(rel_dir: str) -> str:
     )
 
 
-# The same per-release aggregation as parse_listing + unique_bytes, done on the host:
-# one line "files size unique_disk unique_apparent" instead of one line per entry,
-# for listings that need no cross-release sums (capview releases, the dashboard).
-_SUMMARY_AWK = (
-    "awk '{k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6;"
-    " if ($1==\"a\" && $6==\"f\") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}}"
-    " END {for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
+# The same per-release aggregation as parse_listing + unique_bytes, done on the host
+# for listings that need no cross-release sums (capview releases, the dashboard):
+# one awk for all releases (a "R VERSION" line starts each one's entries) prints
+# "VERSION FILES SIZE UNIQUE_DISK UNIQUE_APPARENT" per release, and appends the same
+# lines to the file named by out= when it is not empty (the usage cache).
+_SUMS_AWK = (
+    "awk -v out=\"$out\" 'function flush(  k, disk, app, line) {"
+    " if (name != \"\") {disk=0; app=0;"
+    " for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
     " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (ty[k]==\"f\") app+=sz[k]}}"
-    " printf \"%d %d %d %d\\n\", files, size, disk, app}'"
+    " line=sprintf(\"%s %d %d %d %d\", name, files, size, disk, app); print line;"
+    " if (out != \"\") print line >> out}"
+    " split(\"\", c); split(\"\", nl); split(\"\", bl); split(\"\", sz); split(\"\", ty); split(\"\", seen);"
+    " files=0; size=0; name=\"\"}"
+    " $1==\"R\" {flush(); name=$2; next}"
+    " {k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6;"
+    " if ($1==\"a\" && $6==\"f\") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}}"
+    " END {flush()}'"
 )
 
 
-def summary_command(rel_dir: str) -> str:
-    return find_command(rel_dir).rstrip("\n").replace(" 2>/dev/null || true", " 2>/dev/null") + f" | {_SUMMARY_AWK} || true\n"
+def sums_function() -> str:
+    """sh: define ``release_sums OUT DIR...``: one summary line per release dir (releases/NAME).
+
+    OUT is a file the lines are also appended to ("" for none). Never fails."""
+    return (
+        "release_sums() {\n"
+        "  ( out=$1; shift\n"
+        "    for r in \"$@\"; do printf 'R %s\\n' \"${r#releases/}\"; "
+        + find_command('"$r"').rstrip("\n") + "; done | " + _SUMS_AWK + " ) || true\n"
+        "}\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -70,11 +88,15 @@ class Summary:
     unique_apparent: int = 0
 
 
-def parse_summary(text: str) -> Summary:
-    parts = text.split()
-    if len(parts) != 4 or not all(p.isdigit() for p in parts):
-        return Summary()
-    return Summary(*(int(p) for p in parts))
+def parse_sums(text: str, is_name: Callable[[str], bool]) -> dict[str, Summary]:
+    """``VERSION FILES SIZE DISK APPARENT`` lines -> {version: Summary}; names failing
+    ``is_name`` and malformed lines are ignored (the text comes from the host)."""
+    out: dict[str, Summary] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and is_name(parts[0]) and all(p.isdigit() for p in parts[1:]):
+            out[parts[0]] = Summary(*(int(p) for p in parts[1:]))
+    return out
 
 
 def parse_listing(text: str) -> Listing:

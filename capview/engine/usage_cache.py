@@ -18,7 +18,8 @@ The file is: line 1 the fingerprint, then ``VERSION FILES SIZE DISK APPARENT``.
 from __future__ import annotations
 
 from capview.engine.layout import is_version
-from capview.engine.usage import Summary
+from capview.engine.script import q
+from capview.engine.usage import Summary, parse_sums, sums_function
 
 CACHE = ".capview/usage.cache"
 
@@ -50,11 +51,6 @@ def cache_begin() -> str:
     )
 
 
-def cache_tee() -> str:
-    """sh filter: pass one summary line through, and append it to ``$tmpc`` as ``$n LINE``."""
-    return "{ IFS= read -r line || line=; printf '%s\\n' \"$line\"; [ -z \"$tmpc\" ] || printf '%s %s\\n' \"$n\" \"$line\" >> \"$tmpc\" 2>/dev/null || :; }"
-
-
 def cache_commit() -> str:
     """sh: keep the new cache only if nothing moved while the sums were taken."""
     return (
@@ -67,9 +63,29 @@ def cache_commit() -> str:
 
 def parse_cache(body: str) -> dict[str, Summary]:
     """The ``usage`` section: skip the fingerprint line; bad lines are ignored."""
-    out: dict[str, Summary] = {}
-    for line in body.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) == 5 and is_version(parts[0]) and all(p.isdigit() for p in parts[1:]):
-            out[parts[0]] = Summary(*(int(p) for p in parts[1:]))
-    return out
+    return parse_sums(body.partition("\n")[2], is_version)
+
+
+def refresh_script(root: str) -> str:
+    """sh: recompute the cache now (after a deploy, so the next listing is fast).
+
+    Same rules as a status run: skipped while a lock is held, kept only if nothing
+    moved meanwhile. Prints nothing and never fails."""
+    return (
+        f"( cd {q(root)} 2>/dev/null && [ -d releases ] || exit 0\n"
+        "  export LC_ALL=C; cached=\n"
+        + "".join("  " + ln + "\n" for ln in sums_function().splitlines())
+        + f"  fp0=$({FINGERPRINT})\n"
+        + "".join("  " + ln + "\n" for ln in cache_begin().splitlines())
+        + "  [ -n \"$tmpc\" ] || exit 0\n"
+        "  set --\n"
+        "  for r in releases/*; do\n"
+        "    n=${r#releases/}\n"
+        "    case $n in [A-Za-z0-9]*) ;; *) continue ;; esac\n"
+        "    case $n in *[!A-Za-z0-9._+-]*) continue ;; esac\n"
+        "    [ -d \"$r\" ] && [ ! -L \"$r\" ] && set -- \"$@\" \"$r\"\n"
+        "  done\n"
+        "  release_sums \"$tmpc\" \"$@\" >/dev/null\n"
+        + "".join("  " + ln + "\n" for ln in cache_commit().splitlines())
+        + ") >/dev/null 2>&1 || :\n"
+    )
