@@ -123,8 +123,12 @@ class App:
         return hashlib.sha256(out.encode()).hexdigest()
 
 
-def new_app(host, *, build: bool = True, tag: str | None = None, graceful: bool = False) -> App:
-    """Prepare a deploy_path with shared/.env and a real systemd --user unit for the app."""
+def new_app(host, *, build: bool = True, tag: str | None = None, graceful: bool = False,
+            socket_activated: bool = False) -> App:
+    """Prepare a deploy_path with shared/.env and a real systemd --user unit for the app.
+
+    socket_activated: a ``<name>.socket`` unit owns the listening port (systemd socket
+    activation) and hands it to the app, which then serves from fd 3."""
     tag = tag or secrets.token_hex(3)
     name = f"cvapp-{tag}"
     dp = f"{host.base}/web/{name}"
@@ -135,4 +139,12 @@ def new_app(host, *, build: bool = True, tag: str | None = None, graceful: bool 
         f"[Service]\nExecStart=/usr/bin/python3 -u {dp}/current/app.py {port}{' --graceful' if graceful else ''}\n"
         f"WorkingDirectory={dp}/current\nRestart=no\n"
     ))
+    if socket_activated:
+        host.install_unit(f"{name}.socket", (
+            "[Unit]\nDescription=capview test app socket\n\n"
+            f"[Socket]\nListenStream=127.0.0.1:{port}\nBacklog=1024\n\n[Install]\nWantedBy=sockets.target\n"
+        ))
+        # enabled, as docs/traefik.md tells users: systemd then always knows the socket
+        # triggers the app (TriggeredBy=), even while both are stopped
+        host.systemctl("enable", f"{name}.socket", check=True)
     return App(host, name, dp, port, name, f"localhost/{name}" if build else None)

@@ -1,6 +1,6 @@
 """Traefik in front of real deploys (issue 9): the retry is sized from the switch windows
 capview recorded on a real testbed host, and requests sent through real Traefik during
-a real `release` and `rollback` do not fail."""
+a real `release` and `rollback` of a socket-activated app do not fail — not one."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.testbed
 
 
 async def test_real_traefik_hides_real_deploy_and_rollback_windows(host, tmp_path, real_traefik):  # noqa: F811
-    app = new_app(host, build=False, graceful=True)  # an app that stops without resetting queued requests
+    # socket-activated (the setup docs/traefik.md recommends); graceful for the control below
+    app = new_app(host, build=False, graceful=True, socket_activated=True)
     tcfg = TraefikConfig(mode="retry", port=app.port)
     async with SshTransport() as t:
         ctx = Context(transport=t, operator="tester@ci")
@@ -53,12 +54,14 @@ async def test_real_traefik_hides_real_deploy_and_rollback_windows(host, tmp_pat
         stop.set()
         stats = await load
 
-        # Control: the same router without the retry middleware, across one more switch.
+        # Control: no retry middleware and no socket unit (the app binds its port itself
+        # again), across one more switch: the same load now sees failed requests.
         bare = yaml.safe_load(text)
         del bare["http"]["routers"][router]["middlewares"]
         del bare["http"]["middlewares"]
         (real_traefik.dyn / f"{router}.yml").write_text(yaml.safe_dump(bare))
         await real_traefik.wait_router(router, [])
+        host.systemctl("disable", "--now", f"{app.unit}.socket", check=True)
         stop = asyncio.Event()
         load = asyncio.create_task(hammer(real_traefik.url, no_client_retry, stop, concurrency=8, pace=0.02))
         await asyncio.sleep(0.5)
@@ -66,15 +69,13 @@ async def test_real_traefik_hides_real_deploy_and_rollback_windows(host, tmp_pat
         await asyncio.sleep(0.5)
         stop.set()
         control = await load
-    assert control.failed > 0, control.describe()
     assert r5.ok and rb.ok
     assert app.get() == (200, "v5")
-    windows = [h.get("unavailable") for h in app.history()[-2:]]
+    windows = [h.get("unavailable") for h in app.history()[-3:-1]]
     print(f"\n[traefik-realhost] recorded windows {', '.join(f'{w:.3f}' for w in recorded)} s -> p95 "
           f"{plan.p95:.3f} s, attempts {plan.attempts}, initialInterval {plan.interval_str}; "
           f"release+rollback windows {windows} s; requests through Traefik: sent {stats.sent}, "
           f"failed {stats.failed}, max latency {stats.max_latency:.3f} s; "
-          f"control without retry: sent {control.sent}, failed {control.failed}")
-    # 0 in most runs; see tests/test_traefik.py for the rare backlog reset (<= 1 in ~500).
-    assert stats.sent > 50 and stats.failed <= 1 and control.failed > 10 * stats.failed, stats.describe()
-    assert stats.max_latency > 0.05  # requests were held across a window, not just lucky
+          f"control (no retry, no socket unit): sent {control.sent}, failed {control.failed}")
+    assert stats.sent > 50 and stats.failed == 0, stats.describe()
+    assert control.failed > 0, control.describe()

@@ -462,7 +462,7 @@ class HostDeploy(HostRun):
                 await self.run(sw.service_start(self.settings), quiet=True)
                 raise PhaseFailed(f"switch failed before current moved: {last_line(res.stderr)}")
             info["detail"] = f"current -> releases/{self.version}" + (
-                f", downtime {self.downtime:.2f}s" if self.downtime is not None else "")
+                f", downtime {self.downtime:.2f}s" if self.downtime is not None else "") + sw.held_note(marks)
             if res.exit_status != 0:
                 info["detail"] += f"; service start failed: {last_line(res.stderr)}"
                 info["ok"] = False

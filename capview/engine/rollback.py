@@ -152,7 +152,7 @@ class HostRollback(HostRun):
                 self.downtime = float(marks["downtime"])
                 self.ctx.event(DowntimeMeasured, self.host.name, seconds=self.downtime)
             self.stop_begun = marks.get("stop_begun")
-            info["detail"] = f"current -> releases/{version}"
+            info["detail"] = f"current -> releases/{version}" + sw.held_note(marks)
             if res.exit_status != 0:
                 info["ok"] = False
                 info["detail"] += f" failed: {last_line(res.stderr)}"

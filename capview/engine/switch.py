@@ -8,6 +8,7 @@ is the same: stop -> ``ln -s`` to a temp name + ``mv -T`` (rename(2), atomic)
 from __future__ import annotations
 
 import math
+from textwrap import indent
 
 from capview.config import HealthConfig, Settings
 from capview.engine.layout import HostPaths, validate_version
@@ -18,10 +19,23 @@ def _systemctl(verb: str, unit: str) -> str:
     return f"systemctl --user {verb} {q(unit)}"
 
 
+def _sockets(unit: str) -> str:
+    """sh: ``$cv_sockets`` = the socket units that activate ``unit`` (systemd socket
+    activation), empty for a plain service. Names come from systemd (no spaces).
+
+    An earlier value in the same script wins: systemd forgets a socket that is stopped
+    and not enabled, and a stop followed by a start must start the same sockets."""
+    return (f"[ -n \"${{cv_sockets:-}}\" ] || "
+            f"cv_sockets=$(systemctl --user show -p TriggeredBy --value {q(unit)} 2>/dev/null || true)\n")
+
+
 def service_stop(s: Settings) -> str:
+    """Stop the app completely: a socket-activated unit's sockets too, or the next
+    connection would start it again (migrate and a failed first release rely on that)."""
     svc = s.service
     if svc.manager == "systemd-user":
-        return _systemctl("stop", svc.unit or "") + "\n"
+        unit = q(svc.unit or "")
+        return _sockets(svc.unit or "") + f"systemctl --user stop {unit} $cv_sockets\n"
     if svc.manager == "command":
         return f"( cd {q(s.deploy_path)} && {svc.stop} )\n"
     return ":\n"
@@ -30,8 +44,10 @@ def service_stop(s: Settings) -> str:
 def service_start(s: Settings) -> str:
     svc = s.service
     if svc.manager == "systemd-user":
+        unit = q(svc.unit or "")
         # reset-failed so a unit that crashed earlier can be started again
-        return f"systemctl --user reset-failed {q(svc.unit or '')} 2>/dev/null || true\n" + _systemctl("start", svc.unit or "") + "\n"
+        return (_sockets(svc.unit or "") + f"systemctl --user reset-failed {unit} 2>/dev/null || true\n"
+                + f"systemctl --user start $cv_sockets {unit}\n")
     if svc.manager == "command":
         return f"( cd {q(s.deploy_path)} && {svc.start} )\n"
     return ":\n"
@@ -80,12 +96,19 @@ def retag_image(s: Settings, version: str) -> str:
 def switch_script(s: Settings, version: str) -> str:
     """stop -> swap -> retag -> start, printing the host-measured downtime window.
 
+    A socket-activated systemd unit instead gets swap -> retag -> restart: its socket
+    keeps listening through the restart, so connections wait in the backlog for the
+    new release instead of being refused or reset (a stop first would let the socket
+    start the old release again before the swap). Two versions still never run at once.
     If start fails we still print the window and exit non-zero; the caller
     then reverts to the previous release the same way.
     """
     paths = HostPaths(s.deploy_path)
     pidfile = q(switch_pidfile(paths))
-    return (
+    swap = (atomic_switch(paths, version)
+            + f"printf '%s switched %s\\n' {MARK} {q(version)} || :\n"
+            + retag_image(s, version))
+    head = (
         # Once begun, the switch runs to its end even if capview vanishes (killed, or the
         # connection cut): sshd then closes our pipes, so SIGHUP/SIGPIPE are ignored and a
         # marker written to a closed pipe is not fatal. Its pid file lets a reconnecting
@@ -93,18 +116,43 @@ def switch_script(s: Settings, version: str) -> str:
         "trap '' HUP PIPE\n"
         f"printf '%s\\n' \"$$\" > {pidfile} 2>/dev/null || :\n"
         f"trap 'rm -f {pidfile}' EXIT\n"
-        f"t0={now_expr()}\n"
-        f"printf '%s stop_begun %s\\n' {MARK} \"$t0\" || :\n"
-        + service_stop(s)
-        + atomic_switch(paths, version)
-        + f"printf '%s switched %s\\n' {MARK} {q(version)} || :\n"
-        + retag_image(s, version)
-        + "start_rc=0\n"
-        + "{\n" + service_start(s) + "} || start_rc=$?\n"
+        "start_rc=0\n"
+    )
+    mark_t0 = f"t0={now_expr()}\nprintf '%s stop_begun %s\\n' {MARK} \"$t0\" || :\n"
+    if s.service.manager == "systemd-user":
+        unit = q(s.service.unit or "")
+        body = (
+            _sockets(s.service.unit or "")
+            + 'if [ -n "$cv_sockets" ]; then\n'
+            + f"  printf '%s held_by %s\\n' {MARK} \"$cv_sockets\" || :\n"
+            + "  systemctl --user start $cv_sockets || start_rc=$?\n"
+            + indent(swap, "  ")
+            + indent(mark_t0, "  ")
+            + f"  systemctl --user reset-failed {unit} 2>/dev/null || true\n"
+            + f"  systemctl --user restart {unit} || start_rc=$?\n"
+            + "else\n"
+            + indent(mark_t0, "  ")
+            + f"  systemctl --user stop {unit}\n"
+            + indent(swap, "  ")
+            + f"  systemctl --user reset-failed {unit} 2>/dev/null || true\n"
+            + f"  systemctl --user start {unit} || start_rc=$?\n"
+            + "fi\n"
+        )
+    else:
+        body = (mark_t0 + service_stop(s) + swap
+                + "{\n" + service_start(s) + "} || start_rc=$?\n")
+    return (
+        head + body
         + f"t1={now_expr()}\n"
         + f"printf '%s downtime %s\\n' {MARK} \"$(awk -v a=\"$t0\" -v b=\"$t1\" 'BEGIN {{printf \"%.3f\", b - a}}')\" || :\n"
         + '[ "$start_rc" = 0 ] || { echo "service start failed (exit $start_rc)" >&2; exit 1; }\n'
     )
+
+
+def held_note(marks: dict[str, str]) -> str:
+    """Phase detail: who held the connections while the service restarted."""
+    held = marks.get("held_by", "").strip()
+    return f" (socket activation: {held} held connections)" if held else ""
 
 
 def switch_pidfile(paths: HostPaths) -> str:

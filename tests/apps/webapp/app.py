@@ -6,6 +6,7 @@ release's link to shared/data, so rows survive every deploy and rollback.
 
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -50,6 +51,21 @@ class Handler(BaseHTTPRequestHandler):
 
 
 ThreadingHTTPServer.allow_reuse_address = True
+if os.environ.get("LISTEN_FDS") == "1" and os.environ.get("LISTEN_PID") == str(os.getpid()):
+    # systemd socket activation: the listening socket is fd 3 and systemd keeps its own
+    # copy open across restarts, so connections queue there while no process serves.
+    server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler, bind_and_activate=False)
+    server.socket = socket.socket(fileno=3)
+    server.server_address = server.socket.getsockname()
+    # SIGTERM: stop accepting, finish in-flight requests (up to 2 s), exit. Whatever is
+    # still queued stays in systemd's socket for the next process: nothing is reset.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    server.serve_forever(poll_interval=0.05)
+    deadline = time.monotonic() + 2.0
+    for t in threading.enumerate():
+        if t is not threading.main_thread():
+            t.join(max(0.0, deadline - time.monotonic()))
+    sys.exit(0)
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
 if "--graceful" not in sys.argv:
     server.serve_forever()  # SIGTERM kills it at once (what the other tests are built around)
