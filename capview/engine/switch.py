@@ -15,8 +15,9 @@ from capview.engine.layout import HostPaths, validate_version
 from capview.engine.script import MARK, q
 
 
-def _systemctl(verb: str, unit: str) -> str:
-    return f"systemctl --user {verb} {q(unit)}"
+def _reset_failed(unit: str) -> str:
+    """sh: let a unit that crashed earlier be started again (never fails)."""
+    return f"systemctl --user reset-failed {q(unit)} 2>/dev/null || true\n"
 
 
 def _sockets(unit: str) -> str:
@@ -44,10 +45,8 @@ def service_stop(s: Settings) -> str:
 def service_start(s: Settings) -> str:
     svc = s.service
     if svc.manager == "systemd-user":
-        unit = q(svc.unit or "")
-        # reset-failed so a unit that crashed earlier can be started again
-        return (_sockets(svc.unit or "") + f"systemctl --user reset-failed {unit} 2>/dev/null || true\n"
-                + f"systemctl --user start $cv_sockets {unit}\n")
+        return (_sockets(svc.unit or "") + _reset_failed(svc.unit or "")
+                + f"systemctl --user start $cv_sockets {q(svc.unit or '')}\n")
     if svc.manager == "command":
         return f"( cd {q(s.deploy_path)} && {svc.start} )\n"
     return ":\n"
@@ -128,13 +127,13 @@ def switch_script(s: Settings, version: str) -> str:
             + "  systemctl --user start $cv_sockets || start_rc=$?\n"
             + indent(swap, "  ")
             + indent(mark_t0, "  ")
-            + f"  systemctl --user reset-failed {unit} 2>/dev/null || true\n"
+            + indent(_reset_failed(s.service.unit or ""), "  ")
             + f"  systemctl --user restart {unit} || start_rc=$?\n"
             + "else\n"
             + indent(mark_t0, "  ")
             + f"  systemctl --user stop {unit}\n"
             + indent(swap, "  ")
-            + f"  systemctl --user reset-failed {unit} 2>/dev/null || true\n"
+            + indent(_reset_failed(s.service.unit or ""), "  ")
             + f"  systemctl --user start {unit} || start_rc=$?\n"
             + "fi\n"
         )

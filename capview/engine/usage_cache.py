@@ -17,6 +17,8 @@ The file is: line 1 the fingerprint, then ``VERSION FILES SIZE DISK APPARENT``.
 
 from __future__ import annotations
 
+from textwrap import indent
+
 from capview.engine.layout import is_version
 from capview.engine.script import q
 from capview.engine.usage import Summary, parse_sums, sums_function
@@ -71,21 +73,20 @@ def refresh_script(root: str) -> str:
 
     Same rules as a status run: skipped while a lock is held, kept only if nothing
     moved meanwhile. Prints nothing and never fails."""
-    return (
-        f"( cd {q(root)} 2>/dev/null && [ -d releases ] || exit 0\n"
-        "  export LC_ALL=C; cached=\n"
-        + "".join("  " + ln + "\n" for ln in sums_function().splitlines())
-        + f"  fp0=$({FINGERPRINT})\n"
-        + "".join("  " + ln + "\n" for ln in cache_begin().splitlines())
-        + "  [ -n \"$tmpc\" ] || exit 0\n"
-        "  set --\n"
-        "  for r in releases/*; do\n"
-        "    n=${r#releases/}\n"
-        "    case $n in [A-Za-z0-9]*) ;; *) continue ;; esac\n"
-        "    case $n in *[!A-Za-z0-9._+-]*) continue ;; esac\n"
-        "    [ -d \"$r\" ] && [ ! -L \"$r\" ] && set -- \"$@\" \"$r\"\n"
-        "  done\n"
-        "  release_sums \"$tmpc\" \"$@\" >/dev/null\n"
-        + "".join("  " + ln + "\n" for ln in cache_commit().splitlines())
-        + ") >/dev/null 2>&1 || :\n"
+    body = (
+        "export LC_ALL=C; cached=\n"
+        + sums_function()
+        + f"fp0=$({FINGERPRINT})\n"
+        + cache_begin()
+        + '[ -n "$tmpc" ] || exit 0\n'
+        "set --\n"
+        "for r in releases/*; do\n"
+        "  n=${r#releases/}\n"
+        "  case $n in [A-Za-z0-9]*) ;; *) continue ;; esac\n"
+        "  case $n in *[!A-Za-z0-9._+-]*) continue ;; esac\n"
+        '  [ -d "$r" ] && [ ! -L "$r" ] && set -- "$@" "$r"\n'
+        "done\n"
+        'release_sums "$tmpc" "$@" >/dev/null\n'
+        + cache_commit()
     )
+    return f"( cd {q(root)} 2>/dev/null && [ -d releases ] || exit 0\n" + indent(body, "  ") + ") >/dev/null 2>&1 || :\n"
