@@ -14,7 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
-from capview import __version__
+from capview import __version__, inert
+from capview.cli.output import guard_std_streams
 from capview.errors import EXIT_USAGE, CapviewError
 
 COMMANDS_HELP = {
@@ -136,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A closed pipe or a vanished terminal only stops the output (capview/cli/output.py).
+    guard_std_streams()
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # guarded: a reader that went away turns this into a no-op
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "deploy":
@@ -146,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = commands.HANDLERS[args.command or "ui"]
         return _run(handler, args)
     except CapviewError as exc:
-        print(f"capview: error: {exc}", file=sys.stderr)
+        print(f"capview: error: {inert.line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("capview: interrupted", file=sys.stderr)
@@ -156,13 +167,17 @@ def main(argv: list[str] | None = None) -> int:
 def _exiting_after_signal() -> int:
     """The cleanup is done and we exit 130: another Ctrl-C during interpreter shutdown
     (signal handlers are back to the default then) must not turn that into a kill."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in HANDLED_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     return 130
 
 
+# SIGHUP is the operator's terminal or SSH session going away: the same as SIGTERM.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _run(handler, args) -> int:
-    """Run a handler; coroutines get a loop where Ctrl-C and SIGTERM cancel the operation.
+    """Run a handler; coroutines get a loop where Ctrl-C, SIGTERM and SIGHUP cancel the operation.
 
     The first signal cancels it: the engine then cleans up the host (removes a half
     release, releases the lock) before exiting 130. A second one only says that cleanup
@@ -188,7 +203,7 @@ def _run(handler, args) -> int:
             else:
                 task.cancel()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in HANDLED_SIGNALS:
             try:
                 loop.add_signal_handler(sig, on_signal)
             except (NotImplementedError, RuntimeError, ValueError):

@@ -11,6 +11,7 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from capview.cli.output import safe_emit
 from capview.cli.render import human_bytes, inert, make_renderer
 from capview.config import Config, Environment, load_config
 from capview.engine.context import Context, OperationResult
@@ -45,12 +46,16 @@ async def engine(args, renderer=None):
     from capview.remote.ssh import SshTransport
 
     render = renderer if renderer is not None else make_renderer(json_mode=args.json, verbose=args.verbose)
+    emit = safe_emit(render)  # a rendering failure never reaches the engine
     transport = SshTransport()
     try:
-        yield Context(transport=transport, emit=render), render
+        yield Context(transport=transport, emit=emit), render
     finally:
         if hasattr(render, "close"):
-            render.close()
+            try:
+                render.close()
+            except Exception:  # noqa: BLE001 -- output only
+                pass
         await transport.close()
 
 

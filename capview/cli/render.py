@@ -208,7 +208,8 @@ def upload_bar(u: ev.UploadProgress, width: int = 10) -> str:
     return f"{'▰' * filled}{'▱' * (width - filled)} {frac:4.0%} {u.files_done}/{u.files_total} {human_bytes(u.bytes_done)}"
 
 
-def make_renderer(*, json_mode: bool, verbose: bool, out: TextIO = sys.stdout):
+def make_renderer(*, json_mode: bool, verbose: bool, out: TextIO | None = None):
+    out = sys.stdout if out is None else out  # looked up now: main() guards sys.stdout
     if json_mode:
         return JsonRenderer(out)
     if out.isatty():
