@@ -27,7 +27,7 @@ from capview.engine.lock import (
     LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script, stale_hint,
 )
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
-from capview.engine.preflight import parse_preflight, preflight_script
+from capview.engine.preflight import build_tool, parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_release_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
@@ -395,7 +395,8 @@ class HostDeploy(HostRun):
             reason = f"build failed (exit {rc}); see releases/{self.version}/.capview/build.log"
             self.phase_end("build", False, reason)
             raise PhaseFailed(reason)
-        self.phase_end("build", True, "image " + (self.image_tag() or "built"))
+        tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
+        self.phase_end("build", True, f"image {tag} built" if tag else "build command succeeded")
 
     def on_link_marker(self, name: str, value: str) -> None:
         if name == "warn":
@@ -426,8 +427,14 @@ class HostDeploy(HostRun):
             return None
         cmd = b.command.format(image=q(b.image or ""), version=q(self.version), release_path=q(rel))
         log = f"{rel}/.capview/build.log"
+        # The exit status leaves the pipeline on fd 3 (POSIX sh has no pipefail), so build.log
+        # holds only the build's output; the marker then starts a line of its own even
+        # when the output does not end with a newline.
         return (
-            f"{{ rc=0; ( cd {q(rel)} && {cmd} ) || rc=$?; printf '%s build_rc %s\\n' {MARK} \"$rc\"; }} 2>&1 | tee {q(log)}\n"
+            f"{{ cv_rc=$( {{ {{ ( cd {q(rel)} && {cmd} ) 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' \"$rc\" >&3; }}"
+            f" | tee {q(log)} >&4 3>&-; }} 3>&1 ); }} 4>&1\n"
+            f"[ -z \"$(tail -c 1 {q(log)} 2>/dev/null)\" ] || echo\n"
+            f"printf '%s build_rc %s\\n' {MARK} \"${{cv_rc:-1}}\"\n"
         )
 
     def state_script(self, state: str, **extra) -> str:
