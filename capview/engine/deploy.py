@@ -301,9 +301,16 @@ class HostDeploy(HostRun):
             res = await self.send_parts(delta, progress)
             if res.exit_status != 0:
                 reason = cause_line(res.stderr) or f"exit {res.exit_status}"
-                free = parse_markers(res.stdout).get("free_kb", [""])[-1].strip()
-                if free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
-                    reason = (f"no space left on {self.host.name} ({free} KB free for {self.settings.deploy_path}, "
+                marks = parse_markers(res.stdout)
+                free = marks.get("free_kb", [""])[-1].strip()
+                inodes = marks.get("free_inodes", [""])[-1].split()
+                if ("No space left" in reason and len(inodes) == 2 and all(x.isdigit() for x in inodes)
+                        and int(inodes[0]) > 0 and int(inodes[1]) < total_files + 16):
+                    reason = (f"no free inodes on {self.host.name}: {inodes[1]} of {inodes[0]} left for "
+                              f"{self.settings.deploy_path} ({free or '?'} KiB of blocks free; this release "
+                              f"creates {total_files} new files; see df -i): {reason}")
+                elif free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
+                    reason = (f"no space left on {self.host.name} ({free} KiB free for {self.settings.deploy_path}, "
                               f"this release sends {total_bytes} bytes): {reason}")
                 raise PhaseFailed(f"upload failed: {reason}")
             self.meta["bytes_sent"] = self.bytes_sent - before
