@@ -22,7 +22,7 @@ from capview.engine.cleanup import cleanup_script, finish_trash_script
 from capview.engine.frames import Frames
 from capview.engine.prune import parse_prune
 from capview.engine.hostrun import HostRun, PhaseFailed, await_through_cancel
-from capview.engine.layout import default_version, git_commit, is_version, validate_version
+from capview.engine.layout import default_version, git_commit, git_dirty, is_version, validate_version
 from capview.engine.lock import (
     LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script, stale_hint,
 )
@@ -47,6 +47,7 @@ class Source:
     root: Path
     scan: Scan
     commit: str | None
+    dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
 
 
 def scan_source(settings: Settings, root: Path | None = None) -> Source:
@@ -57,10 +58,15 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
     for path in reserved:  # deploy.yaml checks these too; Settings may come from code
         if not safe_relpath(path) or path.split("/")[0] == ".capview":
             raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
-    scan = scan_tree(root, tuple(settings.exclude), reserved)
+    try:
+        scan = scan_tree(root, tuple(settings.exclude), reserved)
+    except OSError as exc:  # an unreadable file or directory: one line naming it, nothing sent
+        raise UsageError(f"cannot read {exc.filename or root}: {exc.strerror or exc} - "
+                         "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
     if not scan.entries:
         raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
-    return Source(root, scan, git_commit(root))
+    commit = git_commit(root)
+    return Source(root, scan, commit, git_dirty(root) if commit else None)
 
 
 async def release(
@@ -242,7 +248,7 @@ class HostDeploy(HostRun):
             self.meta = {
                 "version": self.version, "state": "uploading", "operator": self.ctx.operator,
                 "started_at": self.ctx.clock(), "deployed_at": None, "finished_at": None,
-                "commit": self.src.commit, "image": self.image_tag(), "files": self.src.scan.files,
+                "commit": self.src.commit, "dirty": self.src.dirty, "image": self.image_tag(), "files": self.src.scan.files,
                 "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
                 "health": None, "error": None, "previous": None,
             }
