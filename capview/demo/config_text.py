@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from capview.demo.server import HOST
@@ -51,7 +55,35 @@ def _host_yaml(sb: Sandbox, h: DemoHost) -> str:
     )
 
 
+def cli_command() -> str:
+    """How a shell runs this capview, as printed in the demo's hints: ``capview`` when that
+    is what PATH finds, else this installation's script by its path (``make demo`` does not
+    put .venv/bin on PATH), else ``python -m capview`` with this Python."""
+    here = Path(sys.executable).parent / "capview"
+    found = shutil.which("capview")
+    try:
+        if found and here.exists() and os.path.samefile(found, here):
+            return "capview"
+    except OSError:
+        pass
+    if here.is_file() and os.access(here, os.X_OK):
+        return shlex.quote(str(here))
+    return f"{shlex.quote(sys.executable)} -m capview"
+
+
+def serve_command(sb: Sandbox) -> str:
+    return f"{cli_command()} demo --serve --dir {shlex.quote(str(sb.dir))}"
+
+
+def cli_hints(sb: Sandbox) -> list[str]:
+    """Commands that use the sandbox from a shell, exactly as they must be typed."""
+    cli, cfg = cli_command(), shlex.quote(str(sb.config_path))
+    return [f"{cli} -c {cfg} {cmd}" for cmd in (
+        "releases prod", "release v2.0.0 prod", "rollback prod", "migrate-data legacy --dry-run", "ui")]
+
+
 def render_config(sb: Sandbox) -> str:
+    hint = f"#   {serve_command(sb)}\n# and then, in another terminal:\n" + "".join(f"#   {c}\n" for c in cli_hints(sb))
     prod = "".join(_host_yaml(sb, h) for h in sb.env_hosts("prod"))
     legacy = "".join(_host_yaml(sb, h) for h in sb.env_hosts("legacy"))
     first = sb.env_hosts("prod")[0]
@@ -59,9 +91,9 @@ def render_config(sb: Sandbox) -> str:
 # capview demo sandbox: written by `capview demo` ({sb.dir}).
 # Every "host" is a directory under hosts/, reached over a real SSH connection to
 # the demo's embedded SSH server on {HOST}:{sb.ssh_port} (host key pinned in known_hosts).
-# While the demo runs you can use the CLI on it too, e.g.:
-#   capview -c {shlex.quote(str(sb.config_path))} releases prod
-app: {APP_NAME}
+# That server runs only while a `capview demo` runs. To use the CLI on the sandbox,
+# keep its hosts up (no dashboard; Ctrl-C stops them) with
+{hint}app: {APP_NAME}
 # default deploy_path; every demo host sets its own below
 deploy_path: {_yaml_str(str(first.deploy_path))}
 # what `capview release NAME prod` uploads (the demo seeds src/v1.0.0 ... with source=)
