@@ -14,7 +14,7 @@ import sys
 
 from capview import __version__, inert
 from capview.cli.output import guard_std_streams
-from capview.errors import CapviewError
+from capview.errors import EXIT_UNREACHABLE, CapviewError
 
 COMMANDS_HELP = {
     "check": "connect to every host and run the preflight checks",
@@ -180,7 +180,10 @@ def _main(argv: list[str] | None) -> int:
 
     try:
         handler = commands.HANDLERS[args.command or "ui"]
-        return _run(handler, args)
+        rc = _run(handler, args)
+        if rc == EXIT_UNREACHABLE:
+            commands.demo_hint(args)
+        return rc
     except CapviewError as exc:
         print(f"capview: error: {inert.line(exc)}", file=sys.stderr)
         return exc.exit_code

@@ -6,6 +6,7 @@ Handlers never build shell commands; that is the engine's job.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -297,6 +298,18 @@ def cmd_completion(args) -> int:
 
     print(script(args.shell), end="")
     return EXIT_OK
+
+
+def demo_hint(args) -> None:
+    """A host of a demo sandbox is unreachable: its SSH host runs only while a demo runs."""
+    path = Path(getattr(args, "config", "deploy.yaml"))
+    if not (path.parent / "sandbox.json").is_file():
+        return
+    from capview.demo.config_text import cli_command
+
+    print(f"capview: hint: {inert.line(path)} is a capview demo sandbox; its SSH host runs only while a demo "
+          f"runs - start one with: {cli_command()} demo --serve --dir {shlex.quote(str(path.parent.resolve()))}",
+          file=sys.stderr)
 
 
 def _exit(result) -> int:
