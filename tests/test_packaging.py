@@ -72,3 +72,20 @@ def test_installed_version_and_completion(installed, tmp_path):
     assert cp.returncode == 0 and cp.stdout.startswith("capview "), cp.stdout + cp.stderr
     cp = _run(installed, "completion", "bash", cwd=tmp_path)
     assert cp.returncode == 0 and "complete -o default -F _capview capview" in cp.stdout, cp.stdout + cp.stderr
+
+
+def test_make_venv_shows_progress(tmp_path):
+    """The first ``make demo`` creates the venv: its pip install is not silent (issue 20)."""
+    venv = tmp_path / "venv"
+    cp = subprocess.run(["make", "-C", str(REPO), "venv", f"VENV={venv}", f"PYTHON={sys.executable}"],
+                        capture_output=True, text=True, timeout=900,
+                        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")})
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    out = cp.stdout
+    assert f"make: creating {venv}" in out and "make: installing capview" in out, out
+    assert "Successfully installed" in out and "capview" in out, out  # pip's own progress lines
+    assert f"the CLI is {venv}/bin/capview" in out, out
+    assert (venv / "bin" / "capview").is_file() and (venv / ".installed").is_file()
+    again = subprocess.run(["make", "-C", str(REPO), "venv", f"VENV={venv}"], capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 0 and "installing" not in again.stdout, again.stdout  # up to date: instant
