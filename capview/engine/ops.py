@@ -68,7 +68,7 @@ async def init(ctx: Context, env: Environment, host: str | None = None) -> Opera
         for kind, _, body in frames.parse(out):
             if kind == "legacy":
                 return failed(f"{h.settings.deploy_path} holds an app deployed in place (old layout): "
-                              "run capview migrate-data ENV instead of init")
+                              f"run capview migrate-data {h.env or 'ENV'} instead of init")
             if kind in ("created", "exists"):
                 path = body.rstrip("\n")
                 (created if kind == "created" else existed).append(path)
