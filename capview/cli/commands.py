@@ -6,7 +6,6 @@ Handlers never build shell commands; that is the engine's job.
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -305,11 +304,10 @@ def demo_hint(args) -> None:
     path = Path(getattr(args, "config", "deploy.yaml"))
     if not (path.parent / "sandbox.json").is_file():
         return
-    from capview.demo.config_text import cli_command
+    from capview.demo.config_text import serve_command
 
     print(f"capview: hint: {inert.line(path)} is a capview demo sandbox; its SSH host runs only while a demo "
-          f"runs - start one with: {cli_command()} demo --serve --dir {shlex.quote(str(path.parent.resolve()))}",
-          file=sys.stderr)
+          f"runs - start one with: {serve_command(path.parent.resolve())}", file=sys.stderr)
 
 
 def _exit(result) -> int:

@@ -8,7 +8,7 @@ in ~/.zshrc, ``capview completion fish > ~/.config/fish/completions/capview.fish
 from __future__ import annotations
 
 import argparse
-import shlex
+import re
 from dataclasses import dataclass
 
 # Options whose value is a local path (completed as file names).
@@ -57,6 +57,15 @@ def describe(parser: argparse.ArgumentParser) -> tuple[tuple[Option, ...], tuple
     return _options(parser), tuple(seen.values())
 
 
+_WORD = re.compile(r"^[A-Za-z0-9_.,{}-]+$")
+
+
+def _words(words: str) -> str:
+    """A word list for ``compgen -W``, double-quoted: our own option names and choices only."""
+    assert all(_WORD.match(w) for w in words.split()), words
+    return f'"{words}"'
+
+
 def _value_flags(opts) -> list[str]:
     return sorted({f for o in opts if o.takes_value for f in o.flags})
 
@@ -72,7 +81,7 @@ def bash(parser: argparse.ArgumentParser) -> str:
         words = " ".join(f for o in c.options for f in o.flags) + " --help"
         if c.choices:
             words = " ".join(c.choices) + " " + words
-        cases.append(f"        {'|'.join((c.name, *c.aliases))}) words={shlex.quote(words)} ;;")
+        cases.append(f"        {'|'.join((c.name, *c.aliases))}) words={_words(words)} ;;")
     return f"""# capview completion for bash: eval "$(capview completion bash)" in ~/.bashrc
 _capview() {{
     local cur prev cmd words i
@@ -93,7 +102,7 @@ _capview() {{
         i=$((i+1))
     done
     case "$cmd" in
-        "") words={shlex.quote(top_words)} ;;
+        "") words={_words(top_words)} ;;
 {chr(10).join(cases)}
         *) words="" ;;
     esac

@@ -71,8 +71,10 @@ def cli_command() -> str:
     return f"{shlex.quote(sys.executable)} -m capview"
 
 
-def serve_command(sb: Sandbox) -> str:
-    return f"{cli_command()} demo --serve --dir {shlex.quote(str(sb.dir))}"
+def serve_command(where: Sandbox | Path) -> str:
+    """The command that keeps a sandbox's hosts up (``where``: the sandbox or its directory)."""
+    d = where if isinstance(where, Path) else where.dir
+    return f"{cli_command()} demo --serve --dir {shlex.quote(str(d))}"
 
 
 def cli_hints(sb: Sandbox) -> list[str]:
