@@ -383,7 +383,7 @@ async def test_deploy_and_prune_from_two_processes(site):
     src = site.source(v)
     with Hitter(site.app) as hits:
         runs = [CliRun("release", v, "test", "--json", "--source", str(src), "-c", str(site.config)),
-                CliRun("prune", "test", "--keep", "0", "--yes", "--json", "-c", str(site.config))]
+                CliRun("prune", "test", "--keep", "2", "--yes", "--json", "-c", str(site.config))]
         await asyncio.gather(*(r.start() for r in runs))
         rcs = [await r.wait() for r in runs]
         for r in runs:
