@@ -34,6 +34,7 @@ from capview.engine.script import MARK, append_line, parse_markers, q, write_jso
 from capview.engine.usage_cache import refresh_script
 from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
 from capview.remote.transport import RunResult
+from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 HEARTBEAT_EVERY = 30.0
@@ -289,7 +290,7 @@ class HostDeploy(HostRun):
             script = upload_script(self.paths, self.version, self.previous)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
-                info["detail"] = f"would send {total_files} changed files ({total_bytes} bytes), hard-link the rest"
+                info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
                 return
             self.ctx.event(UploadProgress, self.host.name, files_done=0, files_total=total_files,
                            bytes_done=0, bytes_total=total_bytes)
@@ -322,7 +323,7 @@ class HostDeploy(HostRun):
             self.meta["bytes_sent"] = self.bytes_sent - before
             self.uploaded = True
             linked = self.src.scan.files - total_files
-            info["detail"] = f"{total_files} files sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+            info["detail"] = f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
 
     async def send_parts(self, delta: Delta, progress) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
