@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from clihelp import (
     ENV_NAME, REPO, assert_no_traceback, cli_argv, cli_env, host_entry, lines, run_cli, show, write_config,
 )
 from realhost import make_source, new_app
+from test_migrate_realhost import seed_legacy
 
 RAW = ("\x1b", "\x07", "\x9b", "\x9d", "\r")  # ESC, BEL, C1 CSI and OSC, CR: what a terminal acts on
 
@@ -217,31 +217,23 @@ def test_build_output_without_newline_and_a_non_podman_build(host, tmp_path):
 
 # ---------------------------------------------------------------- recovery, migration, messages
 
-def _seed_legacy(host, app, tmp_path, *, percent_h: bool = False, env_mode: int = 0o644):
-    """deploy_path in the old in-place layout, served by a unit that names the old paths
-    (with ``%h`` for the home directory when ``percent_h``)."""
+def _seed_legacy(host, app, tmp_path, *, percent_h: bool = False, env_mode: int = 0o644) -> str:
+    """test_migrate_realhost's legacy host, with a looser .env and, when ``percent_h``, its
+    unit written with ``%h`` for the home directory. Returns the unit's spelling of deploy_path."""
+    seed_legacy(host, app, tmp_path)
     dp = app.deploy_path
-    app.sh(f"rm -rf {dp} && mkdir -p {os.path.dirname(dp)}")
-    shutil.copytree(make_source(tmp_path, "old"), dp, symlinks=True)
-    Path(f"{dp}/.env").write_text("SECRET=legacy\n")
     os.chmod(f"{dp}/.env", env_mode)
-    os.makedirs(f"{dp}/data")
-    for root, dirs, files in os.walk(dp):
-        for n in [root] + [os.path.join(root, x) for x in dirs + files]:
-            os.lchown(n, host.uid, host.pw.pw_gid)
     where = "%h/" + os.path.relpath(dp, host.home) if percent_h else dp
-    host.install_unit(app.unit, (
-        "[Unit]\nDescription=capview legacy app\n\n"
-        f"[Service]\nExecStart=/usr/bin/python3 -u {where}/app.py {app.port}\n"
-        f"WorkingDirectory={where}\nEnvironmentFile={where}/.env\nRestart=no\n"
-    ))
-    host.systemctl("start", app.unit, check=True)
-    for _ in range(50):
-        try:
-            if app.get()[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
+    if percent_h:
+        host.systemctl("stop", app.unit)
+        host.install_unit(app.unit, host.systemctl("cat", app.unit).stdout.split("\n", 1)[1].replace(dp, where))
+        host.systemctl("start", app.unit, check=True)
+        for _ in range(50):
+            try:
+                if app.get()[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
     return where
 
 
