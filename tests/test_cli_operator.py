@@ -19,7 +19,7 @@ import yaml
 from clihelp import (
     ENV_NAME, REPO, assert_no_traceback, cli_argv, cli_env, host_entry, lines, run_cli, show, write_config,
 )
-from realhost import make_source, new_app
+from realhost import app_on_tmpfs, make_source, new_app
 from test_migrate_realhost import seed_legacy
 
 RAW = ("\x1b", "\x07", "\x9b", "\x9d", "\r")  # ESC, BEL, C1 CSI and OSC, CR: what a terminal acts on
@@ -402,18 +402,8 @@ def test_rollback_where_nothing_was_live(app1, host):
 @pytest.fixture
 def few_inodes(host):
     """The deploy_path's parent: a tmpfs with room for bytes but not for many inodes."""
-    web = host.base / "web"
-    web.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,nr_inodes=120,mode=755", "cv-inodes", str(web)],
-                   check=True)
-    os.chown(web, host.uid, host.pw.pw_gid)
-    app = new_app(host, build=False, tag="inodes")
-    try:
+    with app_on_tmpfs(host, "size=64m,nr_inodes=120", "inodes") as app:
         yield app
-    finally:
-        host.systemctl("stop", app.unit)
-        if subprocess.run(["umount", str(web)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(web)], check=False)
 
 
 @pytest.mark.testbed
