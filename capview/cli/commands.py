@@ -24,11 +24,11 @@ from capview.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
 
 
 def parse_duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     t = text.strip()
     for suffix in ("ms", "s", "m", "h"):
         if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(t[: -len(suffix)]) * units[suffix]
+            return float(t[: -len(suffix)]) * scale[suffix]
     if t.replace(".", "", 1).isdigit():
         return float(t)
     raise UsageError(f"--wait-lock: {text!r} is not a duration (use e.g. 30s, 2m)")
