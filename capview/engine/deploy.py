@@ -22,18 +22,19 @@ from capview.engine.cleanup import cleanup_script, finish_trash_script
 from capview.engine.frames import Frames
 from capview.engine.prune import parse_prune
 from capview.engine.hostrun import HostRun, PhaseFailed, await_through_cancel
-from capview.engine.layout import default_version, git_commit, is_version, validate_version
+from capview.engine.layout import default_version, git_commit, git_dirty, is_version, validate_version
 from capview.engine.lock import (
     LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script, stale_hint,
 )
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
-from capview.engine.preflight import parse_preflight, preflight_script
+from capview.engine.preflight import build_tool, parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_release_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
 from capview.engine.usage_cache import refresh_script
 from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
 from capview.remote.transport import RunResult
+from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 HEARTBEAT_EVERY = 30.0
@@ -47,6 +48,7 @@ class Source:
     root: Path
     scan: Scan
     commit: str | None
+    dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
 
 
 def scan_source(settings: Settings, root: Path | None = None) -> Source:
@@ -57,10 +59,15 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
     for path in reserved:  # deploy.yaml checks these too; Settings may come from code
         if not safe_relpath(path) or path.split("/")[0] == ".capview":
             raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
-    scan = scan_tree(root, tuple(settings.exclude), reserved)
+    try:
+        scan = scan_tree(root, tuple(settings.exclude), reserved)
+    except OSError as exc:  # an unreadable file or directory: one line naming it, nothing sent
+        raise UsageError(f"cannot read {exc.filename or root}: {exc.strerror or exc} - "
+                         "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
     if not scan.entries:
         raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
-    return Source(root, scan, git_commit(root))
+    commit = git_commit(root)
+    return Source(root, scan, commit, git_dirty(root) if commit else None)
 
 
 async def release(
@@ -242,7 +249,7 @@ class HostDeploy(HostRun):
             self.meta = {
                 "version": self.version, "state": "uploading", "operator": self.ctx.operator,
                 "started_at": self.ctx.clock(), "deployed_at": None, "finished_at": None,
-                "commit": self.src.commit, "image": self.image_tag(), "files": self.src.scan.files,
+                "commit": self.src.commit, "dirty": self.src.dirty, "image": self.image_tag(), "files": self.src.scan.files,
                 "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
                 "health": None, "error": None, "previous": None,
             }
@@ -283,7 +290,7 @@ class HostDeploy(HostRun):
             script = upload_script(self.paths, self.version, self.previous)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
-                info["detail"] = f"would send {total_files} changed files ({total_bytes} bytes), hard-link the rest"
+                info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
                 return
             self.ctx.event(UploadProgress, self.host.name, files_done=0, files_total=total_files,
                            bytes_done=0, bytes_total=total_bytes)
@@ -301,15 +308,22 @@ class HostDeploy(HostRun):
             res = await self.send_parts(delta, progress)
             if res.exit_status != 0:
                 reason = cause_line(res.stderr) or f"exit {res.exit_status}"
-                free = parse_markers(res.stdout).get("free_kb", [""])[-1].strip()
-                if free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
-                    reason = (f"no space left on {self.host.name} ({free} KB free for {self.settings.deploy_path}, "
+                marks = parse_markers(res.stdout)
+                free = marks.get("free_kb", [""])[-1].strip()
+                inodes = marks.get("free_inodes", [""])[-1].split()
+                if ("No space left" in reason and len(inodes) == 2 and all(x.isdigit() for x in inodes)
+                        and int(inodes[0]) > 0 and int(inodes[1]) < total_files + 16):
+                    reason = (f"no free inodes on {self.host.name}: {inodes[1]} of {inodes[0]} left for "
+                              f"{self.settings.deploy_path} ({free or '?'} KiB of blocks free; this release "
+                              f"creates {total_files} new files; see df -i): {reason}")
+                elif free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
+                    reason = (f"no space left on {self.host.name} ({free} KiB free for {self.settings.deploy_path}, "
                               f"this release sends {total_bytes} bytes): {reason}")
                 raise PhaseFailed(f"upload failed: {reason}")
             self.meta["bytes_sent"] = self.bytes_sent - before
             self.uploaded = True
             linked = self.src.scan.files - total_files
-            info["detail"] = f"{total_files} files sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+            info["detail"] = f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
 
     async def send_parts(self, delta: Delta, progress) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
@@ -395,7 +409,8 @@ class HostDeploy(HostRun):
             reason = f"build failed (exit {rc}); see releases/{self.version}/.capview/build.log"
             self.phase_end("build", False, reason)
             raise PhaseFailed(reason)
-        self.phase_end("build", True, "image " + (self.image_tag() or "built"))
+        tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
+        self.phase_end("build", True, f"image {tag} built" if tag else "build command succeeded")
 
     def on_link_marker(self, name: str, value: str) -> None:
         if name == "warn":
@@ -426,8 +441,14 @@ class HostDeploy(HostRun):
             return None
         cmd = b.command.format(image=q(b.image or ""), version=q(self.version), release_path=q(rel))
         log = f"{rel}/.capview/build.log"
+        # The exit status leaves the pipeline on fd 3 (POSIX sh has no pipefail), so build.log
+        # holds only the build's output; the marker then starts a line of its own even
+        # when the output does not end with a newline.
         return (
-            f"{{ rc=0; ( cd {q(rel)} && {cmd} ) || rc=$?; printf '%s build_rc %s\\n' {MARK} \"$rc\"; }} 2>&1 | tee {q(log)}\n"
+            f"{{ cv_rc=$( {{ {{ ( cd {q(rel)} && {cmd} ) 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' \"$rc\" >&3; }}"
+            f" | tee {q(log)} >&4 3>&-; }} 3>&1 ); }} 4>&1\n"
+            f"[ -z \"$(tail -c 1 {q(log)} 2>/dev/null)\" ] || echo\n"
+            f"printf '%s build_rc %s\\n' {MARK} \"${{cv_rc:-1}}\"\n"
         )
 
     def state_script(self, state: str, **extra) -> str:

@@ -14,8 +14,6 @@ import json
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-import humanize
-
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import (
@@ -29,6 +27,7 @@ from capview.engine.model import ReleaseInfo
 from capview.engine.script import q
 from capview.engine.status import IN_PROGRESS, Snapshot, each_host, release_order, snapshot
 from capview.engine.usage import freed_disk_bytes
+from capview import units
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 Action = Literal["keep", "delete", "protected"]
@@ -226,7 +225,7 @@ def parse_prune(stdout: str, frames: Frames) -> PruneRun:
 
 
 def size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
+    return units.size(n)  # the one format every front prints
 
 
 def _image_names(h: HostConfig) -> list[str]:

@@ -32,7 +32,7 @@ def upload_script(paths: HostPaths, version: str, previous: str | None, parts: i
         f"rel={q(rel)}; inc={q(inc)}",
         # On failure say how much room is left (tar's own message on ENOSPC may be only
         # "Wrote only N of M bytes"), so a full disk is named as such.
-        f"""trap 'rc=$?; [ "$rc" = 0 ] || printf "%s free_kb %s\\n" {MARK} "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {{print \\$4}}")"' EXIT""",
+        f"""trap 'rc=$?; [ "$rc" = 0 ] || printf "%s free_kb %s\\n%s free_inodes %s\\n" {MARK} "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {{print \\$4}}")" {MARK} "$(df -Pi "$rel" 2>/dev/null | awk "NR==2 {{print \\$2, \\$4}}")"' EXIT""",
         'mkdir -p "$inc"',  # setup created it empty; the other parts' channels extract into it too
         'tar -xf - -C "$inc" --no-same-owner',
     ]
