@@ -61,6 +61,7 @@ class HealthConfig:
 @dataclass(frozen=True)
 class UploadConfig:
     method: UploadMethod = "tar"
+    writable: tuple[str, ...] = ()  # globs: files kept writable, sent every deploy, never hard-linked
 
 
 @dataclass(frozen=True)
@@ -542,7 +543,7 @@ _SECTIONS: dict[str, dict[str, Callable[[YNode], Any]]] = {
         "interval": _v_duration,
         "expect_status": lambda n: _v_int(n, 100, 599, "an HTTP status code"),
     },
-    "upload": {"method": _v_enum(UPLOAD_METHODS)},
+    "upload": {"method": _v_enum(UPLOAD_METHODS), "writable": _v_str_list(_v_str)},
     "ssh": {
         "known_hosts": _v_local_file,
         "identity_file": _v_local_file,
