@@ -96,3 +96,25 @@ def migration_text(plans) -> str:
         for step in getattr(plan, "steps", ()) or ():
             out.append(f"  {inert(str(step))}\n")
     return "".join(out)
+
+
+def verify_text(results) -> str:
+    out: list[str] = []
+    for r in results:
+        name = inert(r.version or "current")
+        if not r.reachable:
+            out.append(f"{r.host}: UNREACHABLE - {inert(r.error or 'unknown error')}\n")
+        elif r.error:
+            out.append(f"{r.host}: {name}: {inert(r.error)}\n")
+        elif r.ok:
+            built = f", {r.built} from the build" if r.built else ""
+            out.append(f"{r.host}: {name} verified: matches what was deployed ({r.checked} entries{built})\n")
+        else:
+            counts = ", ".join(f"{len(r.of_kind(k))} {k}" for k in ("changed", "missing", "extra"))
+            out.append(f"{r.host}: {name} DIFFERS from what was deployed: {counts}\n")
+            out.append(_table([(d.kind, inert(d.path), inert(d.detail)) for d in r.differences]))
+    return "".join(out)
+
+
+def verify_json(results) -> str:
+    return "".join(json.dumps({**dataclasses.asdict(r), "ok": r.ok}, sort_keys=True) + "\n" for r in results)
