@@ -405,3 +405,17 @@ async def test_migrate_refuses_a_symlinked_parent_of_a_shared_path_and_changes_n
     assert "var is a symlink; refusing" in r.hosts[0].message, r.hosts[0].message
     assert tree_hash(tmp_path) == before
     assert flag.exists()  # refused before the service was stopped
+
+
+async def test_references_in_a_shared_file_are_carried_to_the_next_release(tmp_path):
+    """Shared inodes are not grepped again: their findings come from the previous release.json."""
+    env, src, dp = setup_env(tmp_path)
+    assert (await release(ctx(), env, "v1")).ok
+    (src / "paths.conf").write_text(f"cache = {dp}/releases/v1/cache\n")
+    for v in ("v2", "v3"):
+        rec = Rec()
+        assert (await release(ctx(rec), env, v)).ok
+        meta = json.loads((dp / f"releases/{v}/.capview/release.json").read_text())
+        assert meta["references"] == [{"release": "v1", "path": "paths.conf"}], v
+        assert any("releases/v1/ (in paths.conf)" in w for w in rec.warnings())
+    assert (dp / "releases/v2/paths.conf").stat().st_ino == (dp / "releases/v3/paths.conf").stat().st_ino

@@ -34,7 +34,7 @@ from capview.engine.script import MARK, append_line, parse_markers, q, write_jso
 from capview.engine.usage_cache import refresh_script
 from capview.engine.upload import DRIFT, drift_warning, part_script, readonly_hint, split_delta, tar_stream, upload_script
 from capview.engine.shared_links import link_shared_script
-from capview.engine.verify import after_build_script, judge_after_build, parse_after_build
+from capview.engine.verify import after_build_script, inherited_references, judge_after_build, parse_after_build
 from capview.remote.transport import RunResult
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
@@ -419,7 +419,10 @@ class HostDeploy(HostRun):
     def check_after_build(self, stdout: str) -> None:
         """issue 13: fail when the build wrote into the previous release's files; warn
         (and record in release.json and history) when this release names another one."""
-        found = parse_after_build(parse_markers(stdout), self.src.scan.entries)
+        prev_meta = next((m.raw for m in self.listing if m.version == self.previous), None)
+        kept = {p for p, e in self.src.scan.entries.items() if self.prev_manifest.get(p) == e}
+        found = parse_after_build(parse_markers(stdout), self.src.scan.entries,
+                                  inherited_references(prev_meta, kept, self.version))
         if found.references:
             self.meta["references"] = [{"release": o, "path": p} for o, p in found.references]
         warnings, failure = judge_after_build(found, self.version, self.previous, self.host.env or "ENV", self.host.name)

@@ -84,8 +84,10 @@ def after_build_script(paths: HostPaths, version: str, previous: str | None, *, 
                   'cv_hash "$cv_rel" > "$cv_meta/built.sha.tmp" && mv -f "$cv_meta/built.sha.tmp" "$cv_meta/built.sha"']
     needle = f"{paths.releases}/"
     lines += [
-        # files naming another release by absolute path (text or binary: a shebang, an rpath)
-        f"(cd \"$cv_rel\" && find . -path ./.capview -prune -o -type f -print0 | xargs -0 -r grep -laZF -e {q(needle)} -- 2>/dev/null || true) |"
+        # files naming another release by absolute path (text or binary: a shebang, an rpath);
+        # only this release's own inodes: the shared ones were read when they were new
+        # (their findings are carried over from the previous release.json: inherited_references)
+        f"(cd \"$cv_rel\" && find . -path ./.capview -prune -o -type f -links 1 -print0 | xargs -0 -r grep -laZF -e {q(needle)} -- 2>/dev/null || true) |"
         " xargs -0 -r sh -c 're=$1; v=$2; shift 2; for f; do grep -ao -e \"$re\" -- \"$f\" 2>/dev/null | sort -u |"
         " while read -r m; do o=${m%/}; o=${o##*/}; [ \"$o\" = \"$v\" ] ||"
         f" printf \"%s xref %s %s\\n\" {MARK} \"$o\" \"$(printf %s \"${{f#./}}\" | {CTRL_TO_QMARK})\"; done; done'"
@@ -106,7 +108,8 @@ class AfterBuild:
     references: tuple[tuple[str, str], ...] = ()  # (other release, path in this release)
 
 
-def parse_after_build(markers: dict[str, list[str]], entries: dict[str, Entry]) -> AfterBuild:
+def parse_after_build(markers: dict[str, list[str]], entries: dict[str, Entry],
+                      inherited: tuple[tuple[str, str], ...] = ()) -> AfterBuild:
     """Host text is untrusted: names failing is_version are dropped; a "touched" claim
     only stands when the hash equals the manifest's."""
     changed, touched = [], []
@@ -122,12 +125,23 @@ def parse_after_build(markers: dict[str, list[str]], entries: dict[str, Entry]) 
             changed.append(path)
     counts = [int(v) for v in markers.get("shared_count", []) if v.strip().isdigit()]
     count = max((counts[-1] if counts else 0) - len(touched), len(changed)) if changed else 0
-    refs: list[tuple[str, str]] = []
+    refs: list[tuple[str, str]] = list(inherited)
     for value in markers.get("xref", []):
         other, _, path = value.partition(" ")
         if is_version(other) and path and (other, path) not in refs:
             refs.append((other, path))
     return AfterBuild(tuple(changed), count, tuple(touched), tuple(refs))
+
+
+def inherited_references(prev_meta: dict | None, kept: set[str], version: str) -> tuple[tuple[str, str], ...]:
+    """The previous release's recorded references whose file this release shares."""
+    refs = prev_meta.get("references") if isinstance(prev_meta, dict) else None
+    out = []
+    for r in refs if isinstance(refs, list) else ():
+        if isinstance(r, dict) and is_version(str(r.get("release"))) and r.get("path") in kept \
+                and r["release"] != version:
+            out.append((r["release"], r["path"]))
+    return tuple(out)
 
 
 def references_by_release(refs: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
