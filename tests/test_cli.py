@@ -38,6 +38,7 @@ COMMAND_OPTS = {
     "pin": ["ENV", "VERSION", "-y, --yes"],
     "unpin": ["ENV", "VERSION", "-y, --yes"],
     "history": ["ENV", "-n N, --limit N"],
+    "verify": ["ENV", "VERSION"],
     "traefik": ["ENV", "--write", "-y, --yes"],
     "demo": ["--dir DIR", "--headless", "--serve"],
     "ui": ["-c FILE, --config FILE"],

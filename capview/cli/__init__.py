@@ -28,6 +28,7 @@ COMMANDS_HELP = {
     "pin": "protect a release from prune",
     "unpin": "let prune delete a release again",
     "history": "show the hosts' deploy history",
+    "verify": "re-hash a release on the hosts against its manifest (exit 1 on any difference)",
     "traefik": "print or write the Traefik dynamic config that hides the switch window",
     "demo": "run the whole product on an embedded sandbox host",
     "ui": "open the dashboard (the default with no command)",
@@ -129,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("history")
     env_arg(p)
     p.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="last N records per host (default 20)")
+
+    p = cmd("verify")
+    env_arg(p)
+    p.add_argument("version", metavar="VERSION", nargs="?", help="release to check (default: current)")
 
     p = cmd("traefik")
     env_arg(p)

@@ -20,7 +20,7 @@ from capview.cli.tables import (
 )
 from capview.config import Config, Environment, load_config
 from capview.engine.context import Context, OperationResult
-from capview.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
+from capview.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, UsageError
 
 
 def parse_duration(text: str) -> float:
@@ -246,6 +246,19 @@ async def cmd_history(args) -> int:
     return EXIT_OK
 
 
+async def cmd_verify(args) -> int:
+    from capview.engine.verify import verify
+    from capview.cli.tables import verify_json, verify_text
+
+    _, env = env_of(args)
+    async with engine(args, renderer=_quiet) as (ctx, _):
+        results = await verify(ctx, env, args.version, host=args.host)
+    print(verify_json(results) if args.json else verify_text(results), end="")
+    if not all(r.reachable for r in results):
+        return EXIT_UNREACHABLE
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
 async def cmd_traefik(args) -> int:
     from capview.engine.traefik import traefik_config, write_traefik_config
 
@@ -328,6 +341,7 @@ HANDLERS = {
     "pin": cmd_pin,
     "unpin": cmd_unpin,
     "history": cmd_history,
+    "verify": cmd_verify,
     "traefik": cmd_traefik,
     "demo": cmd_demo,
     "ui": cmd_ui,

@@ -196,3 +196,25 @@ def check_json(reports) -> str:
         "host": r.host, "ok": r.ok, "failures": list(r.failures), "warnings": list(r.warnings),
         "passed": list(r.passed), "free_bytes": r.free_kb * 1024 if r.free_kb is not None else None,
     }) for r in reports)
+
+
+def verify_text(results) -> str:
+    out: list[str] = []
+    for r in results:
+        name = cell(r.version or "current", "version")
+        if not r.reachable:
+            out.append(f"{cell(r.host, 'host')}: UNREACHABLE - {inert.clip(r.error or 'unknown error', WIDTH['note'])}\n")
+        elif r.error:
+            out.append(f"{cell(r.host, 'host')}: {name}: {inert.clip(r.error, WIDTH['note'])}\n")
+        elif r.ok:
+            built = f", {r.built} from the build" if r.built else ""
+            out.append(f"{cell(r.host, 'host')}: {name} verified: matches what was deployed ({r.checked} entries{built})\n")
+        else:
+            counts = ", ".join(f"{len(r.of_kind(k))} {k}" for k in ("changed", "missing", "extra"))
+            out.append(f"{cell(r.host, 'host')}: {name} DIFFERS from what was deployed: {counts}\n")
+            out.append(_table([(d.kind, inert.clip(d.path, WIDTH['note']), inert.clip(d.detail, WIDTH['note'])) for d in r.differences]))
+    return "".join(out)
+
+
+def verify_json(results) -> str:
+    return "".join(json_line({**dataclasses.asdict(r), "ok": r.ok}) for r in results)

@@ -16,6 +16,7 @@ from capview.engine import switch as sw
 from capview.engine.frames import Frames
 from capview.engine.layout import HostPaths
 from capview.engine.script import q
+from capview.engine.shared_links import refuse_symlinked_parents
 from capview.engine.status import LAYOUT_NAMES
 
 DB_NAMES = ("*.db", "*.sqlite", "*.sqlite3", "*.db3")
@@ -133,6 +134,12 @@ def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: d
                     lock.rstrip("\n"),
                     "trap on_exit EXIT", "trap 'exit 130' INT TERM HUP",
                     f"t0={sw.now_expr()}"]
+    # 0. issue 13: no shared item is moved or linked through a symlinked parent (the old
+    #    tree's var -> /elsewhere would move data from outside deploy_path)
+    for it in items:
+        L += refuse_symlinked_parents(p.root, it, create=False, fail="fail")
+        L += ["if [ -d shared ]; then (cd shared",
+              *refuse_symlinked_parents(p.shared, it, create=False, fail="fail"), ") || exit 1; fi"]
     # 1. stop
     if s.service.manager == "systemd-user":
         L.append(f"systemctl --user is-active --quiet {q(s.service.unit or '')} || was_active=0")

@@ -11,6 +11,7 @@ from capview.engine.hostop import Done, failed, log, run_op
 from capview.engine.layout import HostPaths, validate_version
 from capview.engine.manifest import safe_relpath
 from capview.engine.script import q
+from capview.engine.shared_links import refuse_symlinked_parents
 from capview.engine.status import LAYOUT_NAMES, each_host
 from capview.errors import RemoteError, UsageError
 
@@ -46,6 +47,12 @@ def init_script(host: HostConfig, frames: Frames, record: dict) -> str:
         f'    case ${{n##*/}} in {known}) ;; *) sec legacy; exit 0 ;; esac',
         "  done",
         "fi",
+        # issue 13: shared paths are never created through a symlinked parent inside shared/
+        "refuse() { sec refused; printf '%s\\n' \"$1\"; exit 0; }",
+        'if [ -d "$dp/shared" ]; then cd "$dp/shared"',
+        *(line for path in (*s.shared.dirs, *s.shared.files)
+          for line in refuse_symlinked_parents(p.shared, path, create=False, fail="refuse")),
+        "cd /; fi",
         'mkd "$dp" "$dp"',
     ]
     lines += [f"mkd {q(path)} {q(path)}" for path in (p.releases, p.shared, p.meta)]
@@ -66,6 +73,8 @@ async def init(ctx: Context, env: Environment, host: str | None = None) -> Opera
         out = _run_checked(await ctx.transport.run(h, init_script(h, frames, rec)), "init")
         created, existed = [], []
         for kind, _, body in frames.parse(out):
+            if kind == "refused":
+                return failed(body.strip())
             if kind == "legacy":
                 return failed(f"{h.settings.deploy_path} holds an app deployed in place (old layout): "
                               f"run capview migrate-data {h.env or 'ENV'} instead of init")

@@ -63,6 +63,16 @@ def release_listing_script(paths: HostPaths, *, manifest_of_current: bool, frame
     return "\n".join(lines) + "\n"
 
 
+def referenced_releases(raw: dict | None) -> tuple[str, ...]:
+    """release.json "references" ([{"release": v, "path": p}], written after the build):
+    the other releases this one names by absolute path. Untrusted: only valid names."""
+    refs = raw.get("references") if isinstance(raw, dict) else None
+    if not isinstance(refs, list):
+        return ()
+    names = (r.get("release") for r in refs if isinstance(r, dict))
+    return tuple(sorted({n for n in names if isinstance(n, str) and is_version(n)}))
+
+
 # One fixed nonce per process is enough here: the listing's sections carry only
 # validated names, and file bodies cannot contain a line starting with a random
 # 16-hex nonce they never saw.

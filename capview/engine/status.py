@@ -25,6 +25,7 @@ from capview.engine.lock import owner_from_json
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.engine.script import q
 from capview.engine.usage_cache import FINGERPRINT, cache_begin, cache_commit, cache_read, parse_cache
+from capview.engine.releases_meta import referenced_releases
 from capview.engine.usage import InodeListing, Summary, find_command, parse_inode_listing, parse_sums, sums_function, unique_bytes
 from capview.errors import RemoteError
 
@@ -159,6 +160,7 @@ def _release_info(version: str, meta: dict | None, pinned: bool, lst: InodeListi
         health=_str(m.get("health")),
         downtime=_num(m.get("downtime")),
         error=_str(m.get("error")) if meta is not None else "release.json missing or unreadable",
+        references=referenced_releases(m),  # issue 13
     )
 
 
