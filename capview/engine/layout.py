@@ -50,38 +50,125 @@ def git_commit(source: Path) -> str | None:
     return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{4,40}", commit) else None
 
 
+# The host layout contract (README "The host layout"), by name. Scripts that ``cd`` into
+# deploy_path use the relative forms (``HostPaths("")``); nothing else in the engine
+# spells a ``.capview`` path (tests/test_structure.py checks it).
+META = ".capview"
+# Top-level names that belong to the releases layout; anything else is "stray".
+LAYOUT_NAMES = frozenset({"releases", "shared", META, "current", "traefik"})
+# Inside a release (relative to it).
+RELEASE_META = META
+RELEASE_JSON = f"{META}/release.json"
+MANIFEST = f"{META}/manifest.tsv"
+BUILD_LOG = f"{META}/build.log"
+HEALTH_LOG = f"{META}/health.log"
+HOOKS_LOG = f"{META}/hooks.log"
+PINNED = f"{META}/pinned"
+INCOMING = f"{META}/incoming"
+TRASH_PREFIX = ".trash-"  # releases/.trash-<v>: a release being deleted
+CURRENT_TMP = "current.tmp."  # current.tmp.<pid>: the link before its rename over current
+
+
 @dataclass(frozen=True)
 class HostPaths:
-    """Absolute paths on one host, derived from deploy_path."""
+    """Every path of the layout on one host, from deploy_path ("" gives the relative forms)."""
 
     root: str
 
+    def _at(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if self.root else rel
+
     @property
     def releases(self) -> str:
-        return f"{self.root}/releases"
+        return self._at("releases")
 
     @property
     def current(self) -> str:
-        return f"{self.root}/current"
+        return self._at("current")
 
     @property
     def shared(self) -> str:
-        return f"{self.root}/shared"
+        return self._at("shared")
+
+    @property
+    def snapshots(self) -> str:
+        return self._at("shared/.snapshots")
 
     @property
     def meta(self) -> str:
-        return f"{self.root}/.capview"
+        return self._at(META)
 
     @property
     def lock(self) -> str:
-        return f"{self.root}/.capview/lock"
+        return self._at(f"{META}/lock")
+
+    @property
+    def owner_json(self) -> str:
+        return self._at(f"{META}/lock/owner.json")
 
     @property
     def history(self) -> str:
-        return f"{self.root}/.capview/history.jsonl"
+        return self._at(f"{META}/history.jsonl")
+
+    @property
+    def usage_cache(self) -> str:
+        return self._at(f"{META}/usage.cache")
+
+    @property
+    def switch_pid(self) -> str:
+        return self._at(f"{META}/switch.pid")
+
+    @property
+    def legacy_junk(self) -> str:
+        return self._at(f"{META}/legacy-junk")
+
+    @property
+    def ops(self) -> str:
+        return self._at(f"{META}/ops")
+
+    def op_dir(self, token: str) -> str:
+        """One switch transaction's files (script, stdin, output, pid, result), by lock token."""
+        if not re.fullmatch(r"[0-9a-f]{8,64}", token):
+            raise ValueError(f"bad lock token {token!r}")
+        return f"{self.ops}/{token}"
 
     def release(self, version: str) -> str:
         return f"{self.releases}/{validate_version(version)}"
 
     def release_meta(self, version: str) -> str:
-        return f"{self.release(version)}/.capview"
+        return f"{self.release(version)}/{RELEASE_META}"
+
+    def release_json(self, version: str) -> str:
+        return f"{self.release(version)}/{RELEASE_JSON}"
+
+    def manifest(self, version: str) -> str:
+        return f"{self.release(version)}/{MANIFEST}"
+
+    def build_log(self, version: str) -> str:
+        return f"{self.release(version)}/{BUILD_LOG}"
+
+    def health_log(self, version: str) -> str:
+        return f"{self.release(version)}/{HEALTH_LOG}"
+
+    def hooks_log(self, version: str) -> str:
+        return f"{self.release(version)}/{HOOKS_LOG}"
+
+    def pinned(self, version: str) -> str:
+        return f"{self.release(version)}/{PINNED}"
+
+    def incoming(self, version: str) -> str:
+        return f"{self.release(version)}/{INCOMING}"
+
+    def trash(self, version: str) -> str:
+        return f"{self.releases}/{TRASH_PREFIX}{validate_version(version)}"
+
+
+def current_version(target: str, root: str) -> str | None:
+    """What a ``readlink current`` names: ``releases/<v>`` relative (also ``./releases/<v>``),
+    or absolute under deploy_path (Capistrano style), with or without a trailing slash
+    -> ``<v>``; anything else -> None."""
+    t = target.rstrip("/")
+    for prefix in ("releases/", "./releases/", root.rstrip("/") + "/releases/"):
+        if t.startswith(prefix) and is_version(t[len(prefix):]):
+            return t[len(prefix):]
+    return None

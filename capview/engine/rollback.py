@@ -1,8 +1,8 @@
-"""``capview rollback``: lock -> stop -> atomic switch -> retag -> start -> health. No file copied.
+"""``capview rollback``: lock -> the switch transaction to a retained release. No file copied.
 
-Three round trips when healthy: (1) lock + read releases and history,
-(2) the switch, (3) health + record + unlock. An unhealthy target is
-reverted to the release that was live, the same way.
+Two round trips: (1) lock + read releases and history, (2) the transaction
+(switching.py: stop -> swap -> retag -> start -> health -> record -> unlock; an
+unhealthy target is reverted to the release that was live, the same way).
 """
 
 from __future__ import annotations
@@ -10,19 +10,18 @@ from __future__ import annotations
 import asyncio
 
 from capview.config import Environment, HostConfig
-from capview.engine import switch as sw
+from capview.engine import switching
 from capview.engine.context import Context, OperationResult
-from capview.engine.deploy import last_line, run_hosts, wrap_health
-from capview.engine.events import DowntimeMeasured, HostFinished, OperationFinished, OperationStarted, HostWarning
-from capview.engine.history import parse_history, previous_live
-from capview.engine.hostrun import HostRun, PhaseFailed, await_through_cancel
+from capview.engine.history import history_record, parse_history, previous_live
+from capview.engine.hostrun import HostRun, PhaseFailed
+from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import validate_version
-from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script, stale_hint
-from capview.engine.releases_meta import ReleaseListing, parse_release_listing, release_listing_script
-from capview.engine.script import MARK, append_line, parse_markers, q, write_json
-from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable
+from capview.engine.lock import HostLock, LockOwner, take_with_listing, unlock_quietly
+from capview.engine.releases_meta import ReleaseListing
+from capview.engine.scripts.switch import SwitchPlan
+from capview.errors import EXIT_UNREACHABLE, HostUnreachable
 
-ROLLBACK_PHASES = ("lock", "switch", "health", "cleanup")
+ROLLBACK_PHASES = ("lock", "switch", "health")
 
 
 async def rollback(
@@ -30,17 +29,11 @@ async def rollback(
 ) -> OperationResult:
     if to is not None:
         validate_version(to)
-    hosts = env.select(host)
-    ctx.event(OperationStarted, None, operation="rollback", env=env.name, hosts=tuple(h.name for h in hosts), version=to)
 
-    async def one(h: HostConfig):
+    async def one(h: HostConfig) -> HostResult:
         return await HostRollback(ctx, h, to, force).execute()
 
-    results = await run_hosts(ctx, env, hosts, one, version=to)
-    finished = tuple(r for r, _ in results)
-    out = OperationResult.from_hosts(finished, tuple(c for _, c in results))
-    ctx.event(OperationFinished, None, operation="rollback", ok=out.ok, results=finished)
-    return out
+    return await operation(ctx, env, host, "rollback", one, version=to, follow_strategy=True)
 
 
 def choose_target(listing: ReleaseListing, to: str | None, force: bool, host: str) -> str:
@@ -70,135 +63,82 @@ class HostRollback(HostRun):
         super().__init__(ctx, host)
         self.to = to
         self.force = force
-        self.owner = LockOwner.new(ctx.operator, "rollback", to, ctx.clock())
-        self.locked = False
+        self.lock = HostLock(self.paths, LockOwner.new(ctx.operator, "rollback", to, ctx.clock()))
         self.listing: ReleaseListing | None = None
         self.target: str | None = None
-        self.downtime: float | None = None
-        self.stop_begun: str | None = None  # host clock when the service stop began
 
-    async def execute(self) -> tuple[HostFinished, int]:
-        switching: asyncio.Task | None = None
+    async def execute(self) -> HostResult:
         try:
-            await self.lock_and_read()
-            switching = asyncio.ensure_future(self.switch_and_health())
-            outcome, message = await asyncio.shield(switching)
-            return self.finish(outcome, message, self.target), 0 if outcome == "ok" else 1
-        except PhaseFailed as exc:
-            await self.unlock()
-            return self.finish("failed", str(exc), self.target), exc.code
-        except HostUnreachable as exc:
-            return self.finish("failed", str(exc), self.target), EXIT_UNREACHABLE
+            try:
+                async with self.timed("lock") as info:
+                    self.listing = await take_with_listing(self, self.lock)
+                    self.target = choose_target(self.listing, self.to, self.force, self.host.name)
+                    info["detail"] = f"{self.listing.current or 'nothing'} -> {self.target}"
+            except asyncio.CancelledError:
+                await asyncio.shield(unlock_quietly(self, self.lock))
+                raise
+            except (PhaseFailed, HostUnreachable, Exception) as exc:
+                await unlock_quietly(self, self.lock)
+                code = exc.code if isinstance(exc, PhaseFailed) else (
+                    EXIT_UNREACHABLE if isinstance(exc, HostUnreachable) else 1)
+                msg = str(exc) if isinstance(exc, (PhaseFailed, HostUnreachable)) else \
+                    f"unexpected error: {type(exc).__name__}: {exc}"
+                return HostResult(self.finish("failed", msg, self.target), code)
+            result = await switching.switch(self, self.switch_plan())
+            if result.outcome == "notstarted":  # the transaction never ran: the lock is still ours
+                await unlock_quietly(self, self.lock)
+            return self.report(result)
         except asyncio.CancelledError:
-            if switching is not None:
-                # Cancelled after the switch began: finish it (health, record, unlock)
-                # rather than unlock beside it; then pass the cancellation on.
-                result = await await_through_cancel(switching)
-                if result is not None:
-                    outcome, message = result
-                    self.finish(outcome, message + " (interrupted: the switch was finished first)", self.target)
-            await asyncio.shield(self.unlock())
+            if self.switch_result is not None:
+                self.report(self.switch_result, interrupted=True)
             raise
-        except Exception as exc:
-            await self.unlock()
-            return self.finish("failed", f"unexpected error: {type(exc).__name__}: {exc}", self.target), 1
 
-    async def lock_and_read(self) -> None:
-        async with self.timed("lock") as info:
-            script = acquire_script(self.paths, self.owner, self.ctx.clock()) + release_listing_script(
-                self.paths, manifest_of_current=False)
-            res = await self.run(script, quiet=True)
-            if res.exit_status == 3:
-                info = parse_owner(res.stdout)
-                holder = describe_holder(info, self.ctx.clock())
-                raise PhaseFailed(holder, code=EXIT_LOCKED,
-                                  hint=stale_hint(info, self.host.env, self.host.name))
-            if res.exit_status != 0:
-                raise PhaseFailed(f"reading releases failed: {last_line(res.stderr) or res.exit_status}")
-            self.locked = True
-            self.listing = parse_release_listing(res.stdout)
-            self.target = choose_target(self.listing, self.to, self.force, self.host.name)
-            info["detail"] = f"{self.listing.current or 'nothing'} -> {self.target}"
-
-    async def switch_and_health(self) -> tuple[str, str]:
+    def switch_plan(self) -> SwitchPlan:
         assert self.listing is not None and self.target is not None
-        current, target = self.listing.current, self.target
-        if not await self.switch(target, check_image=True):
-            return "failed", f"switch to {target} failed; {current} restarted"
-        if await self.health(target, current):
-            return "ok", f"rolled back {current} -> {target}" + (
-                f" (downtime {self.downtime:.2f}s)" if self.downtime is not None else "")
-        self.ctx.event(HostWarning, self.host.name, message=f"{target} is unhealthy; switching back to {current}")
-        if current:
-            await self.switch(current, check_image=False)
-        await self.finish_script(append_line(self.paths.history, self.record(current, "rolled_back",
-                                                                             error=f"{target} unhealthy")))
-        return "failed", f"{target} was unhealthy; {current} is live again"
+        now, current, target = self.ctx.clock(), self.listing.current, self.target
+        t, c = self.listing.meta(target), self.listing.meta(current)
+        live = ({**t.raw, "state": "live", "deployed_at": t.raw.get("deployed_at") or now}
+                if t is not None and t.raw is not None else None)
+        superseded = ({**c.raw, "state": "superseded"}
+                      if c is not None and c.raw is not None and c.raw.get("state") == "live" else None)
+        record = history_record("rollback", self.host.name, self.ctx.operator, now, version=target,
+                                phases=dict(self.phases), **{"from": current})
+        # An unhealthy target goes back to current; it keeps its state (it was good once,
+        # and prune would delete a "failed" one), the history says what happened.
+        return SwitchPlan(op="rollback", settings=self.settings, token=self.lock.token, target=target,
+                          previous=current, revert="previous" if current else "first", live_doc=live,
+                          superseded_doc=superseded, record=record, check_image=True)
 
-    async def switch(self, version: str, *, check_image: bool) -> bool:
-        async with self.timed("switch") as info:
-            pre = ""
+    def report(self, r: switching.SwitchResult, interrupted: bool = False) -> HostResult:
+        self.switch_result = r
+        current, target = self.listing.current if self.listing else None, self.target
+        if r.outcome == "ok":
+            outcome, code = "ok", 0
+            message = f"rolled back {current} -> {target}" + (
+                f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
+        elif r.outcome == "refused" and "noimage" in r.values:
+            outcome, code = "failed", 1
             b = self.settings.build
-            if check_image and b is not None and b.image:
-                image = f"{b.image}:{version}"
-                pre = (f"podman image exists {q(image)} || {{ printf '%s noimage\\n' {MARK}; exit 6; }}\n")
-            marks: dict[str, str] = {}
-            res = await self.run(pre + sw.switch_script(self.settings, version),
-                                 on_marker=lambda n, v: marks.__setitem__(n, v))
-            if "noimage" in marks:
-                raise PhaseFailed(f"image {b.image}:{version} no longer exists; "
-                                  "rebuild it or pick another release", code=1)
-            if "downtime" in marks:
-                self.downtime = float(marks["downtime"])
-                self.ctx.event(DowntimeMeasured, self.host.name, seconds=self.downtime)
-            self.stop_begun = marks.get("stop_begun")
-            info["detail"] = f"current -> releases/{version}" + sw.held_note(marks)
-            if res.exit_status != 0:
-                info["ok"] = False
-                info["detail"] += f" failed: {last_line(res.stderr)}"
-                if "switched" not in marks:
-                    await self.run(sw.service_start(self.settings), quiet=True)
-                return "switched" in marks  # moved but did not start: health fails, we revert
-            return True
-
-    async def health(self, target: str, current: str | None) -> bool:
-        async with self.timed("health") as info:
-            now = self.ctx.clock()
-            metas = {m.version: m for m in self.listing.releases}
-            on_ok = ""
-            t = metas.get(target)
-            if t and t.raw is not None:
-                on_ok += write_json(self.paths.release(target) + "/.capview/release.json",
-                                    {**t.raw, "state": "live", "deployed_at": t.raw.get("deployed_at") or now})
-            c = metas.get(current) if current else None
-            if c and c.raw is not None and c.raw.get("state") == "live":
-                on_ok += write_json(self.paths.release(current) + "/.capview/release.json", {**c.raw, "state": "superseded"})
-            measure, numbers = sw.unavailable_since(self.stop_begun)
-            on_ok += measure + append_line(self.paths.history, self.record(target, "ok"), numbers)
-            on_ok += release_script(self.paths, self.owner) + f"printf '%s unlocked\\n' {MARK}\n"
-            res = await self.run(wrap_health(sw.health_script(self.settings), on_ok), quiet=True)
-            marks = parse_markers(res.stdout)
-            if "unlocked" in marks:
-                self.locked = False
-            healthy = res.exit_status == 0
-            info["ok"] = healthy
-            info["detail"] = ("healthy " if healthy else "unhealthy: ") + marks.get("health", [""])[-1]
-            return healthy
-
-    def record(self, to: str | None, outcome: str, **extra) -> dict:
-        return {"at": self.ctx.clock(), "op": "rollback", "host": self.host.name, "operator": self.ctx.operator,
-                "version": self.target, "from": self.listing.current if self.listing else None, "to": to,
-                "outcome": outcome, "downtime": self.downtime, "phases": dict(self.phases), **extra}
-
-    async def finish_script(self, script: str) -> None:
-        await self.run(script + release_script(self.paths, self.owner), quiet=True)
-        self.locked = False
-
-    async def unlock(self) -> None:
-        if not self.locked:
-            return
-        try:
-            await self.run(release_script(self.paths, self.owner), quiet=True, timeout=30)
-            self.locked = False
-        except Exception as exc:
-            self.log(f"could not release the lock ({exc}); clear it with: capview unlock {self.host.env or 'ENV'} --host {self.host.name} --force")
+            message = (f"image {b.image if b else '?'}:{target} no longer exists; "
+                       "rebuild it or pick another release")
+        elif r.outcome in ("refused", "notstarted"):
+            outcome, code = "failed", 1
+            message = ("the connection was lost before the switch began; nothing was switched"
+                       if r.outcome == "notstarted" else f"the switch was refused: {r.reason}")
+        elif r.outcome == "failed" and "switched" not in r.values:
+            outcome, code = "failed", 1
+            message = f"switch to {target} failed; {current} restarted"
+        elif r.outcome == "rolled_back":
+            outcome, code = "failed", 1
+            message = f"{target} was unhealthy; {current} is live again" + "".join(f" ({w})" for w in r.warnings)
+        elif r.outcome == "failed":
+            outcome, code = "failed", 1
+            message = f"{target} was unhealthy and switching back failed ({'; '.join(r.warnings)}); check the host"
+        else:
+            outcome, code = "failed", EXIT_UNREACHABLE
+            message = switching.unknown(r, self.host)
+        if interrupted:
+            message += " (interrupted: the switch was finished first)"
+        if r.outcome in ("refused", "notstarted"):
+            self.log("nothing was switched")
+        return HostResult(self.finish(outcome, message, target), code)
