@@ -23,7 +23,7 @@ from capview.engine.events import DryRunScript, HostWarning, UploadProgress
 from capview.engine.history import history_record
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.hosts import HostResult, operation
-from capview.engine.layout import default_version, git_commit, validate_version
+from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, validate_version
 from capview.engine.lock import HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, unlock_hint
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight
@@ -60,7 +60,7 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
         raise PhaseFailed(f"source {root} is not a directory - set 'source' in deploy.yaml or build it first", code=2)
     reserved = tuple(settings.shared.dirs) + tuple(settings.shared.files)
     for path in reserved:  # deploy.yaml checks these too; Settings may come from code
-        if not safe_relpath(path) or path.split("/")[0] == ".capview":
+        if not safe_relpath(path) or path.split("/")[0] == META:
             raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
     scan = scan_tree(root, tuple(settings.exclude), reserved)
     if not scan.entries:
@@ -387,7 +387,7 @@ class HostDeploy(HostRun):
             raise PhaseFailed(reason)
         rc = values.get("build_rc", "1").strip()
         if res.exit_status != 0 or rc != "0":
-            reason = f"build failed (exit {rc}); see releases/{self.version}/.capview/build.log"
+            reason = f"build failed (exit {rc}); see releases/{self.version}/{BUILD_LOG}"
             self.phase_end("build", False, reason)
             raise PhaseFailed(reason)
         self.phase_end("build", True, "image " + (self.image_tag() or "built"))

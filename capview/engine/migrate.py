@@ -19,7 +19,7 @@ from capview.engine.events import DryRunScript, HostWarning, LogLine
 from capview.engine.history import history_record
 from capview.engine.hostrun import HostRun
 from capview.engine.hosts import HostResult, each_host, operation
-from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, current_version, validate_version
+from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, HostPaths, current_version, validate_version
 from capview.engine.lock import LockOwner, describe_holder, owner_from_json
 from capview.engine.manifest import Entry, manifest_text, safe_relpath
 from capview.engine.scripts import migrate as sh
@@ -30,6 +30,7 @@ from capview.engine.scripts.upload import write_manifest_script
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 LEGACY_VERSION = "legacy"
+JUNK = HostPaths("").legacy_junk
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> Migra
     steps = [f"stop the service ({h.settings.service.manager})"]
     steps += [f"move {m} -> shared/{m} (rename)" for m in moves]
     steps += [f"create empty shared/{it}" for i, it in enumerate(items) if i not in item_info and i not in targets]
-    steps += [f"move {j} -> .capview/legacy-junk/" for j in junk]
+    steps += [f"move {j} -> {JUNK}/" for j in junk]
     steps.append(f"move {len(app)} app entr{'y' if len(app) == 1 else 'ies'} -> {rel}/")
     steps += [f"link {rel}/{it} -> shared/{it}" for it in items]
     steps.append("verify: same file count and bytes under shared/; PRAGMA integrity_check "
@@ -238,7 +239,7 @@ class _HostMigrate(HostRun):
         if kind == "note":
             self.note(arg)
         elif kind == "junk":
-            self.note(f"kept leftover in .capview/legacy-junk/: {arg}")
+            self.note(f"kept leftover in {JUNK}/: {arg}")
         elif kind == "stage":
             self.note(f"step: {arg}")
 
@@ -276,7 +277,7 @@ class _HostMigrate(HostRun):
         for step in plan.steps:
             self.note(step, "setup")
         if plan.junk:
-            self.note("leftovers kept in .capview/legacy-junk/: " + ", ".join(plan.junk), "setup")
+            self.note(f"leftovers kept in {JUNK}/: " + ", ".join(plan.junk), "setup")
         if plan.blockers:
             return False, "cannot migrate: " + "; ".join(plan.blockers), EXIT_FAILED
         for line in plan.unit_lines:

@@ -17,6 +17,7 @@ from capview.engine.context import Context, OperationResult
 from capview.engine.history import history_record
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.hosts import HostResult, operation
+from capview.engine.layout import HEALTH_LOG
 from capview.engine.lock import HostLock, LockOwner, take_with_listing, unlock_quietly
 from capview.engine.scripts.switch import SwitchPlan
 from capview.errors import EXIT_UNREACHABLE, HostUnreachable
@@ -76,7 +77,7 @@ class HostRestart(HostRun):
         elif r.outcome == "failed":
             outcome, code = "failed", 1
             message = (f"{r.reason} after the restart; {self.current} stays current - "
-                       f"see releases/{self.current}/.capview/health.log")
+                       f"see releases/{self.current}/{HEALTH_LOG}")
         else:
             outcome, code = "failed", EXIT_UNREACHABLE
             message = switching.unknown(r, self.host)

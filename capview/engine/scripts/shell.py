@@ -101,17 +101,10 @@ def json_printf(obj: dict, host: dict[str, str] | None = None) -> str:
     return f"printf '{fmt}\\n' " + " ".join(args)
 
 
-def write_file(path: str, text: str, mode: str | None = None) -> str:
-    """Write ``text`` to ``path`` atomically (temp file + rename): never in place."""
-    tmp = f"{path}.tmp.$$"
-    chmod = f" && chmod {mode} {q(tmp)}" if mode else ""
-    return f"printf '%s\\n' {q(text)} > {q(tmp)}{chmod} && mv -f {q(tmp)} {q(path)}\n"
-
-
 def write_json(path: str, obj: dict, host: dict[str, str] | None = None) -> str:
     """Rewrite a JSON file atomically (temp file + rename), ``host`` values spliced in."""
-    tmp = f"{path}.tmp.$$"
-    return f"{json_printf(obj, host)} > {q(tmp)} && mv -f {q(tmp)} {q(path)}\n"
+    tmp = f"{q(path)}.tmp.$$"
+    return f"{json_printf(obj, host)} > {tmp} && mv -f {tmp} {q(path)}\n"
 
 
 def append_line(path: str, obj: dict, host: dict[str, str] | None = None) -> str:

@@ -370,6 +370,7 @@ def transaction(plan: SwitchPlan, frames: Frames) -> str:
     return "".join([
         "set -u\n",
         "trap '' HUP PIPE INT\n",
+        "trap 'exit 143' TERM\n",  # a TERM still ends it the same way (the EXIT trap)
         frames.prelude(),
         _helpers(plan, p, ops),
         _service_steps(plan, plain_only),
