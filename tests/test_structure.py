@@ -124,7 +124,7 @@ def test_every_switch_goes_through_the_one_switching_function(op):
     path = ENGINE / f"{op}.py"
     tree = ast.parse(path.read_text())
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-             and n.func.attr == "switch" and isinstance(n.func.value, ast.Name) and n.func.value.id == "switching"]
+             and n.func.attr in ENTRY and isinstance(n.func.value, ast.Name) and n.func.value.id == "switching"]
     assert calls, f"{op}.py does not call switching.switch"
     allowed = {"SwitchPlan", "transaction"}
     for node in ast.walk(tree):
@@ -132,6 +132,16 @@ def test_every_switch_goes_through_the_one_switching_function(op):
                                                                  "capview.engine.scripts.service"):
             names = {a.name for a in node.names}
             assert names <= allowed | ({"health_function"} if op == "deploy" else set()), (op, names)
+
+
+ENTRY = ("switch", "switch_and_conclude")
+
+
+def test_the_switching_entry_points_are_one_function():
+    """switch_and_conclude is switch() plus the wording of its result: it calls switch."""
+    tree = ast.parse((ENGINE / "switching.py").read_text())
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.AsyncFunctionDef) and n.name == "switch_and_conclude")
+    assert any(isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "switch" for c in ast.walk(fn))
 
 
 def test_no_engine_module_is_over_600_lines():

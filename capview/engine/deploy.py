@@ -21,7 +21,7 @@ from capview.engine import switching
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostWarning, UploadProgress
 from capview.engine.history import history_record
-from capview.engine.hostrun import HostRun, PhaseFailed
+from capview.engine.hostrun import HostRun, PhaseFailed, failure
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, validate_version
 from capview.engine.lock import HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, unlock_hint
@@ -39,7 +39,7 @@ from capview.engine.scripts.switch import SwitchPlan, transaction
 from capview.engine.scripts.upload import part_script, upload_script, write_manifest_script
 from capview.engine.scripts.usage import refresh_script
 from capview.engine.upload import split_delta, tar_stream
-from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
+from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, UsageError
 from capview.remote.transport import RunResult
 
 LOCK_POLL = 2.0
@@ -133,14 +133,9 @@ class HostDeploy(HostRun):
             if self.dry_run:
                 return HostResult(self.finish("ok", f"dry run: nothing changed on {self.host.name}", self.version), 0)
             plan = self.switch_plan()
-            result = await switching.switch(self, plan, stdin=self.cleanup_list)
-            if not result.began:  # refused or never started: nothing changed on the host
-                return await self.before_switch_failed(PhaseFailed(self.not_switched(result)))
-            return self.report(result)
-        except asyncio.CancelledError:
-            if self.switch_result is not None:
-                self.report(self.switch_result, interrupted=True)
-            raise
+            return await switching.switch_and_conclude(
+                self, plan, self.words, self.version, stdin=stdin_list(self.state.deleting),
+                not_begun=lambda r: self.before_switch_failed(PhaseFailed(not_switched(r))))
         finally:
             if heartbeat:
                 heartbeat.cancel()
@@ -150,49 +145,26 @@ class HostDeploy(HostRun):
         if isinstance(exc, asyncio.CancelledError):
             await asyncio.shield(self.abort("cancelled by the user"))
             raise exc
-        if isinstance(exc, PhaseFailed):
-            reason, code = str(exc), exc.code
-        elif isinstance(exc, HostUnreachable):
-            reason, code = str(exc), EXIT_UNREACHABLE
-        elif isinstance(exc, Exception):  # a bug or an unexpected host answer: fail this host, keep the rest
-            reason, code = f"unexpected error: {type(exc).__name__}: {exc}", 1
-        else:
+        if not isinstance(exc, Exception):
             raise exc
+        reason, code = failure(exc)
         await self.abort(reason)
         return HostResult(self.finish("failed", reason, self.version), code)
 
-    def not_switched(self, result: switching.SwitchResult) -> str:
-        if result.outcome == "notstarted":
-            return "the connection was lost before the switch began; nothing was switched"
-        return f"the switch was refused: {result.reason or 'unknown reason'}"
-
-    def report(self, result: switching.SwitchResult, interrupted: bool = False) -> HostResult:
-        """The host's result -> this host's HostFinished (nothing on the host is touched)."""
-        self.switch_result = result
-        r, prev = result, self.state.previous
+    def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
+        prev = self.state.previous
         if r.outcome == "ok":
-            outcome, code = "ok", 0
-            message = f"{self.version} is live" + (f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
-        elif r.outcome == "rolled_back":
-            outcome, code = "rolled_back", 1
-            message = f"{r.reason}; rolled back to {prev}" + "".join(f" ({w})" for w in r.warnings)
-        elif r.outcome == "failed" and "switched" not in r.values:
-            outcome, code = "failed", 1
-            message = f"switch failed before current moved; {prev or 'nothing'} restarted"
-        elif r.outcome == "failed" and prev is None:
-            outcome, code = "failed", 1
-            back = ("the current it found was put back" if "restored" in r.values
-                    else "service stopped and current removed")
-            message = f"{r.reason}; first release, {back}"
-        elif r.outcome == "failed":
-            outcome, code = "failed", 1
-            message = f"{r.reason} - but the revert itself failed ({'; '.join(r.warnings)}); check the host"
-        else:
-            outcome, code = "failed", EXIT_UNREACHABLE
-            message = switching.unknown(r, self.host)
-        if interrupted:
-            message += " (interrupted: the switch was finished first)"
-        return HostResult(self.finish(outcome, message, self.version), code)
+            return "ok", f"{self.version} is live" + (f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
+        if r.outcome == "rolled_back":
+            return "rolled_back", f"{r.reason}; rolled back to {prev}" + "".join(f" ({w})" for w in r.warnings)
+        if r.outcome != "failed":
+            return None
+        if "switched" not in r.values:
+            return "failed", f"switch failed before current moved; {prev or 'nothing'} restarted"
+        if prev is None:
+            back = "the current it found was put back" if "restored" in r.values else "service stopped and current removed"
+            return "failed", f"{r.reason}; first release, {back}"
+        return "failed", f"{r.reason} - but the revert itself failed ({'; '.join(r.warnings)}); check the host"
 
     # ---- phases before the switch ----------------------------------------
     async def lock_phase(self) -> None:
@@ -421,10 +393,6 @@ class HostDeploy(HostRun):
         b = self.settings.build
         return prune_body(self.paths, [b.image] if b and b.image else [], record=rec)
 
-    @property
-    def cleanup_list(self) -> bytes:
-        return stdin_list(self.state.deleting)
-
     # ---- failure before the switch ---------------------------------------------
     async def abort(self, reason: str) -> None:
         """Mark the release failed (or remove it if never filled), record it, unlock."""
@@ -462,6 +430,12 @@ class HostDeploy(HostRun):
     def image_tag(self) -> str | None:
         b = self.settings.build
         return f"{b.image}:{self.version}" if b and b.image else None
+
+
+def not_switched(result: switching.SwitchResult) -> str:
+    if result.outcome == "notstarted":
+        return "the connection was lost before the switch began; nothing was switched"
+    return f"the switch was refused: {result.reason or 'unknown reason'}"
 
 
 async def cancel_and_wait(task: asyncio.Future) -> None:

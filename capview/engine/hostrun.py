@@ -13,7 +13,7 @@ from capview.engine.context import Context
 from capview.engine.events import HostFinished, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.layout import HostPaths
 from capview.engine.scripts.shell import Frames
-from capview.errors import CapviewError
+from capview.errors import EXIT_UNREACHABLE, CapviewError, HostUnreachable
 from capview.remote.transport import RunResult
 
 
@@ -23,6 +23,15 @@ class PhaseFailed(CapviewError):
     def __init__(self, message: str, code: int = 1, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.code = code
+
+
+def failure(exc: Exception) -> tuple[str, int]:
+    """(one-line message, exit code) for a host's failure before anything switched."""
+    if isinstance(exc, PhaseFailed):
+        return str(exc), exc.code
+    if isinstance(exc, HostUnreachable):
+        return str(exc), EXIT_UNREACHABLE
+    return f"unexpected error: {type(exc).__name__}: {exc}", 1  # a bug or an odd host answer: this host only
 
 
 _LEGACY = Frames("@@cv")  # scripts that print only the legacy marker (scripts/shell.py)

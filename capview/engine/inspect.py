@@ -17,7 +17,7 @@ from capview.engine.manifest import Entry as ManifestEntry
 from capview.engine.manifest import parse_manifest, safe_relpath
 from capview.engine.scripts import inspect as sh
 from capview.engine.scripts.inspect import LOG_LIMIT
-from capview.engine.scripts.shell import Frames, one_line
+from capview.engine.scripts.shell import Frames, bodies, kinds, one_line
 from capview.errors import CapviewError, RemoteError
 
 _TYPES = {"f": "file", "d": "dir", "l": "link"}
@@ -102,7 +102,7 @@ async def list_dir(ctx: Context, host: HostConfig, version: str, relpath: str = 
     frames = Frames.new()
     script = sh.list_dir(host.settings.deploy_path, version, rel)
     parts = await _run(ctx, host, script, frames)
-    _check({k for k, _, _ in parts}, version, rel)
+    _check(kinds(parts), version, rel)
     return next((parse_entries(b) for k, _, b in parts if k == "list"), [])
 
 
@@ -116,8 +116,8 @@ async def read_text(ctx: Context, host: HostConfig, version: str, relpath: str, 
     frames = Frames.new()
     script = sh.read_text(host.settings.deploy_path, version, rel, limit)
     parts = await _run(ctx, host, script, frames)
-    _check({k for k, _, _ in parts}, version, rel)
-    got = {k: b for k, _, b in parts}
+    _check(kinds(parts), version, rel)
+    got = bodies(parts)
     size = int(got.get("size", "0").strip() or 0)
     text = got.get("text", "")  # the framing consumes its own newlines: this is the content
     if size > limit:
@@ -129,7 +129,7 @@ async def release_logs(ctx: Context, host: HostConfig, version: str) -> dict[str
     """{"build": ..., "health": ...} from the release's .capview (None when absent; tails of 256 KB)."""
     frames = Frames.new()
     script = sh.release_logs(host.settings.deploy_path, version)
-    got = {k: b for k, _, b in await _run(ctx, host, script, frames)}
+    got = bodies(await _run(ctx, host, script, frames))
     return {n: got.get(n) for n in ("build", "health")}
 
 
@@ -144,7 +144,7 @@ def diff_manifests(a: str, ma: dict[str, ManifestEntry], b: str, mb: dict[str, M
 async def compare(ctx: Context, host: HostConfig, a: str, b: str) -> Comparison:
     """What changed from release ``a`` to ``b``, from their manifest.tsv files (one round trip)."""
     frames = Frames.new()
-    got = {k: body for k, _, body in await _run(ctx, host, sh.manifests(host.settings.deploy_path, a, b), frames)}
+    got = bodies(await _run(ctx, host, sh.manifests(host.settings.deploy_path, a, b), frames))
     for i, v in enumerate((a, b)):
         if f"m{i}" not in got:
             raise InspectError(f"release {v} has no manifest (missing, or not deployed by capview)")

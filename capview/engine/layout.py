@@ -69,6 +69,17 @@ TRASH_PREFIX = ".trash-"  # releases/.trash-<v>: a release being deleted
 CURRENT_TMP = "current.tmp."  # current.tmp.<pid>: the link before its rename over current
 
 
+def _top(rel: str) -> property:
+    return property(lambda self: self._at(rel), doc=f"<deploy_path>/{rel}")
+
+
+def _inside(rel: str):
+    def path(self, version: str) -> str:
+        return f"{self.release(version)}/{rel}"
+    path.__doc__ = f"releases/<version>/{rel}"
+    return path
+
+
 @dataclass(frozen=True)
 class HostPaths:
     """Every path of the layout on one host, from deploy_path ("" gives the relative forms)."""
@@ -78,56 +89,21 @@ class HostPaths:
     def _at(self, rel: str) -> str:
         return f"{self.root}/{rel}" if self.root else rel
 
-    @property
-    def releases(self) -> str:
-        return self._at("releases")
-
-    @property
-    def current(self) -> str:
-        return self._at("current")
-
-    @property
-    def shared(self) -> str:
-        return self._at("shared")
-
-    @property
-    def snapshots(self) -> str:
-        return self._at("shared/.snapshots")
-
-    @property
-    def meta(self) -> str:
-        return self._at(META)
-
-    @property
-    def lock(self) -> str:
-        return self._at(f"{META}/lock")
-
-    @property
-    def owner_json(self) -> str:
-        return self._at(f"{META}/lock/owner.json")
-
-    @property
-    def history(self) -> str:
-        return self._at(f"{META}/history.jsonl")
-
-    @property
-    def usage_cache(self) -> str:
-        return self._at(f"{META}/usage.cache")
-
-    @property
-    def switch_pid(self) -> str:
-        return self._at(f"{META}/switch.pid")
-
-    @property
-    def legacy_junk(self) -> str:
-        return self._at(f"{META}/legacy-junk")
-
-    @property
-    def ops(self) -> str:
-        return self._at(f"{META}/ops")
+    releases = _top("releases")
+    current = _top("current")
+    shared = _top("shared")
+    snapshots = _top("shared/.snapshots")  # consistent SQLite copies (issue 18)
+    meta = _top(META)
+    lock = _top(f"{META}/lock")
+    owner_json = _top(f"{META}/lock/owner.json")
+    history = _top(f"{META}/history.jsonl")
+    usage_cache = _top(f"{META}/usage.cache")
+    switch_pid = _top(f"{META}/switch.pid")  # the running switch transaction
+    legacy_junk = _top(f"{META}/legacy-junk")  # *.bak a migration set aside
+    ops = _top(f"{META}/ops")  # switch transactions' files, one dir per lock token
 
     def op_dir(self, token: str) -> str:
-        """One switch transaction's files (script, stdin, output, pid, result), by lock token."""
+        """One switch transaction's files (txn.sh, in, out, pid, result), by lock token."""
         if not re.fullmatch(r"[0-9a-f]{8,64}", token):
             raise ValueError(f"bad lock token {token!r}")
         return f"{self.ops}/{token}"
@@ -135,29 +111,14 @@ class HostPaths:
     def release(self, version: str) -> str:
         return f"{self.releases}/{validate_version(version)}"
 
-    def release_meta(self, version: str) -> str:
-        return f"{self.release(version)}/{RELEASE_META}"
-
-    def release_json(self, version: str) -> str:
-        return f"{self.release(version)}/{RELEASE_JSON}"
-
-    def manifest(self, version: str) -> str:
-        return f"{self.release(version)}/{MANIFEST}"
-
-    def build_log(self, version: str) -> str:
-        return f"{self.release(version)}/{BUILD_LOG}"
-
-    def health_log(self, version: str) -> str:
-        return f"{self.release(version)}/{HEALTH_LOG}"
-
-    def hooks_log(self, version: str) -> str:
-        return f"{self.release(version)}/{HOOKS_LOG}"
-
-    def pinned(self, version: str) -> str:
-        return f"{self.release(version)}/{PINNED}"
-
-    def incoming(self, version: str) -> str:
-        return f"{self.release(version)}/{INCOMING}"
+    release_meta = _inside(RELEASE_META)
+    release_json = _inside(RELEASE_JSON)
+    manifest = _inside(MANIFEST)
+    build_log = _inside(BUILD_LOG)
+    health_log = _inside(HEALTH_LOG)
+    hooks_log = _inside(HOOKS_LOG)  # issue 18
+    pinned = _inside(PINNED)
+    incoming = _inside(INCOMING)
 
     def trash(self, version: str) -> str:
         return f"{self.releases}/{TRASH_PREFIX}{validate_version(version)}"

@@ -18,7 +18,8 @@ from typing import Literal
 
 import humanize
 
-from capview.engine.hostrun import PhaseFailed
+from capview.engine.hostrun import PhaseFailed, failure
+from capview.engine.hosts import HostResult
 from capview.engine.layout import HostPaths
 from capview.engine.model import LockInfo
 from capview.engine.releases_meta import ReleaseListing, parse_release_listing
@@ -212,3 +213,22 @@ async def unlock_quietly(run, lock: HostLock) -> None:
         lock.released()
     except Exception as exc:
         run.log(f"could not release the lock ({exc}); {unlock_hint(run.host.env, run.host.name)}")
+
+
+async def locked_listing(run, lock: HostLock, choose, version: str | None):
+    """The lock phase of rollback and restart, in one trip: take the lock, read the
+    releases, ``choose(listing) -> (target, detail)`` (PhaseFailed refuses). Returns
+    (listing, target); on any failure the lock is released and this host's HostResult
+    is returned instead."""
+    try:
+        async with run.timed("lock") as info:
+            listing = await take_with_listing(run, lock)
+            target, info["detail"] = choose(listing)
+            return listing, target
+    except asyncio.CancelledError:
+        await asyncio.shield(unlock_quietly(run, lock))
+        raise
+    except Exception as exc:
+        await unlock_quietly(run, lock)
+        message, code = failure(exc)
+        return HostResult(run.finish("failed", message, version), code)

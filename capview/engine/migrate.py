@@ -24,7 +24,7 @@ from capview.engine.lock import LockOwner, describe_holder, owner_from_json
 from capview.engine.manifest import Entry, manifest_text, safe_relpath
 from capview.engine.scripts import migrate as sh
 from capview.engine.scripts.migrate import probe_script, shared_items
-from capview.engine.scripts.shell import Frames, one_line
+from capview.engine.scripts.shell import Frames, bodies, one_line
 from capview.engine.scripts.switch import SwitchPlan, transaction
 from capview.engine.scripts.upload import write_manifest_script
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
@@ -219,7 +219,7 @@ async def _write_manifest(run: HostRun, version: str) -> int:
     res = await run.run(sh.manifest_list_script(run.paths.root, version, frames), quiet=True)
     if not res.ok:
         raise RuntimeError(one_line(res.stderr or "listing the release failed"))
-    got = {k: b for k, _, b in frames.parse(res.stdout)}
+    got = bodies(frames.parse(res.stdout))
     entries = build_manifest(got.get("list", ""), got.get("sums", ""), set(shared_items(run.host)))
     res = await run.run(write_manifest_script(run.paths, version), stdin=manifest_text(entries).encode(), quiet=True)
     if not res.ok:

@@ -14,7 +14,7 @@ from capview.engine.layout import HostPaths, validate_version
 from capview.engine.lock import describe_holder, owner_from_json, why_not_stale
 from capview.engine.scripts import lock as lock_sh
 from capview.engine.scripts.ops import append_record, history_script, init_script, pin_script
-from capview.engine.scripts.shell import Frames, one_line
+from capview.engine.scripts.shell import Frames, kinds, one_line
 from capview.errors import EXIT_LOCKED, RemoteError
 
 
@@ -61,12 +61,12 @@ async def _pin(ctx: Context, env: Environment, version: str, host: str | None, p
         frames = Frames.new()
         rec = history_record(op, h.name, ctx.operator, ctx.clock(), version=version, outcome="ok")
         out = _run_checked(await ctx.transport.run(h, pin_script(h.settings.deploy_path, version, pin, frames, rec)), op)
-        kinds = {k for k, _, _ in frames.parse(out)}
-        if "missing" in kinds:
+        seen = kinds(frames.parse(out))
+        if "missing" in seen:
             return failed(f"no release {version} on {h.name}", version=version)
-        if "already" in kinds:
+        if "already" in seen:
             return Done(True, f"{version} was already {'pinned' if pin else 'not pinned'}", version=version)
-        if "changed" not in kinds:
+        if "changed" not in seen:
             raise RemoteError(f"{op} script ended early")
         return Done(True, f"{version} {'pinned: prune will keep it' if pin else 'unpinned'}", version=version)
 
@@ -133,10 +133,10 @@ async def unlock(ctx: Context, env: Environment, host: str | None = None, force:
         res = await ctx.transport.run(h, lock_sh.remove_if_unchanged(paths, seen, frames, append_record(paths, rec)))
         if not res.ok:
             raise RemoteError(one_line(res.stderr or "removing the lock failed"))
-        kinds = {k for k, _, _ in frames.parse(res.stdout)}
-        if "changed" in kinds:
+        seen = kinds(frames.parse(res.stdout))
+        if "changed" in seen:
             return failed("the lock changed hands while we looked; not removed (run unlock again)", EXIT_LOCKED)
-        if "gone" in kinds:
+        if "gone" in seen:
             return Done(True, "the lock was released meanwhile")
         return Done(True, f"removed lock ({'forced; ' if force else ''}was {holder})")
 

@@ -14,9 +14,7 @@ import humanize
 
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
-from capview.engine.events import (
-    DryRunScript, HostFinished, LogLine, OperationFinished, OperationStarted, PhaseFinished, PhaseStarted, HostWarning,
-)
+from capview.engine.events import DryRunScript, HostFinished, HostWarning, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.history import history_record
 from capview.engine.hosts import HostResult, each_host, operation
 from capview.engine.layout import HostPaths

@@ -9,8 +9,6 @@ records ``failed``.
 
 from __future__ import annotations
 
-import asyncio
-
 from capview.config import Environment, HostConfig
 from capview.engine import switching
 from capview.engine.context import Context, OperationResult
@@ -18,9 +16,9 @@ from capview.engine.history import history_record
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import HEALTH_LOG
-from capview.engine.lock import HostLock, LockOwner, take_with_listing, unlock_quietly
+from capview.engine.lock import HostLock, LockOwner, locked_listing, unlock_quietly
+from capview.engine.releases_meta import ReleaseListing
 from capview.engine.scripts.switch import SwitchPlan
-from capview.errors import EXIT_UNREACHABLE, HostUnreachable
 
 RESTART_PHASES = ("lock", "restart", "health")
 
@@ -39,48 +37,32 @@ class HostRestart(HostRun):
         self.current: str | None = None
 
     async def execute(self) -> HostResult:
-        try:
-            try:
-                async with self.timed("lock") as info:
-                    listing = await take_with_listing(self, self.lock)
-                    if listing.current is None:
-                        raise PhaseFailed("nothing is live here (current names no release): deploy first")
-                    self.current = listing.current
-                    info["detail"] = f"restarting {self.current}"
-            except asyncio.CancelledError:
-                await asyncio.shield(unlock_quietly(self, self.lock))
-                raise
-            except Exception as exc:
-                await unlock_quietly(self, self.lock)
-                code = exc.code if isinstance(exc, PhaseFailed) else (EXIT_UNREACHABLE if isinstance(exc, HostUnreachable) else 1)
-                return HostResult(self.finish("failed", str(exc), self.current), code)
-            record = history_record("restart", self.host.name, self.ctx.operator, self.ctx.clock(),
-                                    version=self.current, **{"from": self.current})
-            plan = SwitchPlan(op="restart", settings=self.settings, token=self.lock.token, target=self.current,
-                              revert="none", record=record)
-            result = await switching.switch(self, plan)
-            if result.outcome == "notstarted":
-                await unlock_quietly(self, self.lock)
-            return self.report(result)
-        except asyncio.CancelledError:
-            if self.switch_result is not None:
-                self.report(self.switch_result, interrupted=True)
-            raise
+        def choose(listing: ReleaseListing) -> tuple[str, str]:
+            if listing.current is None:
+                raise PhaseFailed("nothing is live here (current names no release): deploy first")
+            return listing.current, f"restarting {listing.current}"
 
-    def report(self, r: switching.SwitchResult, interrupted: bool = False) -> HostResult:
+        got = await locked_listing(self, self.lock, choose, None)
+        if isinstance(got, HostResult):
+            return got
+        _, self.current = got
+        record = history_record("restart", self.host.name, self.ctx.operator, self.ctx.clock(),
+                                version=self.current, **{"from": self.current})
+        plan = SwitchPlan(op="restart", settings=self.settings, token=self.lock.token, target=self.current,
+                          revert="none", record=record)
+        return await switching.switch_and_conclude(self, plan, self.words, self.current, not_begun=self.not_begun)
+
+    async def not_begun(self, r: switching.SwitchResult) -> HostResult:
+        if r.outcome == "notstarted":
+            await unlock_quietly(self, self.lock)
+        return switching.conclude(self, r, self.words, self.current)
+
+    def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
         if r.outcome == "ok":
-            outcome, code = "ok", 0
-            message = f"{self.current} restarted" + (f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
-        elif r.outcome in ("refused", "notstarted"):
-            outcome, code = "failed", 1
-            message = f"nothing was restarted: {r.reason or 'the connection was lost before it began'}"
-        elif r.outcome == "failed":
-            outcome, code = "failed", 1
-            message = (f"{r.reason} after the restart; {self.current} stays current - "
-                       f"see releases/{self.current}/{HEALTH_LOG}")
-        else:
-            outcome, code = "failed", EXIT_UNREACHABLE
-            message = switching.unknown(r, self.host)
-        if interrupted:
-            message += " (interrupted: the restart was finished first)"
-        return HostResult(self.finish(outcome, message, self.current), code)
+            return "ok", f"{self.current} restarted" + (f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
+        if r.outcome in ("refused", "notstarted"):
+            return "failed", f"nothing was restarted: {r.reason or 'the connection was lost before it began'}"
+        if r.outcome == "failed":
+            return "failed", (f"{r.reason} after the restart; {self.current} stays current - "
+                              f"see releases/{self.current}/{HEALTH_LOG}")
+        return None

@@ -7,8 +7,6 @@ unhealthy target is reverted to the release that was live, the same way).
 
 from __future__ import annotations
 
-import asyncio
-
 from capview.config import Environment, HostConfig
 from capview.engine import switching
 from capview.engine.context import Context, OperationResult
@@ -16,10 +14,9 @@ from capview.engine.history import history_record, parse_history, previous_live
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import validate_version
-from capview.engine.lock import HostLock, LockOwner, take_with_listing, unlock_quietly
+from capview.engine.lock import HostLock, LockOwner, locked_listing, unlock_quietly
 from capview.engine.releases_meta import ReleaseListing
 from capview.engine.scripts.switch import SwitchPlan
-from capview.errors import EXIT_UNREACHABLE, HostUnreachable
 
 ROLLBACK_PHASES = ("lock", "switch", "health")
 
@@ -68,30 +65,16 @@ class HostRollback(HostRun):
         self.target: str | None = None
 
     async def execute(self) -> HostResult:
-        try:
-            try:
-                async with self.timed("lock") as info:
-                    self.listing = await take_with_listing(self, self.lock)
-                    self.target = choose_target(self.listing, self.to, self.force, self.host.name)
-                    info["detail"] = f"{self.listing.current or 'nothing'} -> {self.target}"
-            except asyncio.CancelledError:
-                await asyncio.shield(unlock_quietly(self, self.lock))
-                raise
-            except (PhaseFailed, HostUnreachable, Exception) as exc:
-                await unlock_quietly(self, self.lock)
-                code = exc.code if isinstance(exc, PhaseFailed) else (
-                    EXIT_UNREACHABLE if isinstance(exc, HostUnreachable) else 1)
-                msg = str(exc) if isinstance(exc, (PhaseFailed, HostUnreachable)) else \
-                    f"unexpected error: {type(exc).__name__}: {exc}"
-                return HostResult(self.finish("failed", msg, self.target), code)
-            result = await switching.switch(self, self.switch_plan())
-            if result.outcome == "notstarted":  # the transaction never ran: the lock is still ours
-                await unlock_quietly(self, self.lock)
-            return self.report(result)
-        except asyncio.CancelledError:
-            if self.switch_result is not None:
-                self.report(self.switch_result, interrupted=True)
-            raise
+        def choose(listing: ReleaseListing) -> tuple[str, str]:
+            target = choose_target(listing, self.to, self.force, self.host.name)
+            return target, f"{listing.current or 'nothing'} -> {target}"
+
+        got = await locked_listing(self, self.lock, choose, self.to)
+        if isinstance(got, HostResult):
+            return got
+        self.listing, self.target = got
+        return await switching.switch_and_conclude(self, self.switch_plan(), self.words, self.target,
+                                                   not_begun=self.not_begun)
 
     def switch_plan(self) -> SwitchPlan:
         assert self.listing is not None and self.target is not None
@@ -109,36 +92,27 @@ class HostRollback(HostRun):
                           previous=current, revert="previous" if current else "first", live_doc=live,
                           superseded_doc=superseded, record=record, check_image=True)
 
-    def report(self, r: switching.SwitchResult, interrupted: bool = False) -> HostResult:
-        self.switch_result = r
+    async def not_begun(self, r: switching.SwitchResult) -> HostResult:
+        if r.outcome == "notstarted":  # the transaction never ran: the lock is still ours
+            await unlock_quietly(self, self.lock)
+        return switching.conclude(self, r, self.words, self.target)
+
+    def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
         current, target = self.listing.current if self.listing else None, self.target
         if r.outcome == "ok":
-            outcome, code = "ok", 0
-            message = f"rolled back {current} -> {target}" + (
+            return "ok", f"rolled back {current} -> {target}" + (
                 f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
-        elif r.outcome == "refused" and "noimage" in r.values:
-            outcome, code = "failed", 1
+        if r.outcome == "refused" and "noimage" in r.values:
             b = self.settings.build
-            message = (f"image {b.image if b else '?'}:{target} no longer exists; "
-                       "rebuild it or pick another release")
-        elif r.outcome in ("refused", "notstarted"):
-            outcome, code = "failed", 1
-            message = ("the connection was lost before the switch began; nothing was switched"
-                       if r.outcome == "notstarted" else f"the switch was refused: {r.reason}")
-        elif r.outcome == "failed" and "switched" not in r.values:
-            outcome, code = "failed", 1
-            message = f"switch to {target} failed; {current} restarted"
-        elif r.outcome == "rolled_back":
-            outcome, code = "failed", 1
-            message = f"{target} was unhealthy; {current} is live again" + "".join(f" ({w})" for w in r.warnings)
-        elif r.outcome == "failed":
-            outcome, code = "failed", 1
-            message = f"{target} was unhealthy and switching back failed ({'; '.join(r.warnings)}); check the host"
-        else:
-            outcome, code = "failed", EXIT_UNREACHABLE
-            message = switching.unknown(r, self.host)
-        if interrupted:
-            message += " (interrupted: the switch was finished first)"
-        if r.outcome in ("refused", "notstarted"):
-            self.log("nothing was switched")
-        return HostResult(self.finish(outcome, message, target), code)
+            return "failed", f"image {b.image if b else '?'}:{target} no longer exists; rebuild it or pick another release"
+        if r.outcome == "notstarted":
+            return "failed", "the connection was lost before the switch began; nothing was switched"
+        if r.outcome == "refused":
+            return "failed", f"the switch was refused: {r.reason}"
+        if r.outcome == "rolled_back":
+            return "failed", f"{target} was unhealthy; {current} is live again" + "".join(f" ({w})" for w in r.warnings)
+        if r.outcome == "failed" and "switched" not in r.values:
+            return "failed", f"switch to {target} failed; {current} restarted"
+        if r.outcome == "failed":
+            return "failed", f"{target} was unhealthy and switching back failed ({'; '.join(r.warnings)}); check the host"
+        return None

@@ -21,8 +21,10 @@ from typing import Callable
 
 from capview.engine.events import DowntimeMeasured, HostWarning
 from capview.engine.hostrun import HostRun
+from capview.engine.hosts import HostResult
 from capview.engine.scripts.shell import Frames, last_line, one_line
 from capview.engine.scripts.switch import SwitchPlan, launcher, recover, transaction
+from capview.errors import EXIT_UNREACHABLE
 
 RECOVER_WAIT = 25.0  # seconds one recovery script waits on the host before answering "running"
 
@@ -261,3 +263,36 @@ def unknown(result: SwitchResult, host) -> str:
     """The message for a switch whose result never reached us."""
     return (f"the result of the switch is unknown: {result.error or result.reason}; the host finishes it on its "
             f"own - check with: capview releases {host.env or 'ENV'} --host {host.name}")
+
+
+Words = Callable[[SwitchResult], "tuple[str, str] | None"]  # result -> (outcome, message); None: unknown
+
+
+def conclude(run: HostRun, result: SwitchResult, words: Words, version: str | None, *,
+             interrupted: bool = False) -> HostResult:
+    """The host's result -> this host's HostFinished and exit code (nothing on the host is
+    touched). ``words`` is the operation's wording of a known result."""
+    said = words(result) if result.outcome != "unknown" else None
+    if said is None:
+        outcome, code, message = "failed", EXIT_UNREACHABLE, unknown(result, run.host)
+    else:
+        (outcome, message), code = said, 0 if said[0] == "ok" else 1
+    if interrupted:
+        message += " (interrupted: it was finished first)"
+    return HostResult(run.finish(outcome, message, version), code)
+
+
+async def switch_and_conclude(run: HostRun, plan: SwitchPlan, words: Words, version: str | None, *,
+                              stdin: bytes = b"", not_begun=None) -> HostResult:
+    """:func:`switch`, then :func:`conclude`. A cancellation that arrived meanwhile is
+    reported and passed on; ``not_begun(result)`` (a coroutine) handles a transaction
+    that never began (refused, or never started: nothing changed on the host)."""
+    try:
+        result = await switch(run, plan, stdin=stdin)
+    except asyncio.CancelledError:
+        if run.switch_result is not None:
+            conclude(run, run.switch_result, words, version, interrupted=True)
+        raise
+    if not result.began and not_begun is not None:
+        return await not_begun(result)
+    return conclude(run, result, words, version)

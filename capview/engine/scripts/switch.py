@@ -247,7 +247,7 @@ def _begin_step(plan: SwitchPlan, p: HostPaths, frames: Frames) -> str:
         lines.append(f"  {exists} || {{ mark noimage; reason='the image of the release no longer exists'; return 1; }}")
     if plan.revert == "first":
         # no known-good release: keep the link that is there (not ours to remove) to put it back
-        lines.append(f'  if [ -L current ]; then cp -P current "$ops/current.before" || return 1; fi')
+        lines.append('  if [ -L current ]; then cp -P current "$ops/current.before" || return 1; fi')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
