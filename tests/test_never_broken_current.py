@@ -116,6 +116,8 @@ async def test_3_connection_lost_after_the_failed_health_check_still_reverts(hos
     assert healthy_and_clean(app) == "v2"
     assert app.release_json("v3")["state"] == "failed"
     assert app.history()[-1]["outcome"] == "rolled_back"
+    log = Path(app.deploy_path, "releases", "v3", ".capview", "health.log")
+    assert app.unit in log.read_text() and (log.stat().st_mode & 0o777) == 0o600  # issue 16: private
 
 
 # ------------------------------------------------------------------ 4: rollback loses the connection
