@@ -67,7 +67,7 @@ def migrate_plan() -> switch.SwitchPlan:
         live_doc=migrate.live_doc(rel), live_host=migrate.SIZES, record={"op": "migrate", "to": "legacy"},
         take_lock=OWNER, precheck=migrate.precheck(HC, None), after_stop=migrate.moves(HC, "legacy", rel),
         before_start="stage start\n", before_health="stage health\n", restore=migrate.restore(HC, "legacy"),
-        cleanup=migrate.success_cleanup(), after_finish=migrate.undo_meta(), retag=False)
+        cleanup=migrate.success_cleanup(HC), after_finish=migrate.undo_meta(), retag=False)
 
 
 BUILDERS = {

@@ -23,7 +23,7 @@ from capview.engine.events import DryRunScript, HostWarning, UploadProgress
 from capview.engine.history import history_record
 from capview.engine.hostrun import HostRun, PhaseFailed, failure
 from capview.engine.hosts import HostResult, operation
-from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, validate_version
+from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, git_dirty, validate_version
 from capview.engine.lock import HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, unlock_hint
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight
@@ -33,12 +33,14 @@ from capview.engine.rsync_upload import manifest_bytes, rsync_upload
 from capview.engine.scripts import release as release_sh
 from capview.engine.scripts.cleanup import finish_trash, prune_body, stdin_list
 from capview.engine.scripts.service import health_function
-from capview.engine.scripts.shell import LEGACY_MARK, Frames, append_line, last_line, parse_frames, q
-from capview.engine.scripts.status import preflight
+from capview.engine.scripts.shell import Frames, append_line, last_line, parse_markers, q
+from capview.engine.scripts.status import build_tool, preflight
 from capview.engine.scripts.switch import SwitchPlan, transaction
 from capview.engine.scripts.upload import part_script, upload_script, write_manifest_script
 from capview.engine.scripts.usage import refresh_script
-from capview.engine.upload import split_delta, tar_stream
+from capview.engine.upload import DRIFT, drift_warning, readonly_hint, split_delta, tar_stream
+from capview.engine.build_check import after_build_script, inherited_references, judge_after_build, parse_after_build
+from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, UsageError
 from capview.remote.transport import RunResult
 
@@ -52,6 +54,7 @@ class Source:
     root: Path
     scan: Scan
     commit: str | None
+    dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
 
 
 def scan_source(settings: Settings, root: Path | None = None) -> Source:
@@ -62,10 +65,15 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
     for path in reserved:  # deploy.yaml checks these too; Settings may come from code
         if not safe_relpath(path) or path.split("/")[0] == META:
             raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
-    scan = scan_tree(root, tuple(settings.exclude), reserved)
+    try:
+        scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable))  # issue 13: read-only files
+    except OSError as exc:  # an unreadable file or directory: one line naming it, nothing sent
+        raise UsageError(f"cannot read {exc.filename or root}: {exc.strerror or exc} - "
+                         "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
     if not scan.entries:
         raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
-    return Source(root, scan, git_commit(root))
+    commit = git_commit(root)
+    return Source(root, scan, commit, git_dirty(root) if commit else None)
 
 
 async def release(
@@ -208,7 +216,7 @@ class HostDeploy(HostRun):
             st.meta = {
                 "version": self.version, "state": "uploading", "operator": self.ctx.operator,
                 "started_at": self.ctx.clock(), "deployed_at": None, "finished_at": None,
-                "commit": self.src.commit, "image": self.image_tag(), "files": self.src.scan.files,
+                "commit": self.src.commit, "dirty": self.src.dirty, "image": self.image_tag(), "files": self.src.scan.files,
                 "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
                 "health": None, "error": None, "previous": None,
             }
@@ -242,7 +250,7 @@ class HostDeploy(HostRun):
             script = upload_script(self.paths, self.version, st.previous)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
-                info["detail"] = f"would send {total_files} changed files ({total_bytes} bytes), hard-link the rest"
+                info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
                 return
             self.ctx.event(UploadProgress, self.host.name, files_done=0, files_total=total_files,
                            bytes_done=0, bytes_total=total_bytes)
@@ -258,24 +266,41 @@ class HostDeploy(HostRun):
                 info["detail"] = f"rsync --link-dest {st.previous or '(first release)'}"
                 return
             res = await self.send_parts(delta, progress)
+            if res.exit_status == DRIFT:  # issue 13: the previous release changed in place: link nothing, send all
+                self.ctx.event(HostWarning, self.host.name,
+                               message=drift_warning(res.stdout, delta, st.previous, self.host.env or "ENV"))
+                delta = diff(self.src.scan.entries, {})
+                total_files, total_bytes = delta.send_files, delta.send_bytes
+                res = await self.send_parts(delta, progress, previous=None)
             if res.exit_status != 0:
-                reason = cause_line(res.stderr) or f"exit {res.exit_status}"
-                free = next((a for k, a, _ in reversed(parse_frames(res.stdout, LEGACY_MARK)) if k == "free_kb"), "")
-                free = free.strip()
-                if free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
-                    reason = (f"no space left on {self.host.name} ({free} KB free for {self.settings.deploy_path}, "
-                              f"this release sends {total_bytes} bytes): {reason}")
-                raise PhaseFailed(f"upload failed: {reason}")
+                raise PhaseFailed(f"upload failed: {self.upload_failure(res, total_files, total_bytes)}")
             st.meta["bytes_sent"] = self.bytes_sent - before
             st.uploaded = True
             linked = self.src.scan.files - total_files
-            info["detail"] = f"{total_files} files sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+            info["detail"] = f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
 
-    async def send_parts(self, delta: Delta, progress) -> RunResult:
+    def upload_failure(self, res: RunResult, total_files: int, total_bytes: int) -> str:
+        """Why the upload failed, naming a full disk or a full inode table as such."""
+        reason = cause_line(res.stderr) or f"exit {res.exit_status}"
+        marks = parse_markers(res.stdout)
+        free = marks.get("free_kb", [""])[-1].strip()
+        inodes = marks.get("free_inodes", [""])[-1].split()
+        if ("No space left" in reason and len(inodes) == 2 and all(x.isdigit() for x in inodes)
+                and int(inodes[0]) > 0 and int(inodes[1]) < total_files + 16):
+            return (f"no free inodes on {self.host.name}: {inodes[1]} of {inodes[0]} left for "
+                    f"{self.settings.deploy_path} ({free or '?'} KiB of blocks free; this release "
+                    f"creates {total_files} new files; see df -i): {reason}")
+        if free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
+            return (f"no space left on {self.host.name} ({free} KiB free for {self.settings.deploy_path}, "
+                    f"this release sends {total_bytes} bytes): {reason}")
+        return reason
+
+    async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
         script waits for the others, then assembles the release)."""
         parts = split_delta(delta)
-        main_script = upload_script(self.paths, self.version, self.state.previous, parts=len(parts))
+        previous = self.state.previous if previous is True else previous
+        main_script = upload_script(self.paths, self.version, previous, parts=len(parts))
         if len(parts) == 1:
             return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress))
         done = [(0, 0)] * len(parts)
@@ -308,16 +333,21 @@ class HostDeploy(HostRun):
                                      exclude=tuple(s.exclude), reserved=tuple(s.shared.dirs) + tuple(s.shared.files))
         if rc != 0:
             raise PhaseFailed(f"rsync failed (exit {rc}): {last_line(err)}")
-        res = await self.run(write_manifest_script(self.paths, self.version), stdin=manifest_bytes(self.src.scan))
+        res = await self.run(write_manifest_script(self.paths, self.version, self.state.previous),
+                             stdin=manifest_bytes(self.src.scan))
         if res.exit_status != 0:
             raise PhaseFailed(f"writing the manifest failed: {last_line(res.stderr)}")
 
     async def link_build_phase(self) -> None:
+        st = self.state
         frames = Frames.new()
-        script = release_sh.link_and_build(self.settings, self.paths, self.version, frames,
+        # issue 13: after the build, in the same script: the previous release's shared files
+        # unchanged, the release as built recorded (for verify), references to other releases
+        after = after_build_script(self.paths, self.version, st.previous, record=self.settings.build is not None)
+        script = release_sh.link_and_build(self.settings, self.paths, self.version, frames, after=after,
                                            ready=self.state_script("ready"), building=self.state_script("building"))
         if self.dry_run:
-            link = release_sh.link_script(self.settings, self.paths, self.paths.release(self.version))
+            link = release_sh.link_script(self.settings, self.paths, self.version)
             build = release_sh.build_script(self.settings, self.paths, self.version)
             for phase, text in (("link", link), ("build", build or "# no build configured\n")):
                 async with self.timed(phase) as info:
@@ -329,7 +359,6 @@ class HostDeploy(HostRun):
             return
         values: dict[str, str] = {}
         self.phase_start("link")
-        has_build = self.settings.build is not None
 
         def on_frame(kind: str, arg: str) -> None:
             values[kind] = arg
@@ -344,25 +373,42 @@ class HostDeploy(HostRun):
         except BaseException as exc:
             self.phase_end(self.phase or "link", False, f"{type(exc).__name__}: {exc}")
             raise
-        if not has_build:
-            if res.exit_status != 0:
-                reason = f"linking shared paths failed: {last_line(res.stderr)}"
-                self.phase_end("link", False, reason)
-                raise PhaseFailed(reason)
+        if self.phase == "link" and (self.settings.build is not None or res.exit_status != 0):
+            reason = f"linking shared paths failed: {last_line(res.stderr)}"  # never saw "linked"
+            self.phase_end("link", False, reason)
+            st.uploaded = False  # issue 13: a refused link removes the release
+            raise PhaseFailed(reason)
+        if self.settings.build is None:
+            self.check_after_build(res.stdout, "link")
             self.phase_end("link", True)
             async with self.timed("build") as info:
                 info["detail"] = "no build configured"
             return
-        if self.phase == "link":  # never saw the frame: linking failed
-            reason = f"linking shared paths failed: {last_line(res.stderr)}"
-            self.phase_end("link", False, reason)
-            raise PhaseFailed(reason)
         rc = values.get("build_rc", "1").strip()
+        self.check_after_build(res.stdout, "build")
         if res.exit_status != 0 or rc != "0":
             reason = f"build failed (exit {rc}); see releases/{self.version}/{BUILD_LOG}"
             self.phase_end("build", False, reason)
-            raise PhaseFailed(reason)
-        self.phase_end("build", True, "image " + (self.image_tag() or "built"))
+            raise PhaseFailed(reason, hint=readonly_hint(res.stdout))
+        tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
+        self.phase_end("build", True, f"image {tag} built" if tag else "build command succeeded")
+
+    def check_after_build(self, stdout: str, phase: str) -> None:
+        """issue 13: fail when the build wrote into the previous release's files; warn
+        (and record in release.json and history) when this release names another one."""
+        st = self.state
+        prev_meta = st.listing.meta(st.previous)
+        kept = {p for p, e in self.src.scan.entries.items() if st.prev_manifest.get(p) == e}
+        found = parse_after_build(parse_markers(stdout), self.src.scan.entries,
+                                  inherited_references(prev_meta.raw if prev_meta else None, kept, self.version))
+        if found.references:
+            st.meta["references"] = [{"release": o, "path": p} for o, p in found.references]
+        warnings, failure = judge_after_build(found, self.version, st.previous, self.host.env or "ENV", self.host.name)
+        for w in warnings:
+            self.ctx.event(HostWarning, self.host.name, message=w)
+        if failure:
+            self.phase_end(phase, False, failure[0])
+            raise PhaseFailed(failure[0], hint=failure[1])
 
     # ---- the switch --------------------------------------------------------
     def switch_plan(self) -> SwitchPlan:
@@ -371,7 +417,7 @@ class HostDeploy(HostRun):
         meta = {**st.meta, "phases": dict(self.phases)}
         prev_meta = st.listing.meta(prev)
         record = history_record("release", self.host.name, self.ctx.operator, now, version=v,
-                                phases=dict(self.phases), **{"from": prev})
+                                phases=dict(self.phases), **{"from": prev}, **self.references())
         return SwitchPlan(
             op="release", settings=self.settings, token=self.lock.token, target=v, previous=prev,
             revert="previous" if prev else "first",
@@ -408,7 +454,8 @@ class HostDeploy(HostRun):
         if self.lock.held:
             record = history_record("release", self.host.name, self.ctx.operator, self.ctx.clock(),
                                     version=self.version, outcome="failed", downtime=None,
-                                    phases=dict(self.phases), error=reason, **{"from": st.previous})
+                                    phases=dict(self.phases), error=reason, **{"from": st.previous},
+                                    **self.references())
             parts.append(append_line(self.paths.history, record))
         if self.lock.maybe_held:
             # Removes the lock only if owner.json carries our token: safe when we do not
@@ -426,6 +473,11 @@ class HostDeploy(HostRun):
         """This release's release.json in ``state`` (atomically); state.meta is left as is."""
         return release_sh.state_write(self.paths, self.version,
                                       {**self.state.meta, "state": state, "phases": dict(self.phases), **extra})
+
+    def references(self) -> dict:
+        """issue 13: the releases this one names by absolute path, for the history record."""
+        refs = self.state.meta.get("references")
+        return {"references": refs} if refs else {}
 
     def image_tag(self) -> str | None:
         b = self.settings.build

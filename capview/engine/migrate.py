@@ -23,7 +23,7 @@ from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, HostPaths, current_
 from capview.engine.lock import LockOwner, describe_holder, owner_from_json
 from capview.engine.manifest import Entry, manifest_text, safe_relpath
 from capview.engine.scripts import migrate as sh
-from capview.engine.scripts.migrate import probe_script, shared_items
+from capview.engine.scripts.migrate import probe_script, secret_files, shared_items
 from capview.engine.scripts.shell import Frames, bodies, one_line
 from capview.engine.scripts.switch import SwitchPlan, transaction
 from capview.engine.scripts.upload import write_manifest_script
@@ -56,24 +56,30 @@ class MigrationPlan:
     error: str | None = None
 
 
-def unit_refs(text: str, dp: str) -> list[str]:
-    """Unit lines that point into deploy_path but not via current/, shared/ or releases/."""
-    pat = _old_path_re(dp)
+def unit_refs(text: str, dp: str, home: str | None = None) -> list[str]:
+    """Unit lines that point into deploy_path but not via current/, shared/ or releases/
+    (also written as ``%h/...``, systemd's specifier for the user's home, when ``home`` is given)."""
+    pat = _old_path_re(dp, home)
     return [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#") and pat.search(line)]
 
 
-def rewrite_unit(text: str, dp: str) -> str:
-    """Old paths -> ``<dp>/current/...`` (``.env`` and ``data`` resolve through the release's links)."""
-    root = dp.rstrip("/")
+def rewrite_unit(text: str, dp: str, home: str | None = None) -> str:
+    """Old paths -> ``<dp>/current/...`` (``.env`` and ``data`` resolve through the release's links);
+    a ``%h/...`` path keeps its ``%h`` form."""
     out = []
     for line in text.splitlines(keepends=True):
-        out.append(line if line.lstrip().startswith("#") else _old_path_re(dp).sub(root + "/current", line))
+        out.append(line if line.lstrip().startswith("#")
+                   else _old_path_re(dp, home).sub(lambda m: m.group(0) + "/current", line))
     return "".join(out)
 
 
-def _old_path_re(dp: str) -> re.Pattern:
-    root = re.escape(dp.rstrip("/"))
-    return re.compile(root + r"(?![\w.+-])(?!/(?:current|shared|releases|\.capview)(?:[/\s\"';:]|$))")
+def _old_path_re(dp: str, home: str | None = None) -> re.Pattern:
+    dp = dp.rstrip("/")
+    roots = [re.escape(dp)]
+    home = (home or "").rstrip("/")
+    if home and dp.startswith(home + "/"):
+        roots.append(re.escape("%h" + dp[len(home):]))
+    return re.compile("(?:" + "|".join(roots) + r")(?![\w.+-])(?!/(?:current|shared|releases|\.capview)(?:[/\s\"';:]|$))")
 
 
 def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> MigrationPlan:
@@ -138,8 +144,9 @@ def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> Migra
     dbs = tuple(sorted(p for p in got.get("dbs", "").split("\0") if p.strip("\n")))
     unit_path = got.get("unitpath", "").strip() or None
     unit_text = got.get("unit")
-    lines = tuple(unit_refs(unit_text, dp)) if unit_text else ()
-    rewrite = rewrite_unit(unit_text, dp) if unit_text and lines else None
+    home = got.get("home", "").strip() or None
+    lines = tuple(unit_refs(unit_text, dp, home)) if unit_text else ()
+    rewrite = rewrite_unit(unit_text, dp, home) if unit_text and lines else None
     if rewrite is not None and "unitwritable" not in got:
         rewrite = None
     rel = f"releases/{version}"
@@ -149,6 +156,7 @@ def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> Migra
     steps += [f"move {j} -> {JUNK}/" for j in junk]
     steps.append(f"move {len(app)} app entr{'y' if len(app) == 1 else 'ies'} -> {rel}/")
     steps += [f"link {rel}/{it} -> shared/{it}" for it in items]
+    steps += [f"shared/{it}: mode 0600 (secrets)" for it in secret_files(h)]
     steps.append("verify: same file count and bytes under shared/; PRAGMA integrity_check "
                  + (f"on {len(dbs)} SQLite file(s)" if got.get("sqlite3", "").strip() else "skipped (no sqlite3 on host)"))
     if lines:
@@ -261,7 +269,7 @@ class _HostMigrate(HostRun):
                                 backup_suffix=suffix),
             before_start="stage start\n", before_health="stage health\n",
             restore=sh.restore(h, plan.version, unit_path=unit_path, suffix=suffix),
-            cleanup=sh.success_cleanup(), after_finish=sh.undo_meta(), retag=False)
+            cleanup=sh.success_cleanup(h), after_finish=sh.undo_meta(), retag=False)
 
     async def execute(self, *, dry_run: bool, rewrite_unit_file: bool, fail_at: str | None) -> HostResult:
         ok, msg, code = await self.migrate(dry_run=dry_run, rewrite_unit_file=rewrite_unit_file, fail_at=fail_at)
@@ -297,6 +305,8 @@ class _HostMigrate(HostRun):
             return True, "already migrated", EXIT_OK
         if r.outcome == "refused" and r.reason == "locked":
             return False, describe_holder(owner_from_json(v.get("owner", "")), ctx.clock()), EXIT_LOCKED
+        if r.outcome == "refused" and "fail" in v:
+            return False, f"cannot migrate: {v['fail']}", EXIT_FAILED
         if r.outcome in ("notstarted", "refused"):
             return False, ("migration did not complete (the connection was lost); the host keeps its original "
                            "layout"), EXIT_UNREACHABLE

@@ -8,7 +8,7 @@ import socket
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import HostWarning
-from capview.engine.history import history_record, parse_history
+from capview.engine.history import history_record, parse_history_counted, shown_record
 from capview.engine.hosts import Done, each_host, failed, log, small_op
 from capview.engine.layout import HostPaths, validate_version
 from capview.engine.lock import describe_holder, owner_from_json, why_not_stale
@@ -37,9 +37,11 @@ async def init(ctx: Context, env: Environment, host: str | None = None) -> Opera
         out = _run_checked(await ctx.transport.run(h, init_script(h, frames, rec)), "init")
         created, existed = [], []
         for kind, _, body in frames.parse(out):
+            if kind == "refused":
+                return failed(body.strip())
             if kind == "legacy":
                 return failed(f"{h.settings.deploy_path} holds an app deployed in place (old layout): "
-                              "run capview migrate-data ENV instead of init")
+                              f"run capview migrate-data {h.env or 'ENV'} instead of init")
             if kind in ("created", "exists"):
                 path = body.rstrip("\n")
                 (created if kind == "created" else existed).append(path)
@@ -87,7 +89,7 @@ async def unpin(ctx: Context, env: Environment, version: str, host: str | None =
 async def history(ctx: Context, env: Environment, host: str | None = None,
                   limit: int | None = 1000) -> dict[str, list[dict]]:
     """Per host, its history records oldest first (the last ``limit``). An unreachable
-    host maps to [] and a HostWarning event says why."""
+    host maps to [] and a HostWarning event says why; so do skipped unreadable lines."""
 
     async def one(h: HostConfig) -> tuple[str, list[dict]]:
         frames = Frames.new()
@@ -97,7 +99,13 @@ async def history(ctx: Context, env: Environment, host: str | None = None,
             ctx.event(HostWarning, h.name, message=f"history unavailable: {one_line(str(exc))}")
             return h.name, []
         body = next((b for k, _, b in frames.parse(out) if k == "history"), "")
-        return h.name, parse_history(body)
+        records, skipped = parse_history_counted(body)
+        shown = [r for r in records if shown_record(r)]
+        skipped += len(records) - len(shown)
+        if skipped:
+            ctx.event(HostWarning, h.name, message=f"history: skipped {skipped} unreadable "
+                                                   f"line{'' if skipped == 1 else 's'} of {HostPaths(h.settings.deploy_path).history}")
+        return h.name, shown
 
     return dict(await each_host(env, host, one))
 

@@ -14,6 +14,7 @@ class PreflightReport:
     failures: tuple[str, ...]
     warnings: tuple[str, ...]
     free_kb: int | None
+    passed: tuple[str, ...] = ()  # the checks that passed (``capview check -v``)
 
     @property
     def ok(self) -> bool:
@@ -26,4 +27,4 @@ def parse_preflight(frames: Iterable[tuple[str, str, str]]) -> PreflightReport:
         found.setdefault(kind, []).append(arg.strip())
     free = (found.get("free_kb") or [""])[-1]
     return PreflightReport(tuple(found.get("fail", [])), tuple(found.get("warn", [])),
-                           int(free) if free.isdigit() else None)
+                           int(free) if free.isdigit() else None, tuple(found.get("ok", [])))

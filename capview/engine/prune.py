@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-import humanize
-
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostFinished, HostWarning, LogLine, PhaseFinished, PhaseStarted
@@ -24,6 +22,7 @@ from capview.engine.scripts.cleanup import prune_script, stdin_list
 from capview.engine.scripts.shell import Frames, one_line
 from capview.engine.snapshot import Snapshot, snapshot
 from capview.engine.usage import freed_disk_bytes
+from capview import units
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ def parse_prune(frames: Iterable[tuple[str, str]]) -> PruneRun:
 
 
 def size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
+    return units.size(n)  # the one format every front prints
 
 
 def _image_names(h: HostConfig) -> list[str]:

@@ -38,6 +38,16 @@ class ReleaseListing:
         return next((m for m in self.releases if m.version == version), None)
 
 
+def referenced_releases(raw: dict | None) -> tuple[str, ...]:
+    """release.json "references" ([{"release": v, "path": p}], written after the build):
+    the other releases this one names by absolute path. Untrusted: only valid names."""
+    refs = raw.get("references") if isinstance(raw, dict) else None
+    if not isinstance(refs, list):
+        return ()
+    names = (r.get("release") for r in refs if isinstance(r, dict))
+    return tuple(sorted({n for n in names if isinstance(n, str) and is_version(n)}))
+
+
 def parse_release_listing(stdout: str, frames: Frames, root: str) -> ReleaseListing:
     current, link, manifest, history = None, "", "", ""
     metas: dict[str, dict | None] = {}

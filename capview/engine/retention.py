@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from capview.engine.model import IN_PROGRESS, ReleaseInfo
-from capview.engine.releases_meta import ReleaseMeta
+from capview.engine.releases_meta import ReleaseMeta, referenced_releases
 from capview.errors import UsageError
 
 Action = Literal["keep", "delete", "protected"]
@@ -65,6 +65,26 @@ def classify(releases: Sequence[ReleaseInfo], current: str | None, previous: str
         else:
             action, why = "delete", f"older than the newest {keep}"
         items.append(PruneItem(r.version, action, why, r.unique_disk_bytes if action == "delete" else 0))
+    return keep_referenced(items, releases)
+
+
+def keep_referenced(items: list[PruneItem], releases: Sequence[ReleaseInfo]) -> list[PruneItem]:
+    """issue 13: never delete a release that a retained one names by absolute path
+    (a venv's shebangs, a config pointing into releases/<v>/): it would break that one.
+    Repeated until stable, since a release kept this way may name another."""
+    refs = {r.version: set(r.references) for r in releases}
+    changed = True
+    while changed:
+        changed = False
+        retained = {i.version for i in items if i.action != "delete"}
+        for n, i in enumerate(items):
+            if i.action != "delete" or i.reason.startswith("symlink"):
+                continue
+            by = sorted(v for v in retained if i.version in refs.get(v, ()))
+            if by:
+                items[n] = PruneItem(i.version, "protected", f"referenced by {', '.join(by)} "
+                                     f"(absolute paths into releases/{i.version}/)")
+                changed = True
     return items
 
 
@@ -80,7 +100,8 @@ def _num(v) -> float | None:
 def _info(meta: ReleaseMeta, state: str) -> ReleaseInfo:
     raw = meta.raw or {}
     return ReleaseInfo(version=meta.version, state=state, pinned=meta.pinned,
-                       started_at=_num(raw.get("started_at")), deployed_at=_num(raw.get("deployed_at")))
+                       started_at=_num(raw.get("started_at")), deployed_at=_num(raw.get("deployed_at")),
+                       references=referenced_releases(raw))  # issue 13: prune keeps what retained ones name
 
 
 def after_deploy(listing: Sequence[ReleaseMeta], new: str, previous: str | None, keep: int,

@@ -100,7 +100,8 @@ class HostRollback(HostRun):
     def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
         current, target = self.listing.current if self.listing else None, self.target
         if r.outcome == "ok":
-            return "ok", f"rolled back {current} -> {target}" + (
+            return "ok", (f"rolled back {current} -> {target}" if current
+                          else f"{target} is live (nothing was live before)") + (
                 f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
         if r.outcome == "refused" and "noimage" in r.values:
             b = self.settings.build
@@ -110,9 +111,12 @@ class HostRollback(HostRun):
         if r.outcome == "refused":
             return "failed", f"the switch was refused: {r.reason}"
         if r.outcome == "rolled_back":
-            return "failed", f"{target} was unhealthy; {current} is live again" + "".join(f" ({w})" for w in r.warnings)
+            return "failed", f"{target} was unhealthy; " + (f"{current} is live again" if current else
+                                                            "nothing was live before it") + "".join(f" ({w})" for w in r.warnings)
         if r.outcome == "failed" and "switched" not in r.values:
-            return "failed", f"switch to {target} failed; {current} restarted"
+            return "failed", f"switch to {target} failed; " + (f"{current} restarted" if current else "nothing was live")
+        if r.outcome == "failed" and not current:
+            return "failed", f"{target} was unhealthy; nothing was live before it"
         if r.outcome == "failed":
             return "failed", f"{target} was unhealthy and switching back failed ({'; '.join(r.warnings)}); check the host"
         return None

@@ -14,9 +14,10 @@ from capview.engine.history import live_stack, parse_history, previous_live
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, current_version, is_version
 from capview.engine.lock import owner_from_json
 from capview.engine.model import IN_PROGRESS, HostStatus, LockInfo, ReleaseInfo
+from capview.engine.releases_meta import referenced_releases
 from capview.engine.retention import release_order
 from capview.engine.scripts.shell import Frames, one_line
-from capview.engine.scripts.status import status_script
+from capview.engine.scripts.status import META_BYTES, status_script
 from capview.engine.usage import InodeListing, Summary, parse_cache, parse_inode_listing, parse_sums, unique_bytes
 from capview.errors import RemoteError
 
@@ -88,6 +89,7 @@ def _release_info(version: str, meta: dict | None, pinned: bool, lst: InodeListi
         health=_str(m.get("health")),
         downtime=_num(m.get("downtime")),
         error=_str(m.get("error")) if meta is not None else "release.json missing or unreadable",
+        references=referenced_releases(m),  # issue 13
     )
 
 
@@ -104,6 +106,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         raise ValueError("status output was cut short")
     metas: dict[str, dict | None] = {}
     pinned: set[str] = set()
+    oversized: set[str] = set()  # release.json over META_BYTES: not parsed
     listings: dict[str, InodeListing] = {}
     summaries: dict[str, Summary] = {}
     symlinks: dict[str, str] = {}
@@ -145,10 +148,12 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             pinned.add(arg)
         elif kind == "json":
             try:
-                meta = json.loads(body)
+                meta = json.loads(body) if len(body) <= META_BYTES else None
             except ValueError:
                 meta = None
             metas[arg] = meta if isinstance(meta, dict) else None
+            if len(body) > META_BYTES:
+                oversized.add(arg)
         elif kind == "find":
             listings[arg] = parse_inode_listing(body)
         elif kind == "link":
@@ -162,6 +167,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, InodeListing()), current, lock)
         for v in metas
     ]
+    releases = [replace(r, error=f"release.json is over {META_BYTES // 1024} KiB: not read")
+                if r.version in oversized else r for r in releases]
     releases += [
         ReleaseInfo(version=v, state="incomplete", current=v == current,
                     error=f"release entry is a symlink to {target!r} (not followed)", symlink=target)

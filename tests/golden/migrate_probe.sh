@@ -17,6 +17,7 @@ sec top
 find . -mindepth 1 -maxdepth 1 -printf '%y %D %P\0' 2>/dev/null || true
 sec current
 if [ -L current ]; then readlink current || true; fi
+sec home; printf "%s\n" "${HOME:-}"
 if [ -d shared ]; then sec shareddev; stat -c %d shared; fi
 have=''
 if [ -e data ] || [ -L data ]; then sec item 0; if [ -L data ]; then k=link; elif [ -d data ]; then k=dir; else k=file; fi; printf "%s %s\n" "$(stat -c %d -- data)" "$k"; have="$have data"; fi

@@ -12,6 +12,10 @@ if [ -d "$dp" ] && [ ! -d "$dp/releases" ]; then
     case ${n##*/} in .capview|current|releases|shared|traefik) ;; *) sec legacy; exit 0 ;; esac
   done
 fi
+refuse() { sec refused; printf '%s\n' "$1"; exit 0; }
+if [ -d "$dp/shared" ]; then cd "$dp/shared"
+if [ -L conf ]; then refuse 'shared path conf/app.ini: /home/deploy/web/app/shared/conf is a symlink; refusing to go through it - make conf a real directory, or list conf itself in shared.dirs'; elif [ -e conf ] && [ ! -d conf ]; then refuse 'shared path conf/app.ini: /home/deploy/web/app/shared/conf is not a directory; refusing - remove it or list conf in shared'; fi
+cd /; fi
 mkd "$dp" "$dp"
 mkd /home/deploy/web/app/releases /home/deploy/web/app/releases
 mkd /home/deploy/web/app/shared /home/deploy/web/app/shared

@@ -15,8 +15,8 @@ for d in releases/*; do
   n=${d#releases/}
   case "$n" in [A-Za-z0-9]*) ;; *) continue;; esac
   case "$n" in *[!A-Za-z0-9._+-]*) continue;; esac
-  sec release "$n"; cat "$d/".capview/release.json 2>/dev/null || true
+  sec release "$n"; head -c 1048576 "$d/".capview/release.json 2>/dev/null || true
   if [ -e "$d/".capview/pinned ]; then sec pinned "$n"; fi
 done
-sec history; tail -n 500 .capview/history.jsonl 2>/dev/null || true
+sec history; tail -n 500 .capview/history.jsonl 2>/dev/null | cut -b 1-16384 || true
 sec end

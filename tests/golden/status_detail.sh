@@ -9,8 +9,8 @@ sec top
 find . -mindepth 1 -maxdepth 1 -printf '%y %P\0' 2>/dev/null || true
 sec current
 if [ -L current ]; then readlink current || true; fi
-if [ -d .capview/lock ]; then sec lock; cat .capview/lock/owner.json 2>/dev/null || true; fi
-if [ -f .capview/history.jsonl ]; then sec history; tail -n 500 .capview/history.jsonl 2>/dev/null || true; fi
+if [ -d .capview/lock ]; then sec lock; head -c 16384 .capview/lock/owner.json 2>/dev/null || true; fi
+if [ -f .capview/history.jsonl ]; then sec history; tail -n 500 .capview/history.jsonl 2>/dev/null | cut -b 1-16384 || true; fi
 sec df
 df -Pk . 2>/dev/null | tail -n 1 || true
 if [ -d releases ]; then
@@ -27,7 +27,7 @@ if [ -d releases ]; then
     if [ ! -d "$r" ]; then j=$((j+1)); continue; fi
     sec rel "$n"
     if [ -e "$r/".capview/pinned ]; then sec pinned "$n"; fi
-    if [ -f "$r/".capview/release.json ]; then sec json "$n"; cat "$r/".capview/release.json 2>/dev/null || true; fi
+    if [ -f "$r/".capview/release.json ]; then sec json "$n"; head -c 1048577 "$r/".capview/release.json 2>/dev/null || true; fi
     sec find "$n"
     find "$r" \( -path "$r"/.capview -o -path "$r"/.capview'/*' \) -printf 'm %D:%i %n %b %s %y\n' -o -printf 'a %D:%i %n %b %s %y\n' 2>/dev/null || true
   done

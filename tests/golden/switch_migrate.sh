@@ -204,6 +204,7 @@ cv_capture() {  # the service's logs and status, for whoever looks at the failur
 cv_cleanup() {
   :
 rmdir .capview/legacy-junk 2>/dev/null || true
+if [ -f shared/.env ] && [ ! -L shared/.env ]; then chmod 600 shared/.env || true; fi
 }
 cv_begin() {
   dstats() {

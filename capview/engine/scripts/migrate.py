@@ -15,6 +15,7 @@ from capview.config import HostConfig
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, RELEASE_JSON, RELEASE_META, HostPaths
 from capview.engine.scripts.service import is_active, service_start, service_stop
 from capview.engine.scripts.shell import Frames, json_printf, q
+from capview.engine.shared_links import refuse_symlinked_parents
 
 DB_NAMES = ("*.db", "*.sqlite", "*.sqlite3", "*.db3")
 _KEEP = "|".join(sorted(LAYOUT_NAMES)) + f"|{CURRENT_TMP}*"
@@ -34,6 +35,11 @@ def shared_items(host: HostConfig) -> list[str]:
     return [*s.dirs, *s.files]
 
 
+def secret_files(host: HostConfig) -> list[str]:
+    """Shared files holding secrets (``.env``, ``.env.production``...): mode 0600 after migrating."""
+    return [f for f in host.settings.shared.files if f.rsplit("/", 1)[-1].startswith(".env")]
+
+
 def _db_find(paths: str) -> str:
     names = " -o ".join(f"-name {q(n)}" for n in DB_NAMES)
     return f"{{ find -H {paths} -type f \\( {names} \\) -print0 2>/dev/null || true; }}"
@@ -46,6 +52,7 @@ def probe_script(host: HostConfig, frames: Frames) -> str:
              "sec dev", "stat -c %d .",
              "sec top", "find . -mindepth 1 -maxdepth 1 -printf '%y %D %P\\0' 2>/dev/null || true",
              "sec current", "if [ -L current ]; then readlink current || true; fi",
+             'sec home; printf "%s\\n" "${HOME:-}"',
              "if [ -d shared ]; then sec shareddev; stat -c %d shared; fi",
              "have=''"]
     for i, p in enumerate(shared_items(host)):
@@ -85,6 +92,21 @@ def _mkparents(base: str, item: str, var: str) -> list[str]:
     return out
 
 
+def _parents_check(host: HostConfig) -> list[str]:
+    """sh: refuse (frame ``fail``, return 1) a nested shared item whose parent is a symlink,
+    in the old tree or in shared/. Nothing for items without a parent."""
+    p = HostPaths(host.settings.deploy_path)
+    lines = []
+    for it in (i for i in shared_items(host) if "/" in i):
+        lines += [f"  {line}" for line in refuse_symlinked_parents(p.root, it, create=False, fail="refuse")]
+        lines += ["  if [ -d shared ]; then (cd shared",
+                  *[f"    {line}" for line in refuse_symlinked_parents(p.shared, it, create=False, fail="refuse")],
+                  "  ) || exit 1; fi"]
+    if not lines:
+        return []
+    return ["cv_parents() (", '  refuse() { mark fail "$1"; exit 1; }', *lines, ")", "cv_parents || return 1"]
+
+
 def precheck(host: HostConfig, fail_at: str | None) -> str:
     """Before the lock: re-check the layout (the plan may be stale), note what the
     restore needs, define the helpers the moves use."""
@@ -95,6 +117,10 @@ def precheck(host: HostConfig, fail_at: str | None) -> str:
         'fail() { mark fail "$*"; exit 1; }',
         'stage() { mark stage "$1"; if [ "$fail_at" = "$1" ]; then fail "forced failure at $1 (test hook)"; fi; }',
         "if [ -e releases ] || [ -L releases ]; then mark already; return 1; fi",
+        # issue 13: no shared item is moved or linked through a symlinked parent (the old
+        # tree's var -> /elsewhere would move data from outside deploy_path): refused here,
+        # before anything is stopped or moved
+        *_parents_check(host),
         "c_shared=0; [ -e shared ] || c_shared=1",
         "stopped=0 was_active=1 unit_new=0 moved='' emptied='' placeholders='' parents='' lparents=''",
         is_active(host.settings, "was_active", "0").rstrip("\n"),
@@ -193,9 +219,12 @@ def live_doc(release: dict) -> dict:
     return {**release, "state": "live", "health": "ok"}
 
 
-def success_cleanup() -> str:
-    """After a healthy switch: the junk dir goes if nothing was put there."""
-    return f"rmdir {q(HERE.legacy_junk)} 2>/dev/null || true\n"
+def success_cleanup(host: HostConfig) -> str:
+    """After a healthy switch: the junk dir goes if nothing was put there; secrets end
+    private whatever mode the legacy file had (never through a symlink)."""
+    return (f"rmdir {q(HERE.legacy_junk)} 2>/dev/null || true\n"
+            + "".join(f"if [ -f {q('shared/' + f)} ] && [ ! -L {q('shared/' + f)} ]; then chmod 600 {q('shared/' + f)} || true; fi\n"
+                      for f in secret_files(host)))
 
 
 def undo_meta() -> str:

@@ -9,6 +9,8 @@ from capview.config import HostConfig
 from capview.engine.layout import LAYOUT_NAMES, HostPaths
 from capview.engine.manifest import safe_relpath
 from capview.engine.scripts.shell import Frames, q
+from capview.engine.scripts.status import HISTORY_LINE_BYTES
+from capview.engine.shared_links import refuse_symlinked_parents
 from capview.errors import UsageError
 
 
@@ -42,6 +44,12 @@ def init_script(host: HostConfig, frames: Frames, record: dict) -> str:
         f'    case ${{n##*/}} in {known}) ;; *) sec legacy; exit 0 ;; esac',
         "  done",
         "fi",
+        # issue 13: shared paths are never created through a symlinked parent inside shared/
+        "refuse() { sec refused; printf '%s\\n' \"$1\"; exit 0; }",
+        'if [ -d "$dp/shared" ]; then cd "$dp/shared"',
+        *(line for path in (*s.shared.dirs, *s.shared.files)
+          for line in refuse_symlinked_parents(p.shared, path, create=False, fail="refuse")),
+        "cd /; fi",
         'mkd "$dp" "$dp"',
     ]
     lines += [f"mkd {q(path)} {q(path)}" for path in (p.releases, p.shared, p.meta)]
@@ -70,5 +78,5 @@ def pin_script(dp: str, version: str, pin: bool, frames: Frames, record: dict) -
 
 def history_script(dp: str, frames: Frames, limit: int | None) -> str:
     path = HostPaths(dp).history
-    read = f"tail -n {int(limit)} {q(path)}" if limit else f"cat {q(path)}"
+    read = (f"tail -n {int(limit)} {q(path)}" if limit else f"cat {q(path)}") + f" | cut -b 1-{HISTORY_LINE_BYTES}"
     return frames.prelude() + f"sec history\nif [ -f {q(path)} ]; then {read}; fi\nsec end\n"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from capview.config import Settings
 from capview.engine.layout import MANIFEST, PINNED, RELEASE_JSON, HostPaths
-from capview.engine.scripts.shell import LEGACY_MARK as MARK
 from capview.engine.scripts.shell import Frames, Script, q, write_json
+from capview.engine.scripts.status import HISTORY_LINE_BYTES, HISTORY_TAIL, META_BYTES
+from capview.engine.shared_links import link_shared_script
 
 EXISTS = 5  # exit status of setup when the release already exists
-HISTORY_TAIL = 500
 
 
 def listing(paths: HostPaths, frames: Frames, *, manifest_of_current: bool) -> str:
@@ -29,10 +29,10 @@ def listing(paths: HostPaths, frames: Frames, *, manifest_of_current: bool) -> s
         "  n=${d#releases/}",
         '  case "$n" in [A-Za-z0-9]*) ;; *) continue;; esac',
         '  case "$n" in *[!A-Za-z0-9._+-]*) continue;; esac',
-        f'  sec release "$n"; cat "$d/"{q(RELEASE_JSON)} 2>/dev/null || true',
+        f'  sec release "$n"; head -c {META_BYTES} "$d/"{q(RELEASE_JSON)} 2>/dev/null || true',
         f'  if [ -e "$d/"{q(PINNED)} ]; then sec pinned "$n"; fi',
         "done",
-        f"sec history; tail -n {HISTORY_TAIL} {q(HostPaths('').history)} 2>/dev/null || true",
+        f"sec history; tail -n {HISTORY_TAIL} {q(HostPaths('').history)} 2>/dev/null | cut -b 1-{HISTORY_LINE_BYTES} || true",
         "sec end",
     ).text()
 
@@ -58,43 +58,39 @@ def state_write(paths: HostPaths, version: str, doc: dict) -> str:
     return write_json(paths.release_json(version), doc)
 
 
-def link_script(settings: Settings, paths: HostPaths, rel: str) -> str:
-    """ln -s ../../shared/<p> <p> for every shared path; the release's own copy loses."""
-    lines = [f"cd {q(rel)}"]
-    for path in tuple(settings.shared.dirs) + tuple(settings.shared.files):
-        depth = path.count("/")
-        target = "../" * (depth + 2) + "shared/" + path
-        parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if parent:
-            lines.append(f"mkdir -p {q(parent)}")
-        lines.append(
-            f"if [ -L {q(path)} ]; then rm -f {q(path)}; elif [ -e {q(path)} ]; then "
-            f"printf '%s warn %s\\n' {MARK} {q(f'the uploaded {path} was replaced by a link to shared/{path}')}; rm -rf {q(path)}; fi"
-        )
-        lines.append(f"ln -s {q(target)} {q(path)}")
-    for f in settings.shared.files:
-        if f.rsplit("/", 1)[-1].startswith(".env"):
-            lines.append(f"chmod 600 {q(paths.shared + '/' + f)} 2>/dev/null || true")
-    return "\n".join(lines) + "\n"
+def link_script(settings: Settings, paths: HostPaths, version: str) -> str:
+    """ln -s ../../shared/<p> <p> for every shared path (shared_links.py, issue 13's: never
+    through a symlinked parent; exit REFUSED, and the deploy removes the release)."""
+    return link_shared_script(paths.release(version), version, settings, paths.shared)
 
 
 def build_script(settings: Settings, paths: HostPaths, version: str) -> str | None:
-    """The build in the release dir, its output kept in build.log; frame ``build_rc``."""
+    """The build in the release dir, its output kept in build.log; frame ``build_rc``.
+
+    The exit status leaves the pipeline on fd 3 (POSIX sh has no pipefail), so build.log
+    holds only the build's output; the frame then starts a line of its own even when
+    the output does not end with a newline."""
     b = settings.build
     if b is None:
         return None
     rel = paths.release(version)
     cmd = b.command.format(image=q(b.image or ""), version=q(version), release_path=q(rel))
-    return (f'{{ rc=0; ( cd {q(rel)} && {cmd} ) || rc=$?; mark build_rc "$rc"; }} 2>&1 '
-            f"| tee {q(paths.build_log(version))}\n")
+    log = q(paths.build_log(version))
+    return (
+        f"{{ cv_rc=$( {{ {{ ( cd {q(rel)} && {cmd} ) 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' \"$rc\" >&3; }}"
+        f" | tee {log} >&4 3>&-; }} 3>&1 ); }} 4>&1\n"
+        f"[ -z \"$(tail -c 1 {log} 2>/dev/null)\" ] || echo\n"
+        'mark build_rc "${cv_rc:-1}"\n'
+    )
 
 
 def link_and_build(settings: Settings, paths: HostPaths, version: str, frames: Frames,
-                   ready: str, building: str) -> str:
+                   ready: str, building: str, after: str = "") -> str:
     """One script for both phases: the link, then (with a build) frame ``linked``, the
-    release marked building, the build. ``ready``/``building``: the state writes."""
-    link = link_script(settings, paths, paths.release(version))
+    release marked building, the build. ``ready``/``building``: the state writes;
+    ``after``: the check after the build (build_check.after_build_script, issue 13)."""
+    link = link_script(settings, paths, version)
     build = build_script(settings, paths, version)
     if build is None:
-        return link + ready
-    return frames.prelude() + link + "mark linked\n" + building + build
+        return link + after + ready
+    return frames.prelude() + link + "mark linked\n" + building + build + after

@@ -75,6 +75,14 @@ def parse_frames(stdout: str, marker: str) -> list[tuple[str, str, str]]:
     return out
 
 
+def parse_markers(stdout: str) -> dict[str, list[str]]:
+    """The legacy ``@@cv NAME VALUE`` lines (issue 13's scripts) as name -> [values]."""
+    found: dict[str, list[str]] = {}
+    for kind, arg, _ in parse_frames(stdout, LEGACY_MARK):
+        found.setdefault(kind, []).append(arg)
+    return found
+
+
 def kinds(frames: list[tuple[str, str, str]]) -> set[str]:
     return {k for k, _, _ in frames}
 

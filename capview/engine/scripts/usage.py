@@ -51,7 +51,7 @@ _SUMS_AWK = (
     "awk -v out=\"$out\" 'function flush(  k, disk, app, line) {"
     " if (name != \"\") {disk=0; app=0;"
     " for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
-    " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (ty[k]==\"f\") app+=sz[k]}}"
+    " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}}"
     " line=sprintf(\"%s %d %d %d %d\", name, files, size, disk, app); print line;"
     " if (out != \"\") print line >> out}"
     " split(\"\", c); split(\"\", nl); split(\"\", bl); split(\"\", sz); split(\"\", ty); split(\"\", seen);"
@@ -78,8 +78,9 @@ def sums_function() -> str:
 
 # sh, run in deploy_path: one line that changes whenever the sums could. "releases/"
 # (not "releases") so a releases/ that is a symlink to another volume is looked into.
-FINGERPRINT = (f"find releases/ releases/*/{RELEASE_META} -maxdepth 1 -printf '%p %i %C@\\n' 2>/dev/null "
-               "| cksum")
+# "sums-2": sums made before unique counted only the files size counts are stale (issue 13).
+FINGERPRINT = (f"{{ echo sums-2; find releases/ releases/*/{RELEASE_META} -maxdepth 1 -printf '%p %i %C@\\n' "
+               "2>/dev/null; } | cksum")
 
 
 def cache_read() -> str:
