@@ -30,6 +30,7 @@ COMMAND_OPTS = {
     "release": ["VERSION", "ENV", "--dry-run", "--wait-lock DURATION", "--source DIR", "-y, --yes"],
     "deploy": ["VERSION", "ENV", "--dry-run", "--wait-lock DURATION", "--source DIR", "-y, --yes"],
     "rollback": ["ENV", "--to VERSION", "--force", "-y, --yes"],
+    "restart": ["ENV"],
     "releases": ["ENV"],
     "prune": ["ENV", "--keep N", "--dry-run", "-y, --yes"],
     "init": ["ENV", "-y, --yes"],

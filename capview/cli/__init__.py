@@ -20,6 +20,7 @@ COMMANDS_HELP = {
     "check": "connect to every host and run the preflight checks",
     "release": "deploy a new release (alias: deploy)",
     "rollback": "switch back to the previous (or any retained) release",
+    "restart": "restart the live release (stop, start, health check), recorded in the history",
     "releases": "list each host's releases: current, state, age, size",
     "prune": "delete old releases beyond keep_releases",
     "init": "create releases/, shared/ and .capview/ on the hosts",
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="VERSION", help="target release (default: the previous live one, from history)")
     p.add_argument("--force", action="store_true", help="allow a failed release as the target")
     yes(p)
+
+    p = cmd("restart")
+    env_arg(p)
 
     p = cmd("releases")
     env_arg(p)

@@ -133,6 +133,15 @@ async def cmd_rollback(args) -> int:
     return result.exit_code
 
 
+async def cmd_restart(args) -> int:
+    from capview.engine.restart import restart
+
+    _, env = env_of(args)
+    async with engine(args) as (ctx, _):
+        result = await restart(ctx, env, host=args.host)
+    return result.exit_code
+
+
 async def cmd_releases(args) -> int:
     from capview.engine.status import status
 
@@ -333,6 +342,7 @@ HANDLERS = {
     "check": cmd_check,
     "release": cmd_release,
     "rollback": cmd_rollback,
+    "restart": cmd_restart,
     "releases": cmd_releases,
     "prune": cmd_prune,
     "init": cmd_init,
