@@ -38,6 +38,7 @@ COMMAND_OPTS = {
     "pin": ["ENV", "VERSION", "-y, --yes"],
     "unpin": ["ENV", "VERSION", "-y, --yes"],
     "history": ["ENV", "-n N, --limit N"],
+    "logs": ["ENV", "-n N, --lines N", "-f, --follow", "--since T"],
     "traefik": ["ENV", "--write", "-y, --yes"],
     "demo": ["--dir DIR", "--headless"],
     "ui": [],

@@ -207,6 +207,42 @@ async def cmd_history(args) -> int:
     return EXIT_OK
 
 
+async def cmd_logs(args) -> int:
+    import asyncio
+
+    from capview import inert
+    from capview.engine.logs import logs
+
+    _, env = env_of(args)
+    several = len(env.select(args.host)) > 1
+    width = max(len(h.name) for h in env.select(args.host))
+
+    def show(host: str, line: str) -> None:
+        text = inert.line(line)
+        try:
+            if args.json:
+                print(json.dumps({"host": host, "line": line}), flush=True)
+            else:
+                print(f"{host:<{width}} | {text}" if several else text, flush=True)
+        except (BrokenPipeError, ValueError):  # output closed (| head): nothing left to show
+            raise SystemExit(0) from None
+
+    async with engine(args, renderer=_quiet) as (ctx, _):
+        try:
+            results = await logs(ctx, env, host=args.host, lines=args.lines, follow=args.follow,
+                                 since=args.since, on_line=show)
+        except asyncio.CancelledError:
+            if args.follow:  # Ctrl-C is how -f ends
+                return EXIT_OK
+            raise
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"capview: {r.host}: {inert.line(r.error or 'failed')}", file=sys.stderr)
+    if any(r.unreachable for r in failed):
+        return EXIT_UNREACHABLE
+    return EXIT_OK if not failed else 1
+
+
 async def cmd_traefik(args) -> int:
     from capview.engine.traefik import traefik_config, write_traefik_config
 
@@ -264,6 +300,7 @@ HANDLERS = {
     "pin": cmd_pin,
     "unpin": cmd_unpin,
     "history": cmd_history,
+    "logs": cmd_logs,
     "traefik": cmd_traefik,
     "demo": cmd_demo,
     "ui": cmd_ui,
