@@ -30,6 +30,7 @@ COMMANDS_HELP = {
     "unpin": "let prune delete a release again",
     "history": "show the hosts' deploy history",
     "verify": "re-hash a release on the hosts against its manifest (exit 1 on any difference)",
+    "logs": "print (or follow) the service's logs on each host",
     "traefik": "print or write the Traefik dynamic config that hides the switch window",
     "demo": "run the whole product on an embedded sandbox host",
     "ui": "open the dashboard (the default with no command)",
@@ -130,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         env_arg(p)
         p.add_argument("version", metavar="VERSION")
         yes(p)
+
+    p = cmd("logs")
+    env_arg(p)
+    p.add_argument("-n", "--lines", type=int, default=100, metavar="N", help="last N lines per host (default 100)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    p.add_argument("--since", metavar="T", help="only lines since T: 10m, 2h, 1d, today, 2026-12-01 10:00")
 
     p = cmd("history")
     env_arg(p)
