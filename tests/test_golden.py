@@ -104,6 +104,9 @@ BUILDERS = {
     + service.service_logs(SYSTEMD) + service.health_function(SYSTEMD),
     "service_command": lambda: service.service_stop(COMMAND) + service.service_start(COMMAND)
     + service.service_logs(COMMAND) + service.health_function(COMMAND),
+    "service_state": lambda: F.prelude() + service.service_state(SYSTEMD) + service.service_state(COMMAND)
+    + service.service_state_if_deployed(SYSTEMD),
+    "status_with_service": lambda: status.status_script(DP, F, detail=False, service=service.service_state(SYSTEMD)),
     # the switch transaction
     "switch_deploy": lambda: switch.transaction(deploy_plan(), F),
     "switch_first_deploy": lambda: switch.transaction(deploy_plan(COMMAND, previous=None, cleanup=""), F),

@@ -13,7 +13,7 @@ import time
 
 from capview import inert, units
 from capview.cli.render import json_line
-from capview.engine.model import HostStatus
+from capview.engine.model import HostStatus, ServiceState
 
 # Widest a host-provided cell may be, per kind of column (characters).
 WIDTH = {"version": 64, "operator": 40, "commit": 16, "health": 12, "state": 16, "why": 80, "op": 12,
@@ -54,6 +54,8 @@ def releases_text(hosts: list[HostStatus], now: float | None = None) -> str:
             notes.append(f"locked by {cell(h.lock.operator, 'operator')} ({cell(h.lock.operation, 'op')})")
         if h.free_bytes is not None:
             notes.append(f"{units.size(h.free_bytes)} free")
+        if h.service.condition != "unknown" or h.service.error:
+            notes.append("service " + service_cell(h.service))
         out.append(f"{name}: current {cell(h.current, 'version')}; " + "; ".join(notes) + "\n")
         rows = [("", "version", "state", "age", "size", "unique", "operator", "commit", "health", "downtime")]
         for r in newest_first(h):
@@ -63,15 +65,44 @@ def releases_text(hosts: list[HostStatus], now: float | None = None) -> str:
             rows.append((
                 mark, cell(r.version, "version"), state, units.age(now - ts) if ts else "-",
                 units.size(r.size_bytes), units.size(r.unique_bytes), cell(r.operator, "operator"),
-                cell(r.commit, "commit"), cell(r.health, "health"), units.duration(r.downtime),
+                cell(r.commit, "commit"), release_health(h, r), units.duration(headline_downtime(r)),
             ))
         out.append(_table(rows) if len(rows) > 1 else "  (no releases)\n")
         errors = [(r.version, r.error) for r in newest_first(h) if r.error and r.state == "incomplete"]
         for version, error in errors:
             out.append(f"  {cell(version, 'version')}: {inert.clip(error, WIDTH['note'])}\n")
     if out:
-        out.append("(● current, ◦ previous: the default rollback target; newest first)\n")
+        out.append("(● current, ◦ previous: the default rollback target; newest first; "
+                   "downtime: stop begun -> first healthy answer)\n")
     return "".join(out)
+
+
+def headline_downtime(r) -> float | None:
+    """What clients saw (unavailable: stop begun -> first healthy answer); the stop -> start
+    window for releases recorded before it was kept (issue 16)."""
+    return r.unavailable if r.unavailable is not None else r.downtime
+
+
+def service_cell(state: ServiceState) -> str:
+    """The service state for a text line: ``running``, ``down: failed/failed, exit 3`` ..."""
+    text = state.summary
+    if state.since_seconds is not None and state.condition != "unknown":
+        text += f" for {units.age(state.since_seconds)}"
+    return inert.clip(text, WIDTH["note"])
+
+
+def release_health(h: HostStatus, r) -> str:
+    """A live release never shows "ok" while its service is down or crash-looping."""
+    if r.current and h.service.down:
+        return h.service.condition.upper()
+    return cell(r.health, "health")
+
+
+def service_json(state: ServiceState | None) -> dict | None:
+    """Plain keys: the manager's own values, ``condition`` and ``down``."""
+    if state is None:
+        return None
+    return {**dataclasses.asdict(state), "condition": state.condition, "down": state.down}
 
 
 def releases_json(hosts: list[HostStatus]) -> str:
@@ -80,6 +111,7 @@ def releases_json(hosts: list[HostStatus]) -> str:
     for h in hosts:
         doc = dataclasses.asdict(h)
         doc["releases"] = [dataclasses.asdict(r) for r in newest_first(h)]
+        doc["service"] = service_json(h.service)
         docs.append(json_line(doc))
     return "".join(docs)
 
@@ -97,7 +129,7 @@ def history_text(per_host: dict[str, list[dict]], limit: int = 20) -> str:
         out.append(f"{cell(host, 'host')}:\n")
         rows = [("when", "op", "version", "from", "to", "outcome", "downtime", "operator", "why")]
         for r in records[-limit:] if limit > 0 else []:
-            dt = r.get("downtime")
+            dt = r.get("unavailable") if r.get("unavailable") is not None else r.get("downtime")
             dt = dt if isinstance(dt, (int, float)) and not isinstance(dt, bool) else None
             rows.append((_when(r.get("at")), cell(r.get("op"), "op"), cell(r.get("version"), "version"),
                          cell(r.get("from"), "version"), cell(r.get("to"), "version"),
@@ -195,6 +227,7 @@ def check_json(reports) -> str:
     return "".join(json_line({
         "host": r.host, "ok": r.ok, "failures": list(r.failures), "warnings": list(r.warnings),
         "passed": list(r.passed), "free_bytes": r.free_kb * 1024 if r.free_kb is not None else None,
+        "service": service_json(getattr(r, "service", None)),
     }) for r in reports)
 
 

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context
 from capview.engine.hosts import each_host
+from capview.engine.model import ServiceState
 from capview.engine.preflight import parse_preflight
+from capview.engine.scripts.service import service_state_if_deployed
 from capview.engine.scripts.shell import Frames
 from capview.engine.scripts.status import preflight
+from capview.engine.service_state import advice, parse_service
 from capview.errors import CapviewError
 
 
@@ -22,21 +25,32 @@ class HostCheck:
     warnings: tuple[str, ...] = ()
     free_kb: int | None = None
     passed: tuple[str, ...] = ()  # the checks that passed (check -v)
+    service: ServiceState | None = None  # issue 16: None when not deployed or not asked
 
 
 async def check_host(ctx: Context, host: HostConfig) -> HostCheck:
     frames = Frames.new()
     try:
-        res = await ctx.transport.run(host, frames.prelude() + preflight(host, for_deploy=True), timeout=60)
+        script = frames.prelude() + service_state_if_deployed(host.settings) + preflight(host, for_deploy=True)
+        res = await ctx.transport.run(host, script, timeout=60)
     except CapviewError as exc:
         return HostCheck(host.name, False, (str(exc),))
     except asyncio.TimeoutError:
         return HostCheck(host.name, False, ("preflight timed out after 60s",))
-    report = parse_preflight(frames.parse(res.stdout))
+    parts = frames.parse(res.stdout)
+    report = parse_preflight(parts)
     failures = report.failures
     if res.exit_status not in (0, 4) and not failures:
         failures = (f"preflight script failed (exit {res.exit_status}): {res.stderr.strip()[:200]}",)
-    return HostCheck(host.name, not failures, failures, report.warnings, report.free_kb, report.passed)
+    # a deployed host whose service is down is a failure (issue 16), whatever else passed
+    body = next((b for kind, _, b in parts if kind == "service"), None)
+    service = parse_service(host.settings, body) if body is not None else None
+    passed = report.passed
+    if service is not None and service.down:
+        failures += (advice(host.env or "ENV", service),)
+    elif service is not None and service.condition != "unknown":
+        passed += (f"the service is {service.summary}",)
+    return HostCheck(host.name, not failures, failures, report.warnings, report.free_kb, passed, service)
 
 
 async def check(ctx: Context, env: Environment, *, host: str | None = None) -> list[HostCheck]:

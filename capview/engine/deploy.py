@@ -162,9 +162,9 @@ class HostDeploy(HostRun):
     def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
         prev = self.state.previous
         if r.outcome == "ok":
-            return "ok", f"{self.version} is live" + (f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
+            return "ok", f"{self.version} is live" + switching.downtime_words(r)
         if r.outcome == "rolled_back":
-            return "rolled_back", f"{r.reason}; rolled back to {prev}" + "".join(f" ({w})" for w in r.warnings)
+            return "rolled_back", f"{r.reason}; rolled back to {prev}" + switching.downtime_words(r) + "".join(f" ({w})" for w in r.warnings)
         if r.outcome != "failed":
             return None
         if "switched" not in r.values:

@@ -43,6 +43,72 @@ class ReleaseInfo:
     unique_disk_bytes: int = 0  # disk blocks (du) only this release holds: what prune frees
     symlink: str | None = None  # the releases/ entry is a symlink to this target (never followed)
     references: tuple[str, ...] = ()  # other releases its files name by absolute path (release.json)
+    unavailable: float | None = None  # seconds clients had no answer: stop begun -> first healthy answer (issue 16)
+
+
+ServiceCondition = Literal["running", "starting", "down", "crash-looping", "unknown"]
+# A unit that systemd restarted on its own this recently is still called crash-looping.
+RECENT_RESTART_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What the service manager says about the app, read in the status round trip
+    (issue 16). systemd-user: the unit's properties; ``command``: the status command's
+    exit code; ``none``: nothing (unknown)."""
+
+    manager: str = "none"  # systemd-user | command | none
+    unit: str | None = None
+    load_state: str | None = None  # systemd LoadState: loaded | not-found | ...
+    active_state: str | None = None  # active | activating | deactivating | inactive | failed | reloading
+    sub_state: str | None = None  # running | auto-restart | dead | exited | failed ...
+    restarts: int | None = None  # NRestarts: automatic restarts since the last explicit start
+    main_status: int | None = None  # ExecMainStatus: the main process's last exit code (or signal)
+    main_pid: int | None = None
+    since_seconds: float | None = None  # how long it has been in this state
+    status_exit: int | None = None  # command manager: the status command's exit code
+    error: str | None = None  # the manager could not be asked (host text: make it inert)
+
+    @property
+    def condition(self) -> ServiceCondition:
+        if self.manager == "command":
+            if self.status_exit is None:
+                return "unknown"
+            return "running" if self.status_exit == 0 else "down"
+        if self.manager != "systemd-user" or self.active_state is None:
+            return "unknown"
+        if self.sub_state == "auto-restart":
+            return "crash-looping"
+        recent = self.since_seconds is not None and self.since_seconds < RECENT_RESTART_SECONDS
+        if self.restarts and self.active_state in ("active", "activating", "reloading") and recent:
+            return "crash-looping"
+        if self.active_state in ("active", "reloading"):
+            return "running"
+        if self.active_state == "activating":
+            return "starting"
+        return "down"  # inactive, failed, deactivating, or a unit that is not loaded
+
+    @property
+    def down(self) -> bool:
+        """Known not to serve: what ``check`` fails on and no front may call healthy."""
+        return self.condition in ("down", "crash-looping")
+
+    @property
+    def summary(self) -> str:
+        """A few words for a table cell or a message (host words: make it inert)."""
+        c = self.condition
+        if c == "unknown":
+            return "unknown" if self.error is None else f"unknown ({self.error})"
+        if self.manager == "command":
+            return c if self.status_exit == 0 else f"down (status exit {self.status_exit})"
+        parts = [f"{self.active_state}/{self.sub_state}" if self.sub_state else str(self.active_state)]
+        if self.load_state and self.load_state != "loaded":
+            parts = [f"unit {self.load_state}"]
+        if self.restarts:
+            parts.append(f"restarted {self.restarts}x")
+        if c != "running" and self.main_status:
+            parts.append(f"exit {self.main_status}")
+        return f"{c}: " + ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -57,6 +123,7 @@ class HostStatus:
     lock: LockInfo | None = None
     releases: tuple[ReleaseInfo, ...] = field(default_factory=tuple)
     free_bytes: int | None = None
+    service: ServiceState = field(default_factory=ServiceState)  # issue 16
 
     @property
     def needs_migration(self) -> bool:

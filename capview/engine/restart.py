@@ -59,7 +59,7 @@ class HostRestart(HostRun):
 
     def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
         if r.outcome == "ok":
-            return "ok", f"{self.current} restarted" + (f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
+            return "ok", f"{self.current} restarted" + switching.downtime_words(r)
         if r.outcome in ("refused", "notstarted"):
             return "failed", f"nothing was restarted: {r.reason or 'the connection was lost before it began'}"
         if r.outcome == "failed":

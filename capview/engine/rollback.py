@@ -101,8 +101,7 @@ class HostRollback(HostRun):
         current, target = self.listing.current if self.listing else None, self.target
         if r.outcome == "ok":
             return "ok", (f"rolled back {current} -> {target}" if current
-                          else f"{target} is live (nothing was live before)") + (
-                f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
+                          else f"{target} is live (nothing was live before)") + switching.downtime_words(r)
         if r.outcome == "refused" and "noimage" in r.values:
             b = self.settings.build
             return "failed", f"image {b.image if b else '?'}:{target} no longer exists; rebuild it or pick another release"

@@ -16,8 +16,10 @@ from capview.engine.lock import owner_from_json
 from capview.engine.model import IN_PROGRESS, HostStatus, LockInfo, ReleaseInfo
 from capview.engine.releases_meta import referenced_releases
 from capview.engine.retention import release_order
+from capview.engine.scripts.service import service_state
 from capview.engine.scripts.shell import Frames, one_line
 from capview.engine.scripts.status import META_BYTES, status_script
+from capview.engine.service_state import parse_service
 from capview.engine.usage import InodeListing, Summary, parse_cache, parse_inode_listing, parse_sums, unique_bytes
 from capview.errors import RemoteError
 
@@ -88,6 +90,7 @@ def _release_info(version: str, meta: dict | None, pinned: bool, lst: InodeListi
         image=_str(m.get("image")),
         health=_str(m.get("health")),
         downtime=_num(m.get("downtime")),
+        unavailable=_num(m.get("unavailable")),
         error=_str(m.get("error")) if meta is not None else "release.json missing or unreadable",
         references=referenced_releases(m),  # issue 13
     )
@@ -117,8 +120,11 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
     free = None
     trash = junk = 0
     releases_dir = False
+    service_body: str | None = None
     for kind, arg, body in parts:
-        if kind == "releasesdir":
+        if kind == "service":  # issue 16: what the service manager says
+            service_body = body
+        elif kind == "releasesdir":
             releases_dir = True
         elif kind == "top":
             for item in body.split("\0"):
@@ -184,6 +190,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         host=host.name, env=host.env or env, reachable=True,
         layout=_layout(releases_dir, stray),  # releases/ may be a symlink to another volume
         current=current, previous=previous, lock=lock, releases=tuple(releases), free_bytes=free,
+        service=parse_service(host.settings, service_body),
     )
     return Snapshot(status, listings, tuple(records), tuple(stray), trash, junk, symlinks)
 
@@ -199,7 +206,8 @@ async def snapshot(ctx: Context, host: HostConfig, env: str = "", *, detail: boo
 
     detail=False: sizes are summed on the host (Snapshot.listings stays empty)."""
     frames = Frames.new()
-    res = await ctx.transport.run(host, status_script(host.settings.deploy_path, frames, detail=detail))
+    res = await ctx.transport.run(host, status_script(host.settings.deploy_path, frames, detail=detail,
+                                                      service=service_state(host.settings)))
     if not res.ok:
         raise RemoteError(one_line(res.stderr or f"status script exited {res.exit_status}"),
                           exit_status=res.exit_status, stderr=res.stderr)

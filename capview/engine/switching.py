@@ -37,8 +37,9 @@ class SwitchResult:
     outcome: str
     reason: str = ""
     downtime: float | None = None
-    unavailable: float | None = None
+    unavailable: float | None = None  # stop begun -> first healthy answer (the previous one's, if reverted)
     unlocked: bool = False
+    health_seconds: float | None = None  # the forward health poll, timed on the host (issue 16)
     warnings: list[str] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)  # last value of every progress frame
     frames: list[tuple[str, str]] = field(default_factory=list)  # everything the host said, in order
@@ -98,7 +99,7 @@ class _Follow:
                 r.outcome = value
             elif key == "reason":
                 r.reason = value
-            elif key in ("downtime", "unavailable"):
+            elif key in ("downtime", "unavailable", "health_seconds"):
                 setattr(r, key, _num(value))
             elif key == "unlocked":
                 r.unlocked = value == "yes"
@@ -117,7 +118,7 @@ class _Follow:
             seconds = _num(arg)
             if seconds is not None:
                 self.run.ctx.event(DowntimeMeasured, self.run.host.name, seconds=seconds)
-        elif kind in ("stop_begun", "held_by"):
+        elif kind in ("stop_begun", "held_by", "health_seconds"):
             r.values.setdefault(kind, arg)  # the forward switch's, not the revert's
         else:
             r.values[kind] = arg
@@ -140,6 +141,8 @@ class _Follow:
             health = v.get("health", "")
             if health == "failed not-started":
                 return "service did not start"
+            if health.startswith("dead "):  # issue 16: known dead, the poll stopped at once
+                return f"unhealthy: {health[5:]}"
             return ("healthy " if ok else "unhealthy: last status ") + health
         if phase == "revert":
             back = self.plan.previous or "nothing"
@@ -257,6 +260,15 @@ class _Replay:
         self.index += 1
         if self.index > self.skip:
             self.follow.frame(kind, arg)
+
+
+def downtime_words(r: SwitchResult) -> str:
+    """The headline downtime of a switch (issue 16): what clients saw, stop begun -> first
+    healthy answer, with the stop -> start window as detail; '' when nothing was measured."""
+    if r.unavailable is not None:
+        detail = f"; stop -> start {r.downtime:.2f}s" if r.downtime is not None else ""
+        return f" (downtime {r.unavailable:.2f}s{detail})"
+    return f" (stop -> start {r.downtime:.2f}s)" if r.downtime is not None else ""
 
 
 def unknown(result: SwitchResult, host) -> str:

@@ -6,10 +6,11 @@ mark() { printf '%s %s\n' "$M" "$*"; }
 sec() { printf '\n%s %s\n' "$M" "$*"; }
 cd /home/deploy/web/app || exit 1
 ops=/home/deploy/web/app/.capview/ops/0123456789abcdef
-target=v2
+target=v2 op_name=release
 previous=''
 outcome='' reason='' stage=begun downtime='' sw_downtime='' unavail='' t0='' unlocked=no cv_finished=''
 cv_sockets=''
+t_open='' health_s='' cv_why="$ops/why"
 printf '%s\n' "$$" > "$ops/pid"; printf '%s\n' "$$" > /home/deploy/web/app/.capview/switch.pid 2>/dev/null || :
 now() { date +%s.%N 2>/dev/null | sed 's/N$/0/'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
@@ -64,7 +65,7 @@ cv_health() (
   [ "$code" = ok ]
 )
 cv_write_live() {
-  printf '%s%s%s\n' '{"downtime":' "${downtime:-null}" ',"operator":"ann@laptop","started_at":100.0,"state":"live","version":"v2"}' > /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ && mv -f /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ /home/deploy/web/app/releases/v2/.capview/release.json
+  printf '%s%s%s%s%s\n' '{"downtime":' "${downtime:-null}" ',"operator":"ann@laptop","started_at":100.0,"state":"live","unavailable":' "${unavail:-null}" ',"version":"v2"}' > /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ && mv -f /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ /home/deploy/web/app/releases/v2/.capview/release.json
 }
 cv_write_superseded() {
   :
@@ -75,16 +76,16 @@ cv_write_failed() {
 cv_write_history() {  # $1: ok | rolled_back | failed
   mkdir -p /home/deploy/web/app/.capview || return 1
   case $1 in
-    ok) printf '%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"from":"v1","host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":"v2","unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
-    rolled_back) printf '%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":null,"unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
-    *) printf '%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
+    ok) printf '%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"from":"v1","health_seconds":' "${health_s:-null}" ',"host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":"v2","unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
+    rolled_back) printf '%s%s%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","health_seconds":' "${health_s:-null}" ',"host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":null,"unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
+    *) printf '%s%s%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","health_seconds":' "${health_s:-null}" ',"host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
   esac
 }
 cv_history() { try "history not written" cv_write_history "$1"; }
 cv_mark_live() { try "release.json of $target not written" cv_write_live; try "release.json of $previous not written" cv_write_superseded; }
 cv_mark_failed() { try "release.json of $target not written" cv_write_failed; }
 cv_capture() {  # the service's logs and status, for whoever looks at the failure
-  ( umask 077; { ( cd /home/deploy/web/app && tail -n 50 log/app.log ) 2>&1 | tail -n 200 || true ; } > /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>&1 ) || :
+  ( umask 077; { printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"; ( cd /home/deploy/web/app && tail -n 50 log/app.log ) 2>&1 | tail -n 200 || true ; } > /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>&1 ) || :
   chmod 600 /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>/dev/null; mv -f /home/deploy/web/app/releases/v2/.capview/health.log.tmp /home/deploy/web/app/releases/v2/.capview/health.log 2>/dev/null || :
 }
 cv_cleanup() { :; }
@@ -136,10 +137,10 @@ cv_finish() {
     [ -n "$outcome" ] || outcome=failed
   fi
   cv_unlock
-  { printf 'outcome %s\nreason %s\ndowntime %s\nunavailable %s\nunlocked %s\n' "$outcome" "$reason" "$downtime" "$unavail" "$unlocked"; } > "$ops/result.tmp" 2>/dev/null
+  { printf 'outcome %s\nreason %s\ndowntime %s\nunavailable %s\nunlocked %s\nhealth_seconds %s\n' "$outcome" "$reason" "$downtime" "$unavail" "$unlocked" "$health_s"; } > "$ops/result.tmp" 2>/dev/null
   mv -f "$ops/result.tmp" "$ops/result" 2>/dev/null || :
   mark result outcome "$outcome"; mark result reason "$reason"; mark result downtime "$downtime"
-  mark result unavailable "$unavail"; mark result unlocked "$unlocked"
+  mark result unavailable "$unavail"; mark result unlocked "$unlocked"; mark result health_seconds "$health_s"
   ( ( cd /home/deploy/web/app 2>/dev/null && [ -d releases ] || exit 0
   export LC_ALL=C; cached=
   release_sums() {
@@ -177,13 +178,18 @@ cv_switch_to "$target" fwd; rc=$?
 downtime=$sw_downtime
 if [ "$rc" = 2 ]; then mark end switch failed; cv_not_moved; exit 0; fi
 if [ "$rc" = 0 ]; then mark end switch ok; else mark end switch failed; reason='service start failed'; fi
+t_open=$t0
 mark begin health
-if [ "$rc" = 0 ] && cv_health; then
-  unavail=$(secs "$t0" "$(now)"); mark unavailable "$unavail"
+rm -f "$cv_why"; th=$(now); hrc=1
+[ "$rc" != 0 ] || { cv_health; hrc=$?; }
+health_s=$(secs "$th" "$(now)"); mark health_seconds "$health_s"
+if [ "$hrc" = 0 ]; then
+  unavail=$(secs "$t_open" "$(now)"); mark unavailable "$unavail"
   mark end health ok
   cv_succeeded
 else
   [ "$rc" != 0 ] || reason='health check failed'
+  if [ "$rc" = 0 ] && [ -s "$cv_why" ]; then reason="health check failed: $(head -c 200 "$cv_why" | tr -cd 'A-Za-z0-9 ./(),-')"; fi
   [ "$rc" = 0 ] || mark health failed not-started
   mark end health failed
   cv_failed

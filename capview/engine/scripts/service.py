@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from capview.config import HealthConfig, Settings
+from capview.engine.layout import HostPaths
 from capview.engine.scripts.shell import q
 
 
@@ -74,6 +75,40 @@ def is_active(s: Settings, flag: str, value: str | None = None) -> str:
     return ""
 
 
+# The unit properties the status read asks for (parsed by engine/service_state.py).
+UNIT_PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "ExecMainStatus", "MainPID",
+                   "StateChangeTimestampMonotonic")
+STATUS_TIMEOUT = 10  # seconds a ``command`` manager's status command may take in a listing
+
+
+def service_state(s: Settings) -> str:
+    """sh printing the section ``service``: ``key=value`` lines of what the manager says
+    (systemd: the unit's properties and the host's uptime, to tell how long it has been in
+    its state; ``command``: ``status_exit=N``). Never fails; needs the frames prelude."""
+    svc = s.service
+    if svc.manager == "systemd-user":
+        props = " ".join(f"-p {p}" for p in UNIT_PROPERTIES)
+        return ("sec service\n"
+                f"systemctl --user show {props} {q(svc.unit or '')} 2>&1 | head -c 4096 || true\n"
+                "printf 'uptime=%s\\n' \"$(cut -d' ' -f1 /proc/uptime 2>/dev/null || true)\"\n")
+    if svc.manager == "command" and svc.status:
+        return ("sec service\n"
+                f"if ( cd {q(s.deploy_path)} && timeout {STATUS_TIMEOUT} sh -c {q(svc.status)} ) >/dev/null 2>&1; "
+                "then cv_st=0; else cv_st=$?; fi\n"
+                "printf 'status_exit=%s\\n' \"$cv_st\"\n")
+    return ""
+
+
+def service_state_if_deployed(s: Settings) -> str:
+    """sh: :func:`service_state`, only on a host where ``current`` exists (a host not yet
+    deployed has no service to be down); ``capview check`` runs it before the preflight."""
+    probe = service_state(s)
+    if not probe:
+        return ""
+    current = HostPaths(s.deploy_path).current
+    return f"if [ -L {q(current)} ]; then\n" + "".join("  " + line + "\n" for line in probe.splitlines()) + "fi\n"
+
+
 def retag_image(s: Settings, version_expr: str) -> str:
     """sh: tag ``<image>:<version>`` as ``<image>:current`` (nothing without an image).
     ``version_expr`` is sh yielding a validated version (a quoted literal or ``"$1"``)."""
@@ -89,13 +124,51 @@ def image_exists(s: Settings, version_expr: str) -> str | None:
     return f"podman image exists {q(s.build.image)}:{version_expr}"
 
 
-def health_function(s: Settings, name: str = "cv_health") -> str:
-    """sh defining ``name``: poll until healthy (exit 0) or out of time (exit 1), printing
-    the frame ``health ok <tries>`` or ``health failed <last status>``. It runs in a
-    subshell, so its ``exit`` ends only the poll. Needs the frames prelude.
+# The health poll's pause: from FIRST_POLL_MS, doubling, up to the smaller of the
+# configured interval and MAX_POLL_MS (issue 16: an app up in 0.2 s is seen at once).
+FIRST_POLL_MS = 20
+MAX_POLL_MS = 250
 
-    The service being up is the second condition (or the only one without a URL).
-    (Issue 16 slots in here: stop polling as soon as the unit is known dead.)"""
+
+def dead_check(s: Settings) -> str:
+    """sh for inside the health poll: set ``$code`` to a word when the service is not up,
+    and ``$dead`` to the reason when it is known dead (it will not answer however long we
+    wait): systemd ``failed`` / ``inactive`` after the start, ``auto-restart`` or a restart
+    counter that moved (a crash loop); a status command that fails after it succeeded.
+    Only our words, systemd's state words and numbers reach ``$dead`` (JSON-safe)."""
+    svc = s.service
+    if svc.manager == "systemd-user":
+        return (
+            f"st=$(systemctl --user show -p ActiveState -p SubState -p NRestarts -p ExecMainStatus {q(svc.unit or '')} 2>/dev/null || true)\n"
+            "as='' ss='' nr='' ex=''\n"
+            "for kv in $st; do case $kv in ActiveState=*) as=${kv#*=} ;; SubState=*) ss=${kv#*=} ;; "
+            "NRestarts=*) nr=${kv#*=} ;; ExecMainStatus=*) ex=${kv#*=} ;; esac; done\n"
+            "case $as in ''|*[!a-z-]*) as=unknown ;; esac\n"
+            "case $ss in ''|*[!a-z-]*) ss=unknown ;; esac\n"
+            "case $nr in ''|*[!0-9]*) nr=0 ;; esac\n"
+            "case $ex in ''|*[!0-9]*) ex=unknown ;; esac\n"
+            "[ -n \"$nr0\" ] || nr0=$nr\n"
+            '[ "$as" = active ] || code=$as\n'
+            'case $as in failed|inactive) dead="the service is $as/$ss (exit $ex)" ;; esac\n'
+            'if [ "$ss" = auto-restart ] || [ "$nr" -gt "$nr0" ]; then '
+            'dead="the service is crash-looping (restarted $nr times, exit $ex)"; fi\n'
+        )
+    if svc.manager == "command" and svc.status:
+        return (f"if ( cd {q(s.deploy_path)} && {svc.status} ) >/dev/null 2>&1; then up=1\n"
+                "else code=not-running; [ \"$up\" = 0 ] || dead='the status command failed after it had succeeded'; fi\n")
+    return ""
+
+
+def health_function(s: Settings, name: str = "cv_health") -> str:
+    """sh defining ``name``: poll until healthy (exit 0), out of time (exit 1) or the
+    service known dead (exit 3: it will not answer, so waiting out the timeout only
+    lengthens the outage), printing the frame ``health ok <tries>``, ``health failed
+    <last status>`` or ``health dead <reason>``; the reason also goes to the file
+    ``$cv_why`` when set. It runs in a subshell, so its ``exit`` ends only the poll.
+    Needs the frames prelude.
+
+    The service being up is the second condition (or the only one without a URL). The
+    poll pauses FIRST_POLL_MS, doubling up to MAX_POLL_MS (or ``interval`` if smaller)."""
     h: HealthConfig | None = s.health
     active = is_active(s, "code")
     if h is None:
@@ -105,8 +178,9 @@ def health_function(s: Settings, name: str = "cv_health") -> str:
                 + '  mark health "$code"\n'
                 '  [ "$code" = ok ]\n'
                 ")\n")
-    tries = max(1, math.ceil(h.timeout / h.interval))
     per_try = max(1, min(10, math.ceil(h.interval * 2)))
+    cap = max(FIRST_POLL_MS, min(MAX_POLL_MS, int(h.interval * 1000)))
+    dead = dead_check(s)
     return (
         f"{name}() (\n"
         f"  url={q(h.url)}\n"
@@ -114,14 +188,18 @@ def health_function(s: Settings, name: str = "cv_health") -> str:
         f'    if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w "%{{http_code}}" --max-time {per_try} "$url" || true\n'
         f'    else wget -q -O /dev/null -T {per_try} -S "$url" 2>&1 | awk \'/HTTP\\//{{c=$2}} END{{print c}}\' || true; fi\n'
         "  }\n"
-        f"  i=0; deadline=$(( $(date +%s) + {math.ceil(h.timeout)} ))\n"
+        "  ms() { t=$(date +%s%N 2>/dev/null || date +%s); case $t in *N) echo $(( ${t%N} * 1000 )) ;; "
+        "*) echo $(( t / 1000000 )) ;; esac; }\n"
+        f"  i=0 d={FIRST_POLL_MS} up=0 nr0='' deadline=$(( $(ms) + {math.ceil(h.timeout * 1000)} ))\n"
         "  while :; do\n"
-        "    i=$((i+1))\n"
+        "    i=$((i+1)) dead=''\n"
         "    code=$(probe)\n"
-        + (f"    {active}" if active else "")
-        + f'    if [ "$code" = {q(str(h.expect_status))} ]; then mark health ok "$i"; exit 0; fi\n'
-        f'    if [ "$i" -ge {tries} ] || [ "$(date +%s)" -ge "$deadline" ]; then mark health failed "${{code:-none}}"; exit 1; fi\n'
-        f"    sleep {h.interval:g}\n"
+        + "".join(f"    {line}\n" for line in dead.splitlines())
+        + f'    if [ -z "$dead" ] && [ "$code" = {q(str(h.expect_status))} ]; then mark health ok "$i"; exit 0; fi\n'
+        '    if [ -n "$dead" ]; then mark health dead "$dead"; [ -z "${cv_why:-}" ] || printf \'%s\\n\' "$dead" > "$cv_why"; exit 3; fi\n'
+        '    if [ "$(ms)" -ge "$deadline" ]; then mark health failed "${code:-none}"; exit 1; fi\n'
+        "    sleep \"$((d / 1000)).$(printf '%03d' $((d % 1000)))\"\n"
+        f"    d=$((d * 2)); [ \"$d\" -le {cap} ] || d={cap}\n"
         "  done\n"
         ")\n"
     )

@@ -31,9 +31,10 @@ MIN_FREE_INODES = 10_000  # warn below this many free inodes
 HERE = HostPaths("")  # the layout's names, relative to deploy_path (the scripts cd there)
 
 
-def status_script(dp: str, frames: Frames, *, detail: bool = True) -> str:
+def status_script(dp: str, frames: Frames, *, detail: bool = True, service: str = "") -> str:
     """detail=False sums each release on the host (one line each): enough for listings;
-    prune needs the per-inode detail to size deleting a set of releases."""
+    prune needs the per-inode detail to size deleting a set of releases. ``service``: sh
+    printing the service manager's answer (scripts/service.py service_state), same trip."""
     if detail:
         sizes = 'sec find "$n"\n    ' + find_command('"$r"')
         cache_start = cache_end = ""
@@ -71,7 +72,7 @@ if [ -d releases ]; then
     {sizes}  done
   sec junk; printf '%s\\n' "$j"
 {cache_end}fi
-sec end
+{service}sec end
 """
 
 

@@ -93,10 +93,11 @@ def _helpers(plan: SwitchPlan, p: HostPaths, ops: str) -> str:
     return (
         f"cd {q(p.root)} || exit 1\n"
         f"ops={q(ops)}\n"
-        f"target={q(validate_version(plan.target))}\n"
+        f"target={q(validate_version(plan.target))} op_name={q(plan.op)}\n"
         f"previous={q(validate_version(plan.previous) if plan.previous else '')}\n"
         "outcome='' reason='' stage=begun downtime='' sw_downtime='' unavail='' t0='' unlocked=no cv_finished=''\n"
         "cv_sockets=''\n"
+        "t_open='' health_s='' cv_why=\"$ops/why\"\n"  # issue 16: first stop begun, health time, death reason
         f"printf '%s\\n' \"$$\" > \"$ops/pid\"; printf '%s\\n' \"$$\" > {q(p.switch_pid)} 2>/dev/null || :\n"
         "now() { date +%s.%N 2>/dev/null | sed 's/N$/0/'; }\n"
         "secs() { awk -v a=\"$1\" -v b=\"$2\" 'BEGIN {printf \"%.3f\", b - a}'; }\n"
@@ -191,7 +192,7 @@ def _record_steps(plan: SwitchPlan, p: HostPaths) -> str:
     t, prev = plan.target, plan.previous
     nums = {"downtime": "${downtime:-null}"}
     out = ""
-    live = (write_json(p.release_json(t), plan.live_doc, {**plan.live_host, **nums})
+    live = (write_json(p.release_json(t), plan.live_doc, {**plan.live_host, **nums, "unavailable": "${unavail:-null}"})
             if plan.live_doc is not None else ":\n")
     sup = (write_json(p.release_json(prev), plan.superseded_doc)
            if plan.superseded_doc is not None and prev else "")
@@ -200,7 +201,8 @@ def _record_steps(plan: SwitchPlan, p: HostPaths) -> str:
     failed = (write_json(p.release_json(t), plan.failed_doc, {**nums, "error": '\\"$reason\\"'})
               if plan.failed_doc is not None else ":\n")
     out += f"cv_write_failed() {{\n  {failed}}}\n"
-    hist = {"downtime": "${downtime:-null}", "unavailable": "${unavail:-null}", "outcome": '\\"$1\\"'}
+    hist = {"downtime": "${downtime:-null}", "unavailable": "${unavail:-null}", "outcome": '\\"$1\\"',
+            "health_seconds": "${health_s:-null}"}
     rec_ok = append_line(p.history, {**plan.record, "to": t}, hist)
     rec_back = append_line(p.history, {**plan.record, "to": prev}, {**hist, "error": '\\"$reason\\"'})
     rec_fail = append_line(p.history, plan.record, {**hist, "error": '\\"$reason\\"'})
@@ -221,7 +223,8 @@ def _record_steps(plan: SwitchPlan, p: HostPaths) -> str:
     log = p.health_log(t)
     out += (
         "cv_capture() {  # the service's logs and status, for whoever looks at the failure\n"
-        f"  ( umask 077; {{ {service_logs(plan.settings).strip()} ; }} > {q(log + '.tmp')} 2>&1 ) || :\n"
+        f"  ( umask 077; {{ printf 'capview: %s %s did not come up: %s\\n' \"$op_name\" \"$target\" \"$reason\"; "
+        f"{service_logs(plan.settings).strip()} ; }} > {q(log + '.tmp')} 2>&1 ) || :\n"
         f"  chmod 600 {q(log + '.tmp')} 2>/dev/null; mv -f {q(log + '.tmp')} {q(log)} 2>/dev/null || :\n"
         "}\n"
     )
@@ -259,7 +262,8 @@ def _revert_step(plan: SwitchPlan) -> str:
             '  cv_switch_to "$previous"; brc=$?\n'
             '  if [ "$brc" = 2 ]; then warn "switching back to $previous failed"; outcome=failed; return 1; fi\n'
             '  [ "$brc" = 0 ] || warn "restarting the previous release failed"\n'
-            '  if [ "$brc" != 0 ] || ! cv_health; then warn "the previous release is not healthy either"; fi\n'
+            '  if [ "$brc" != 0 ] || ! cv_health; then warn "the previous release is not healthy either"\n'
+            '  else unavail=$(secs "$t_open" "$(now)"); mark unavailable "$unavail"; fi\n'
             "  outcome=rolled_back\n"
         )
     elif plan.revert == "first":
@@ -321,11 +325,11 @@ def _paths_steps(plan: SwitchPlan, p: HostPaths) -> str:
         '    [ -n "$outcome" ] || outcome=failed\n'
         "  fi\n"
         "  cv_unlock\n"
-        '  { printf \'outcome %s\\nreason %s\\ndowntime %s\\nunavailable %s\\nunlocked %s\\n\' '
-        '"$outcome" "$reason" "$downtime" "$unavail" "$unlocked"; } > "$ops/result.tmp" 2>/dev/null\n'
+        '  { printf \'outcome %s\\nreason %s\\ndowntime %s\\nunavailable %s\\nunlocked %s\\nhealth_seconds %s\\n\' '
+        '"$outcome" "$reason" "$downtime" "$unavail" "$unlocked" "$health_s"; } > "$ops/result.tmp" 2>/dev/null\n'
         '  mv -f "$ops/result.tmp" "$ops/result" 2>/dev/null || :\n'
         '  mark result outcome "$outcome"; mark result reason "$reason"; mark result downtime "$downtime"\n'
-        '  mark result unavailable "$unavail"; mark result unlocked "$unlocked"\n'
+        '  mark result unavailable "$unavail"; mark result unlocked "$unlocked"; mark result health_seconds "$health_s"\n'
         + (f"  ( {plan.after_unlock.strip()} ) || :\n" if plan.after_unlock else "")
         + f"  rm -f {q(p.switch_pid)} \"$ops/err\"\n"
         "  mark done\n"
@@ -345,14 +349,19 @@ def _main(plan: SwitchPlan) -> str:
         'downtime=$sw_downtime\n'
         f'if [ "$rc" = 2 ]; then mark end {phase} failed; cv_not_moved; exit 0; fi\n'
         f'if [ "$rc" = 0 ]; then mark end {phase} ok; else mark end {phase} failed; reason=\'service start failed\'; fi\n'
+        "t_open=$t0\n"
         "mark begin health\n"
         + ("cv_before_health || rc=1\n" if plan.before_health else "")
-        + 'if [ "$rc" = 0 ] && cv_health; then\n'
-        '  unavail=$(secs "$t0" "$(now)"); mark unavailable "$unavail"\n'
+        + 'rm -f "$cv_why"; th=$(now); hrc=1\n'
+        '[ "$rc" != 0 ] || { cv_health; hrc=$?; }\n'
+        'health_s=$(secs "$th" "$(now)"); mark health_seconds "$health_s"\n'
+        'if [ "$hrc" = 0 ]; then\n'
+        '  unavail=$(secs "$t_open" "$(now)"); mark unavailable "$unavail"\n'
         "  mark end health ok\n"
         "  cv_succeeded\n"
         "else\n"
         '  [ "$rc" != 0 ] || reason=\'health check failed\'\n'
+        '  if [ "$rc" = 0 ] && [ -s "$cv_why" ]; then reason="health check failed: $(head -c 200 "$cv_why" | tr -cd \'A-Za-z0-9 ./(),-\')"; fi\n'
         '  [ "$rc" = 0 ] || mark health failed not-started\n'
         "  mark end health failed\n"
         "  cv_failed\n"
