@@ -40,7 +40,7 @@ def test_logs_script_text(tmp_path):
     s = Settings(app="a", deploy_path="/srv/x/a", source=tmp_path,
                  service=ServiceConfig(manager="systemd-user", unit="a-unit"))
     script = logs_script(s, lines=50, follow=True, since="-10m")
-    assert "journalctl --user -u a-unit -n 50 --no-pager -o short-iso --since -10m -f" in script
+    assert "journalctl --user -u a-unit -n 50 --no-pager -a -o short-iso --since -10m -f" in script
     custom = dataclasses.replace(s, service=ServiceConfig(manager="none", logs="tail -n \"$CAPVIEW_LINES\" log"))
     text = logs_script(custom, lines=7)
     assert "CAPVIEW_LINES=7 CAPVIEW_FOLLOW= CAPVIEW_SINCE='' " in text and "cd /srv/x/a" in text

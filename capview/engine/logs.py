@@ -49,7 +49,8 @@ def logs_script(s: Settings, *, lines: int, follow: bool = False, since: str | N
                f"CAPVIEW_SINCE={q(since or '')} ")
         return f"cd {q(s.deploy_path)} && {env}exec sh -c {q(svc.logs)}\n"
     if svc.manager == "systemd-user":
-        args = [f"-u {q(svc.unit or '')}", f"-n {int(lines)}", "--no-pager", "-o short-iso"]
+        # -a: lines with control bytes are shown (rendered inert by the front), not "[blob data]"
+        args = [f"-u {q(svc.unit or '')}", f"-n {int(lines)}", "--no-pager", "-a", "-o short-iso"]
         if since:
             args.append(f"--since {q(since)}")
         if follow:

@@ -3,7 +3,7 @@ systemctl --user stop app.service $cv_sockets
 [ -n "${cv_sockets:-}" ] || cv_sockets=$(systemctl --user show -p TriggeredBy --value app.service 2>/dev/null || true)
 systemctl --user reset-failed app.service 2>/dev/null || true
 systemctl --user start $cv_sockets app.service
-{ journalctl --user -u app.service -n 200 --no-pager 2>/dev/null | grep -v '^-- No entries --' ; systemctl --user status app.service -n 200 --no-pager 2>&1; } || true
+{ journalctl --user -u app.service -n 200 --no-pager -a 2>/dev/null | grep -v '^-- No entries --' ; systemctl --user status app.service -n 200 --no-pager 2>&1; } || true
 cv_health() (
   url=http://127.0.0.1:8000/health
   probe() {

@@ -56,7 +56,7 @@ def service_logs(s: Settings, lines: int = 200) -> str:
     if svc.manager == "systemd-user":
         unit = q(svc.unit or "")
         return (
-            f"{{ journalctl --user -u {unit} -n {lines} --no-pager 2>/dev/null | grep -v '^-- No entries --' ; "
+            f"{{ journalctl --user -u {unit} -n {lines} --no-pager -a 2>/dev/null | grep -v '^-- No entries --' ; "
             f"systemctl --user status {unit} -n {lines} --no-pager 2>&1; }} || true\n"
         )
     if svc.manager == "command":
