@@ -286,3 +286,29 @@ def test_a_failed_rollback_saves_a_private_health_log_with_the_reason(deployed, 
     text = app.sh(f"cat {log}")
     assert "rollback v1 did not come up: health check failed: the service is failed" in text, text
     assert "dying at once" in text, text
+
+
+def test_a_failed_migration_says_why_with_the_unit_status_and_restores_the_tree(host, tmp_path):
+    """migrate-data puts the legacy tree back exactly (no health.log can stay), so the
+    reason and the unit's status (never the journal: it may hold secrets) are shown."""
+    from capview.engine.events import LogLine
+    from capview.engine.migrate import migrate
+    from test_migrate_realhost import exact_listing, seed_legacy
+
+    app = new_app(host, build=False)
+    seed_legacy(host, app, tmp_path)
+    host.systemctl("stop", app.unit, check=True)
+    before = exact_listing(app)
+    events: list = []
+
+    async def go():
+        async with SshTransport() as t:
+            return await migrate(ctx(t, events), app.env(tmp_path), fail_at="health")
+
+    r = asyncio.run(go())
+    assert not r.ok and "original layout was put back" in r.hosts[0].message
+    shown = [e.line for e in events if isinstance(e, LogLine)]
+    assert any("migrate legacy did not come up" in line for line in shown), shown
+    assert any(app.unit in line for line in shown) and any("Active:" in line for line in shown), shown
+    assert not any("s3cr3t" in line for line in shown)
+    assert exact_listing(app) == before

@@ -89,7 +89,8 @@ class PlainRenderer:
             self.line(e.at, e.host, f"warning: {inert.clip(e.message, LOG_LIMIT)}")
         elif isinstance(e, ev.DowntimeMeasured):
             if self.verbose:
-                self.line(e.at, e.host, f"downtime {e.seconds:.3f}s")
+                what = "no answer from stop to first healthy answer" if e.window == "unavailable" else "stop -> start"
+                self.line(e.at, e.host, f"downtime {e.seconds:.3f}s ({what})")
         elif isinstance(e, ev.DryRunScript):
             self.line(e.at, e.host, f"--- {e.phase} script (dry run, not executed) ---")
             for script_line in e.script.rstrip("\n").splitlines():

@@ -74,7 +74,13 @@ class HostWarning(Event):
 
 @dataclass(frozen=True)
 class DowntimeMeasured(Event):
-    seconds: float  # stop begun -> start returned
+    """Sent twice per switch: ``window="stop_start"`` (stop begun -> start returned) as soon
+    as the start returned, then ``window="unavailable"`` (stop begun -> first healthy
+    answer, or the previous release's after a revert): the headline, what clients saw.
+    A front showing the last one per host shows the headline (issue 16)."""
+
+    seconds: float
+    window: str = "stop_start"  # stop_start | unavailable
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,11 @@ class _Follow:
             seconds = _num(arg)
             if seconds is not None:
                 self.run.ctx.event(DowntimeMeasured, self.run.host.name, seconds=seconds)
+        elif kind == "unavailable" and "unavailable" not in r.values:  # the headline (issue 16)
+            r.values[kind] = arg
+            seconds = _num(arg)
+            if seconds is not None:
+                self.run.ctx.event(DowntimeMeasured, self.run.host.name, seconds=seconds, window="unavailable")
         elif kind in ("stop_begun", "held_by", "health_seconds"):
             r.values.setdefault(kind, arg)  # the forward switch's, not the revert's
         else:

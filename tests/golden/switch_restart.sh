@@ -135,6 +135,10 @@ cv_capture() {  # the service's logs and status, for whoever looks at the failur
   ( umask 077; { printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"; { journalctl --user -u app.service -n 200 --no-pager -a 2>/dev/null | grep -v '^-- No entries --' ; systemctl --user status app.service -n 200 --no-pager 2>&1; } || true ; } > /home/deploy/web/app/releases/v1/.capview/health.log.tmp 2>&1 ) || :
   chmod 600 /home/deploy/web/app/releases/v1/.capview/health.log.tmp 2>/dev/null; mv -f /home/deploy/web/app/releases/v1/.capview/health.log.tmp /home/deploy/web/app/releases/v1/.capview/health.log 2>/dev/null || :
 }
+cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead
+  printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"
+  { systemctl --user status app.service -n 0 --no-pager 2>&1 | head -n 30 || true ; } | sed 's/^/  /' || :
+}
 cv_cleanup() { :; }
 cv_begin() {
   grep -q 0123456789abcdef /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null || { reason='the lock is not held by this operation'; return 1; }

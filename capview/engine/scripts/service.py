@@ -65,6 +65,17 @@ def service_logs(s: Settings, lines: int = 200) -> str:
     return ":\n"
 
 
+def service_status(s: Settings) -> str:
+    """Print the manager's status of the service without its log lines (the journal may
+    hold secrets an app logs; it goes to health.log only); never fails."""
+    svc = s.service
+    if svc.manager == "systemd-user":
+        return f"systemctl --user status {q(svc.unit or '')} -n 0 --no-pager 2>&1 | head -n 30 || true\n"
+    if svc.manager == "command" and svc.status:
+        return f"( cd {q(s.deploy_path)} && {svc.status} ) 2>&1 | tail -n 20 || true\n"
+    return ":\n"
+
+
 def is_active(s: Settings, flag: str, value: str | None = None) -> str:
     """sh: set ``$flag`` to ``value`` (default: a word saying why) when the service is not
     running; nothing without a way to tell."""

@@ -43,7 +43,8 @@ from capview.config import Settings
 from capview.engine.layout import CURRENT_TMP, HostPaths, validate_version
 from capview.engine.scripts import lock as lock_sh
 from capview.engine.scripts.service import (
-    health_function, image_exists, reset_failed, retag_image, service_logs, service_start, service_stop, sockets,
+    health_function, image_exists, reset_failed, retag_image, service_logs, service_start, service_status,
+    service_stop, sockets,
 )
 from capview.engine.scripts.shell import Frames, append_line, q, write_json
 
@@ -227,6 +228,10 @@ def _record_steps(plan: SwitchPlan, p: HostPaths) -> str:
         f"{service_logs(plan.settings).strip()} ; }} > {q(log + '.tmp')} 2>&1 ) || :\n"
         f"  chmod 600 {q(log + '.tmp')} 2>/dev/null; mv -f {q(log + '.tmp')} {q(log)} 2>/dev/null || :\n"
         "}\n"
+        "cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead\n"
+        "  printf 'capview: %s %s did not come up: %s\\n' \"$op_name\" \"$target\" \"$reason\"\n"
+        f"  {{ {service_status(plan.settings).strip()} ; }} | sed 's/^/  /' || :\n"
+        "}\n"
     )
     return out
 
@@ -286,7 +291,7 @@ def _revert_step(plan: SwitchPlan) -> str:
 
 def _paths_steps(plan: SwitchPlan, p: HostPaths) -> str:
     """cv_failed (the target did not come up), cv_not_moved, cv_succeeded, cv_finish."""
-    capture = "  cv_capture\n" if plan.revert != "restore" else ""
+    capture = "  cv_capture\n" if plan.revert != "restore" else "  cv_show_status\n"
     history_failed = (
         '  if [ "$outcome" = rolled_back ]; then cv_history rolled_back; else cv_history failed; fi\n'
         if plan.revert != "restore" else "")
