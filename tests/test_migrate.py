@@ -11,7 +11,7 @@ import pytest
 
 from capview.config import ServiceConfig
 from capview.engine.context import Context
-from capview.engine.events import HostFinished, LogLine, Warning
+from capview.engine.events import HostFinished, LogLine, HostWarning
 from capview.engine.manifest import parse_manifest
 from capview.engine.migrate import migrate, plan_migration, rewrite_unit, unit_refs
 from capview.engine.status import snapshot
@@ -263,7 +263,7 @@ async def test_rewrite_unit_with_backup_and_restore_on_failure(tmp_path, fake_sy
     backups = [p for p in unit.parent.iterdir() if p.name.startswith("app.service.capview-bak")]
     assert len(backups) == 1 and backups[0].read_text() == before_unit
     assert "daemon-reload" in log.read_text()
-    assert any(isinstance(e, Warning) and "ExecStart" in e.message for e in rec)
+    assert any(isinstance(e, HostWarning) and "ExecStart" in e.message for e in rec)
 
 
 async def test_dry_run_and_empty_and_already(tmp_path, svc):

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from capview.engine.context import Context
-from capview.engine.events import DryRunScript, HostFinished, LogLine, PhaseFinished, Warning
+from capview.engine.events import DryRunScript, HostFinished, LogLine, PhaseFinished, HostWarning
 from capview.engine.model import ReleaseInfo
 from capview.engine.prune import choose_deletions, classify, cleanup_after_deploy, plan_prune, prune
 from capview.engine.status import snapshot
@@ -134,7 +134,7 @@ async def test_symlinked_release_is_unlinked_not_followed(tmp_path):
     res = await prune(mkctx(rec), environment(host_config(fh.dp)), keep=5)
     assert res.ok and surviving(fh) == ["v1"]
     assert (outside / "precious").read_text() == "keep me" and (outside / ".capview").is_dir()
-    assert any("symlink" in w.message and "evil" in w.message for w in rec.of(Warning))
+    assert any("symlink" in w.message and "evil" in w.message for w in rec.of(HostWarning))
     assert sorted(fh.records()[-1]["deleted"]) == ["evil", "v0"]
 
 
@@ -219,7 +219,7 @@ async def test_permission_error_is_a_warning_naming_the_path(tmp_path, immutable
     rec = Rec()
     res = await prune(mkctx(rec), environment(host_config(fh.dp)), keep=1)
     assert res.ok and surviving(fh) == [".trash-v1", "v2", "v3"]
-    assert any(".trash-v1/sub/stuck" in w.message for w in rec.of(Warning))
+    assert any(".trash-v1/sub/stuck" in w.message for w in rec.of(HostWarning))
     assert [r.version for r in (await snapshot(mkctx(), host_config(fh.dp))).status.releases] == ["v2", "v3"]
 
 

@@ -7,6 +7,7 @@ tests skip otherwise). See docs/traefik.md.
 
 from __future__ import annotations
 
+import shlex
 import asyncio
 import copy
 import json
@@ -776,7 +777,7 @@ def test_maintenance_unit_under_real_systemd_user(host):
     """The generated unit, installed in a real ``systemd --user`` manager, serves the page."""
     dp = f"{host.base}/it's \"my\" app $X 100%"
     mdir = tr.maintenance_dir(dp)
-    host.run_as_user(f"mkdir -p {tr.q(mdir)}")
+    host.run_as_user(f"mkdir -p {shlex.quote(mdir)}")
     page = "<h1>capview maintenance</h1>\n"
     host.write_file(f"{mdir}/maintenance.html", page)
     port = _free_port()

@@ -85,7 +85,7 @@ class PlainRenderer:
                 if e.files_total and (self.verbose or not done):
                     self.line(e.at, e.host, f"  upload {e.files_done}/{e.files_total} files, "
                                             f"{human_bytes(e.bytes_done)}/{human_bytes(e.bytes_total)}")
-        elif isinstance(e, ev.Warning):
+        elif isinstance(e, ev.HostWarning):
             self.line(e.at, e.host, f"warning: {e.message}")
         elif isinstance(e, ev.DowntimeMeasured):
             if self.verbose:
@@ -152,7 +152,7 @@ class LiveRenderer:
         elif isinstance(e, ev.HostFinished) and e.host:
             row = self._row(e.host)
             row["outcome"], row["message"] = e.outcome, e.message
-        elif isinstance(e, (ev.Warning, ev.DryRunScript)) or (isinstance(e, ev.LogLine) and e.stream == "stderr"):
+        elif isinstance(e, (ev.HostWarning, ev.DryRunScript)) or (isinstance(e, ev.LogLine) and e.stream == "stderr"):
             self.console.print(self._plain_text(e), markup=False, highlight=False, end="")
         elif isinstance(e, ev.OperationFinished):
             self.live.update(self.render())

@@ -16,7 +16,7 @@ from capview.config import Environment, HostConfig, Settings
 from capview.engine import switch as sw
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import (
-    DowntimeMeasured, DryRunScript, HostFinished, OperationFinished, OperationStarted, UploadProgress, Warning,
+    DowntimeMeasured, DryRunScript, HostFinished, OperationFinished, OperationStarted, UploadProgress, HostWarning,
 )
 from capview.engine.cleanup import cleanup_script, finish_trash_script
 from capview.engine.frames import Frames
@@ -29,7 +29,7 @@ from capview.engine.lock import (
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
-from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_listing
+from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_release_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
 from capview.engine.usage_cache import refresh_script
 from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
@@ -198,7 +198,7 @@ class HostDeploy(HostRun):
                 self.locked = False
             except Exception:
                 pass
-            self.ctx.event(Warning, self.host.name, message=f"cleanup interrupted: {exc}")
+            self.ctx.event(HostWarning, self.host.name, message=f"cleanup interrupted: {exc}")
         return "ok", f"{self.version} is live" + (f" (downtime {self.downtime:.2f}s)" if self.downtime is not None else "")
 
     async def lock_phase(self) -> None:
@@ -231,7 +231,7 @@ class HostDeploy(HostRun):
     def check_preflight(self, stdout: str, status: int) -> None:
         report = parse_preflight(stdout)
         for w in report.warnings:
-            self.ctx.event(Warning, self.host.name, message=w)
+            self.ctx.event(HostWarning, self.host.name, message=w)
         if report.failures:
             raise PhaseFailed("preflight failed: " + "; ".join(report.failures), code=EXIT_UNREACHABLE)
 
@@ -266,7 +266,7 @@ class HostDeploy(HostRun):
             if res.exit_status != 0:
                 raise PhaseFailed(f"setup failed: {res.stderr.strip() or 'exit ' + str(res.exit_status)}")
             self.created = not self.dry_run
-            listing = parse_listing(res.stdout)
+            listing = parse_release_listing(res.stdout)
             self.previous = listing.current
             self.listing = list(listing.releases)
             self.history_tail = listing.history
@@ -279,7 +279,7 @@ class HostDeploy(HostRun):
             delta: Delta = diff(self.src.scan.entries, self.prev_manifest if self.previous else {})
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
-                self.ctx.event(Warning, self.host.name, message=note)
+                self.ctx.event(HostWarning, self.host.name, message=note)
             script = upload_script(self.paths, self.version, self.previous)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
@@ -399,7 +399,7 @@ class HostDeploy(HostRun):
 
     def on_link_marker(self, name: str, value: str) -> None:
         if name == "warn":
-            self.ctx.event(Warning, self.host.name, message=value)
+            self.ctx.event(HostWarning, self.host.name, message=value)
 
     def link_script(self, rel: str) -> str:
         """ln -s ../../shared/<p> <p> for every shared path; the release's own copy loses."""
@@ -516,7 +516,7 @@ class HostDeploy(HostRun):
         res = await self.run(script, quiet=True)
         self.locked = False
         for w in parse_markers(res.stdout).get("warn", []):
-            self.ctx.event(Warning, self.host.name, message=w)
+            self.ctx.event(HostWarning, self.host.name, message=w)
             what += f" ({w})"
         if res.exit_status != 0:
             return "failed", what + f" - but the revert itself failed: {last_line(res.stderr)}; check the host"
@@ -538,9 +538,9 @@ class HostDeploy(HostRun):
             run = parse_prune(res.stdout, frames) if deleting else None
             # Never fail a deploy whose switch already happened: problems are warnings.
             if res.exit_status != 0:
-                self.ctx.event(Warning, self.host.name, message=f"cleanup: {last_line(res.stderr) or res.exit_status}")
+                self.ctx.event(HostWarning, self.host.name, message=f"cleanup: {last_line(res.stderr) or res.exit_status}")
             for w in (run.warnings if run else ()):
-                self.ctx.event(Warning, self.host.name, message=f"cleanup: {w}")
+                self.ctx.event(HostWarning, self.host.name, message=f"cleanup: {w}")
             if run and run.deleted:
                 info["detail"] = f"pruned {', '.join(run.deleted)}, freed {run.freed} bytes"
             else:

@@ -68,7 +68,7 @@ class UploadProgress(Event):
 
 
 @dataclass(frozen=True)
-class Warning(Event):
+class HostWarning(Event):
     message: str
 
 

@@ -28,7 +28,7 @@ class InspectError(CapviewError):
 
 
 @dataclass(frozen=True)
-class Entry:
+class DirEntry:
     name: str
     type: str  # file | dir | link | other
     size: int
@@ -100,20 +100,20 @@ async def _run(ctx: Context, host: HostConfig, script: str, frames: Frames) -> l
     return frames.parse(res.stdout)
 
 
-def parse_entries(body: str) -> list[Entry]:
+def parse_entries(body: str) -> list[DirEntry]:
     """``%y\\0%s\\0%m\\0%P\\0%l\\0`` records: NUL-separated, so any name parses."""
     fields = body.split("\0")
-    out: list[Entry] = []
+    out: list[DirEntry] = []
     for i in range(0, len(fields) - 4, 5):
         y, size, mode, name, link = fields[i: i + 5]
         try:
-            out.append(Entry(name, _TYPES.get(y, "other"), int(size), int(mode, 8), link if y == "l" else None))
+            out.append(DirEntry(name, _TYPES.get(y, "other"), int(size), int(mode, 8), link if y == "l" else None))
         except ValueError:
             continue
     return sorted(out, key=lambda e: (e.type != "dir", e.name))
 
 
-async def list_dir(ctx: Context, host: HostConfig, version: str, relpath: str = "") -> list[Entry]:
+async def list_dir(ctx: Context, host: HostConfig, version: str, relpath: str = "") -> list[DirEntry]:
     """One directory level of a release (dirs first). Links are listed, not followed."""
     validate_version(version)
     rel = _relpath(relpath)

@@ -15,7 +15,7 @@ from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import (
     DowntimeMeasured, DryRunScript, HostFinished, LogLine, OperationFinished, OperationStarted, PhaseFinished,
-    PhaseStarted, Warning,
+    PhaseStarted, HostWarning,
 )
 from capview.engine.frames import Frames, one_line
 from capview.engine.history import history_record
@@ -261,7 +261,7 @@ class _HostMigrate:
         if plan.blockers:
             return False, "cannot migrate: " + "; ".join(plan.blockers), EXIT_FAILED
         for line in plan.unit_lines:
-            ctx.event(Warning, h.name, message=f"{plan.unit_path}: {line}")
+            ctx.event(HostWarning, h.name, message=f"{plan.unit_path}: {line}")
         unit_text = None
         if rewrite_unit_file:
             if plan.unit_rewrite is None and plan.unit_lines:
@@ -311,7 +311,7 @@ class _HostMigrate:
             n = await _write_manifest(ctx, h, plan.version)
             self.log(f"wrote the manifest of releases/{plan.version} ({n} entries)", "cleanup")
         except Exception as exc:  # the migration itself succeeded; the next deploy just sends everything
-            ctx.event(Warning, h.name, message=f"manifest not written ({one_line(str(exc))}): the next deploy sends every file")
+            ctx.event(HostWarning, h.name, message=f"manifest not written ({one_line(str(exc))}): the next deploy sends every file")
         return True, f"migrated: current -> releases/{plan.version}", EXIT_OK
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
-from capview.engine.events import Warning
+from capview.engine.events import HostWarning
 from capview.engine.frames import Frames, one_line
 from capview.engine.history import append_record_script, history_record, parse_history
 from capview.engine.hostop import Done, failed, log, run_op
@@ -138,14 +138,14 @@ def history_script(dp: str, frames: Frames, limit: int | None) -> str:
 async def history(ctx: Context, env: Environment, host: str | None = None,
                   limit: int | None = 1000) -> dict[str, list[dict]]:
     """Per host, its history records oldest first (the last ``limit``). An unreachable
-    host maps to [] and a Warning event says why."""
+    host maps to [] and a HostWarning event says why."""
 
     async def one(h: HostConfig) -> tuple[str, list[dict]]:
         frames = Frames.new()
         try:
             out = _run_checked(await ctx.transport.run(h, history_script(h.settings.deploy_path, frames, limit)), "history")
         except Exception as exc:
-            ctx.event(Warning, h.name, message=f"history unavailable: {one_line(str(exc))}")
+            ctx.event(HostWarning, h.name, message=f"history unavailable: {one_line(str(exc))}")
             return h.name, []
         body = next((b for k, _, b in frames.parse(out) if k == "history"), "")
         return h.name, parse_history(body)

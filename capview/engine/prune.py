@@ -19,7 +19,7 @@ import humanize
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import (
-    DryRunScript, HostFinished, LogLine, OperationFinished, OperationStarted, PhaseFinished, PhaseStarted, Warning,
+    DryRunScript, HostFinished, LogLine, OperationFinished, OperationStarted, PhaseFinished, PhaseStarted, HostWarning,
 )
 from capview.engine.frames import Frames, one_line
 from capview.engine.history import history_record
@@ -252,7 +252,7 @@ class _HostPrune:
             extra = f", frees {size(i.frees_bytes)}" if i.action == "delete" else ""
             self.log(f"{i.action:9} {i.version} ({i.reason}{extra})")
             if i.action == "delete" and i.reason.startswith("symlink"):
-                self.emit(Warning, message=f"releases/{i.version} is a {i.reason}")
+                self.emit(HostWarning, message=f"releases/{i.version} is a {i.reason}")
         if plan.trash:
             self.log(f"finish {plan.trash} leftover .trash-* entr{'y' if plan.trash == 1 else 'ies'}")
 
@@ -283,7 +283,7 @@ class _HostPrune:
         for ref in run.images:
             self.log(f"removed image {ref}")
         for w in run.warnings:
-            self.emit(Warning, message=w)
+            self.emit(HostWarning, message=w)
         n = len(run.deleted) + len(run.unlinked)
         return f"deleted {n} release{'' if n == 1 else 's'}, freed {size(run.freed)}", run
 
@@ -338,12 +338,12 @@ async def prune(ctx: Context, env: Environment, *, keep: int | None = None, host
 
 async def cleanup_after_deploy(ctx: Context, host: HostConfig, *, keep: int | None = None) -> PruneRun:
     """The deploy's cleanup phase (the deploy holds the lock): same rules, never raises;
-    a failure becomes a Warning event, since the switch already happened."""
+    a failure becomes a HostWarning event, since the switch already happened."""
     try:
         snap = await snapshot(ctx, host)
         _, run = await _HostPrune(ctx, host).execute(plan_from_snapshot(snap, _keep_for(host, keep)),
                                                      take_lock=False, dry_run=False)
         return run
     except Exception as exc:
-        ctx.event(Warning, host.name, message=f"cleanup: {one_line(str(exc))}")
+        ctx.event(HostWarning, host.name, message=f"cleanup: {one_line(str(exc))}")
         return PruneRun(warnings=(one_line(str(exc)),))

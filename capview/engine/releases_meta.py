@@ -28,7 +28,7 @@ class ReleaseMeta:
 
 
 @dataclass(frozen=True)
-class Listing:
+class ReleaseListing:
     current: str | None
     current_manifest: str
     releases: tuple[ReleaseMeta, ...]
@@ -66,7 +66,7 @@ def release_listing_script(paths: HostPaths, *, manifest_of_current: bool, frame
 _FRAMES_DEFAULT = Frames.new()
 
 
-def parse_listing(stdout: str, frames: Frames | None = None) -> Listing:
+def parse_release_listing(stdout: str, frames: Frames | None = None) -> ReleaseListing:
     f = frames or _FRAMES_DEFAULT
     current, manifest, history = None, "", ""
     metas: dict[str, dict | None] = {}
@@ -89,4 +89,4 @@ def parse_listing(stdout: str, frames: Frames | None = None) -> Listing:
         elif kind == "history":
             history = body
     releases = tuple(ReleaseMeta(v, raw, v in pinned) for v, raw in sorted(metas.items()))
-    return Listing(current, manifest, releases, history)
+    return ReleaseListing(current, manifest, releases, history)

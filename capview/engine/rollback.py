@@ -13,12 +13,12 @@ from capview.config import Environment, HostConfig
 from capview.engine import switch as sw
 from capview.engine.context import Context, OperationResult
 from capview.engine.deploy import last_line, run_hosts, wrap_health
-from capview.engine.events import DowntimeMeasured, HostFinished, OperationFinished, OperationStarted, Warning
+from capview.engine.events import DowntimeMeasured, HostFinished, OperationFinished, OperationStarted, HostWarning
 from capview.engine.history import parse_history, previous_live
 from capview.engine.hostrun import HostRun, PhaseFailed, await_through_cancel
 from capview.engine.layout import validate_version
 from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script, stale_hint
-from capview.engine.releases_meta import Listing, parse_listing, release_listing_script
+from capview.engine.releases_meta import ReleaseListing, parse_release_listing, release_listing_script
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable
 
@@ -43,7 +43,7 @@ async def rollback(
     return out
 
 
-def choose_target(listing: Listing, to: str | None, force: bool, host: str) -> str:
+def choose_target(listing: ReleaseListing, to: str | None, force: bool, host: str) -> str:
     """The release to switch to, or a PhaseFailed saying why not."""
     existing = {m.version: m for m in listing.releases}
     if to is None:
@@ -72,7 +72,7 @@ class HostRollback(HostRun):
         self.force = force
         self.owner = LockOwner.new(ctx.operator, "rollback", to, ctx.clock())
         self.locked = False
-        self.listing: Listing | None = None
+        self.listing: ReleaseListing | None = None
         self.target: str | None = None
         self.downtime: float | None = None
         self.stop_begun: str | None = None  # host clock when the service stop began
@@ -116,7 +116,7 @@ class HostRollback(HostRun):
             if res.exit_status != 0:
                 raise PhaseFailed(f"reading releases failed: {last_line(res.stderr) or res.exit_status}")
             self.locked = True
-            self.listing = parse_listing(res.stdout)
+            self.listing = parse_release_listing(res.stdout)
             self.target = choose_target(self.listing, self.to, self.force, self.host.name)
             info["detail"] = f"{self.listing.current or 'nothing'} -> {self.target}"
 
@@ -128,7 +128,7 @@ class HostRollback(HostRun):
         if await self.health(target, current):
             return "ok", f"rolled back {current} -> {target}" + (
                 f" (downtime {self.downtime:.2f}s)" if self.downtime is not None else "")
-        self.ctx.event(Warning, self.host.name, message=f"{target} is unhealthy; switching back to {current}")
+        self.ctx.event(HostWarning, self.host.name, message=f"{target} is unhealthy; switching back to {current}")
         if current:
             await self.switch(current, check_image=False)
         await self.finish_script(append_line(self.paths.history, self.record(current, "rolled_back",

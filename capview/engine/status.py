@@ -25,7 +25,7 @@ from capview.engine.lock import owner_from_json
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.engine.script import q
 from capview.engine.usage_cache import FINGERPRINT, cache_begin, cache_commit, cache_read, parse_cache
-from capview.engine.usage import Listing, Summary, find_command, parse_listing, parse_sums, sums_function, unique_bytes
+from capview.engine.usage import InodeListing, Summary, find_command, parse_inode_listing, parse_sums, sums_function, unique_bytes
 from capview.errors import RemoteError
 
 HISTORY_TAIL = 500
@@ -41,7 +41,7 @@ class Snapshot:
     """A host's status plus the raw data prune and migrate need."""
 
     status: HostStatus
-    listings: dict[str, Listing] = field(default_factory=dict)
+    listings: dict[str, InodeListing] = field(default_factory=dict)
     history: tuple[dict, ...] = ()
     stray: tuple[str, ...] = ()  # top-level names outside the layout (legacy app files)
     trash: int = 0  # leftover releases/.trash-* entries
@@ -131,7 +131,7 @@ def derive_state(meta: dict | None, version: str, current: str | None, lock: Loc
     return "incomplete"
 
 
-def _release_info(version: str, meta: dict | None, pinned: bool, lst: Listing | Summary, current: str | None,
+def _release_info(version: str, meta: dict | None, pinned: bool, lst: InodeListing | Summary, current: str | None,
                   lock: LockInfo | None) -> ReleaseInfo:
     m = meta or {}
     if isinstance(lst, Summary):
@@ -181,7 +181,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         raise ValueError("status output was cut short")
     metas: dict[str, dict | None] = {}
     pinned: set[str] = set()
-    listings: dict[str, Listing] = {}
+    listings: dict[str, InodeListing] = {}
     summaries: dict[str, Summary] = {}
     symlinks: dict[str, str] = {}
     top: list[tuple[str, str]] = []
@@ -224,7 +224,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
                 meta = None
             metas[arg] = meta if isinstance(meta, dict) else None
         elif kind == "find":
-            listings[arg] = parse_listing(body)
+            listings[arg] = parse_inode_listing(body)
         elif kind == "link":
             symlinks[arg] = _chomp(body)
     current = current_version(current_raw, dp) if current_raw else None
@@ -233,7 +233,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
     if any(name == "current" and t != "l" for t, name in top):
         stray.append("current")  # a real directory called current: not our link
     releases = [
-        _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, Listing()), current, lock)
+        _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, InodeListing()), current, lock)
         for v in metas
     ]
     releases += [

@@ -28,7 +28,7 @@ class Node:
 
 
 @dataclass(frozen=True)
-class Listing:
+class InodeListing:
     """One release's entries: occurrences per inode key, and its app-file totals."""
 
     counts: Mapping[str, int] = field(default_factory=dict)
@@ -46,7 +46,7 @@ def find_command(rel_dir: str) -> str:
     )
 
 
-# The same per-release aggregation as parse_listing + unique_bytes, done on the host
+# The same per-release aggregation as parse_inode_listing + unique_bytes, done on the host
 # for listings that need no cross-release sums (capview releases, the dashboard):
 # one awk for all releases (a "R VERSION" line starts each one's entries) prints
 # "VERSION FILES SIZE UNIQUE_DISK UNIQUE_APPARENT" per release, and appends the same
@@ -99,7 +99,7 @@ def parse_sums(text: str, is_name: Callable[[str], bool]) -> dict[str, Summary]:
     return out
 
 
-def parse_listing(text: str) -> Listing:
+def parse_inode_listing(text: str) -> InodeListing:
     counts: Counter[str] = Counter()
     nodes: dict[str, Node] = {}
     files = 0
@@ -121,10 +121,10 @@ def parse_listing(text: str) -> Listing:
             if key not in seen_app:
                 seen_app.add(key)
                 size += node.size
-    return Listing(dict(counts), nodes, files, size)
+    return InodeListing(dict(counts), nodes, files, size)
 
 
-def _freed(listings: Iterable[Listing]) -> tuple[int, int]:
+def _freed(listings: Iterable[InodeListing]) -> tuple[int, int]:
     """(disk bytes, apparent bytes of regular files) freed by deleting all of ``listings``."""
     counts: Counter[str] = Counter()
     nodes: dict[str, Node] = {}
@@ -143,10 +143,10 @@ def _freed(listings: Iterable[Listing]) -> tuple[int, int]:
     return disk, apparent
 
 
-def freed_disk_bytes(listings: Iterable[Listing]) -> int:
+def freed_disk_bytes(listings: Iterable[InodeListing]) -> int:
     return _freed(listings)[0]
 
 
-def unique_bytes(listing: Listing) -> tuple[int, int]:
+def unique_bytes(listing: InodeListing) -> tuple[int, int]:
     """(disk bytes, apparent file bytes) only this release holds."""
     return _freed([listing])

@@ -34,7 +34,7 @@ from capview.engine.events import (
     PhaseFinished,
     PhaseStarted,
     UploadProgress,
-    Warning as WarningEvent,
+    HostWarning as WarningEvent,
 )
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.errors import CapviewError, EXIT_FAILED, HostUnreachable, LockHeld, UsageError

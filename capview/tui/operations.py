@@ -26,7 +26,7 @@ from capview.engine.events import (
     PhaseFinished,
     PhaseStarted,
     UploadProgress,
-    Warning as WarningEvent,
+    HostWarning as WarningEvent,
 )
 
 # Columns a progress screen starts with, per operation; unknown phases are added as seen.
