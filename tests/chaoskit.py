@@ -57,8 +57,8 @@ from chaosstrike import (
     RunOutcome, StruckRun, delay_for, kill_group, marks_for, readlink, suggested_command, weighted,
 )
 from faultkit import (
-    IN_PROGRESS, Hitter, cli_argv, current_version, db_state, http_get, known_hosts_for, leftovers,
-    remote_scripts, verify_release, write_config,
+    IN_PROGRESS, Hitter, cli_argv, current_version, db_state, http_get, known_hosts_for, leftovers, settle,
+    verify_release, write_config,
 )
 from realhost import make_source, new_app
 
@@ -243,10 +243,7 @@ class Chaos:
             return "no readable owner.json"
 
     def settle(self) -> None:
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        while remote_scripts(str(self.dp)):
-            assert time.monotonic() < deadline, f"capview scripts still running: {remote_scripts(str(self.dp))}"
-            time.sleep(0.05)
+        settle(str(self.dp), SETTLE_TIMEOUT)  # a killed client's script may still be finishing
 
     # ---- drawing an operation -------------------------------------------
     def draw(self, i: int) -> Plan:
