@@ -180,7 +180,7 @@ def marks_of_line(line: str, json_mode: bool) -> tuple[list[str], str | None]:
                 marks.append("health_failed")
         elif kind == "LogLine" and "reverting" in str(e.get("line")):
             marks.append("reverting")
-        elif kind == "Warning" and "switching back" in str(e.get("message")):
+        elif kind in ("HostWarning", "Warning") and "switching back" in str(e.get("message")):
             marks.append("reverting")
         elif kind == "HostFinished":
             marks.append("finished")
