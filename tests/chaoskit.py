@@ -18,8 +18,7 @@ Strikes: none (control), SIGKILL of capview, a cut connection, SIGHUP, a closed 
 (the reading end of the pipe closed after a few lines, like ``| head -n 3``). A strike
 fires at a *mark* seen in capview's own output (``--json`` events, or the plain lines;
 ``PhaseStarted`` of any phase, the failed health check, the revert) or on the host
-(``flip``: ``current`` has just changed, the service is being restarted), plus a seeded
-random delay. It *landed* when capview was still running and had not yet reported the
+(``current`` has just changed, or changed back), plus a seeded random delay. It *landed* when capview was still running and had not yet reported the
 host finished.
 
 After every operation (independently of capview's code; faultkit does the looking):
@@ -33,9 +32,12 @@ strike did not land must reach its expected outcome after at most the one ``capv
 command the previous failure printed (run exactly as printed, nothing else); after a
 landed SIGKILL the next operation is a plain healthy release (the promised recovery).
 
-A violation is recorded with its kind, the seed and the operation; the host is then
-repaired (a fresh release, or by hand) so one bug does not cascade into every later
-operation. A wedged operation is killed after a timeout and counted as a violation.
+A violation is recorded with its kind, the seed and the operation. After one that leaves a
+wrong or broken release live the host is repaired (a fresh release, or by hand) so one bug
+does not cascade into every later operation; a stale lock, flag or history is left for the
+next operation to get past, and is not counted twice. A wedged operation is killed after a
+timeout and counted as a violation. Replays: ``CAPVIEW_CHAOS_SEED`` repeats a run's plans
+(one random stream per operation), ``CAPVIEW_CHAOS_FROM=N`` starts at operation N.
 """
 
 from __future__ import annotations
@@ -316,7 +318,7 @@ class Chaos:
         self.check_host(plan, out, before, killed, found)
         # the next operation is the clean one that must recover (after one printed command)
         self.kill_landed = killed
-        self.clean_next = any(f.kind == "lock_left" for f in found.items)
+        self.clean_next = not killed and self.lock_owner() is not None
         self.tally.violations += found.items
         status = "ok" if not found.items else "VIOLATION " + ", ".join(sorted({f.kind for f in found.items}))
         fate = (" landed" if out.landed else " (did not land)" if out.struck

@@ -4,7 +4,8 @@ that can cut every link, and one CLI run struck at a mark of its own output or o
 ``chaoskit.py`` draws the plans and checks the host; this module only runs and strikes.
 A strike fires at a *mark* (see ``marks_for``) plus a seeded delay. It *landed* when capview
 was still running and had not yet reported the host finished; for a cut, when at least one
-link was open (if none was, the next one opened is cut).
+link was open (if none was, the next one opened is cut); for a closed stdout, when capview
+was still running at all (its last writes and its exit code must not change either).
 """
 
 from __future__ import annotations
@@ -324,9 +325,11 @@ class StruckRun:
                     self.message = message
                 self.cond.notify_all()
                 if self.plan.strike == "pipe" and len(self.lines) >= self.plan.lines:
-                    # like `| head -n N`: the reader goes away, capview's next write fails
+                    # like `| head -n N`: the reader goes away, capview's next write fails --
+                    # which matters up to its exit (the summary, the exit code), not only
+                    # until the host is reported finished
                     self.struck, self.struck_at = True, now
-                    self.landed = self._alive_unfinished()
+                    self.landed = self.proc.poll() is None
                     break
         self.proc.stdout.close()
 
