@@ -26,15 +26,15 @@ from faultkit import cli_argv
 
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402  (faultkit puts the repo on sys.path)
 
-HEALTH_TIMEOUT = 5.0  # a broken release costs this much; a healthy one answers in ~0.3 s
+HEALTH_TIMEOUT = 4.0  # a broken release costs this much; a healthy one answers in ~0.3 s
 OP_TIMEOUT = 120.0  # an operation still running after this is wedged: killed, a violation
 
 # ---------------------------------------------------------------------- the plan
 
 OPS = {  # kind -> weight
     "release-good": 30,
-    "release-broken": 14,
-    "release-exits": 10,
+    "release-broken": 12,
+    "release-exits": 9,
     "rollback": 14,
     "rollback-to": 18,
     "prune": 10,
