@@ -33,8 +33,8 @@ OP_TIMEOUT = 120.0  # an operation still running after this is wedged: killed, a
 
 OPS = {  # kind -> weight
     "release-good": 30,
-    "release-broken": 12,
-    "release-exits": 9,
+    "release-broken": 14,
+    "release-exits": 10,
     "rollback": 14,
     "rollback-to": 18,
     "prune": 10,
