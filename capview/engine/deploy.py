@@ -303,7 +303,7 @@ class HostDeploy(HostRun):
         previous = self.state.previous if previous is True else previous
         main_script = upload_script(self.paths, self.version, previous, self.upload_frames, parts=len(parts))
         if len(parts) == 1:
-            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress))
+            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress), frames=self.upload_frames)
         done = [(0, 0)] * len(parts)
 
         def part_progress(i: int):
@@ -313,7 +313,8 @@ class HostDeploy(HostRun):
             return report
 
         main = asyncio.ensure_future(self.run(
-            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0])))
+            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0]),
+            frames=self.upload_frames))
         extras = [self.run(part_script(self.paths, self.version, i),
                            stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False))
                   for i in range(1, len(parts))]
