@@ -254,6 +254,9 @@ class MainScreen(Screen[None]):
             st = self.capp.status.get(target.host)
             if st is not None and st.reachable:
                 t.append(f"  ·  {len(st.releases)} releases  ·  layout {st.layout}", style="dim")
+                if st.service.condition != "unknown":  # issue 16
+                    t.append(f"  ·  service {clean_line(st.service.summary)}",
+                             style="bold red" if st.service.down else "dim")
         title.update(t)
         detail.update(self._detail(target, statuses, now))
 

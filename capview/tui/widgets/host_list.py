@@ -32,6 +32,17 @@ class Target:
         return f"{self.env}/{self.host}" if self.host else self.env
 
 
+# The service's condition (issue 16): a marker that differs by shape, not only colour, and a
+# word; "unknown" (manager none) keeps the plain reachable marker.
+SERVICE_MARK = {
+    "running": ("● ", "bold green", ""),
+    "unknown": ("● ", "bold green", ""),
+    "starting": ("◐ ", "yellow", "starting"),
+    "down": ("■ ", "bold red", "service down"),
+    "crash-looping": ("↻ ", "bold red", "crash-looping"),
+}
+
+
 class HostList(Tree[Target]):
     DEFAULT_CSS = """
     HostList { width: 1fr; overflow-x: hidden; }
@@ -102,6 +113,9 @@ class HostList(Tree[Target]):
         t.append(f"  {len(env.hosts)} host{'s' if len(env.hosts) != 1 else ''}", style="dim")
         if down:
             t.append(f"  {down} down", style="red")
+        dead = sum(1 for s in hosts if s is not None and s.reachable and s.service.down)
+        if dead:
+            t.append(f"  {dead} service{'s' if dead != 1 else ''} down", style="bold red")
         return t
 
     def _host_label(self, host: str) -> Text:
@@ -117,7 +131,8 @@ class HostList(Tree[Target]):
             t.append(host, style="red")
             t.append("  unreachable", style="red")
             return t
-        t.append("● ", style="bold green")
+        marker, style, word = SERVICE_MARK.get(st.service.condition, SERVICE_MARK["running"])
+        t.append(marker, style=style)
         t.append(host)
         t.append("  ")
         t.append(clean_line(st.current) if st.current else "—", style="cyan" if st.current else "dim")
@@ -125,6 +140,8 @@ class HostList(Tree[Target]):
             t.append("  locked", style="yellow")
         if st.needs_migration:
             t.append("  legacy", style="magenta")
+        if word:
+            t.append(f"  {word}", style=style)
         return t
 
     def update_status(self, status: dict[str, HostStatus]) -> None:

@@ -104,7 +104,9 @@ def cells(row: ReleaseRow, now: float) -> dict[str, Text]:
         "operator": Text(_short(r.operator, 12) or "—"),
         "commit": Text(_short(r.commit, 7) or "—", style="magenta" if r.commit else "dim"),
         "health": health,
-        "downtime": Text(human_duration(r.downtime) if r.downtime is not None else "—", justify="right"),
+        # the headline: unavailable (stop -> first healthy answer), else the older stop -> start figure
+        "downtime": Text(human_duration(down) if (down := r.unavailable if r.unavailable is not None else r.downtime)
+                         is not None else "—", justify="right"),
     }
     # cell_padding is 0 (the table must fit beside the host list): one space either side instead
     for key, text in out.items():
