@@ -25,7 +25,8 @@ cv_health() (
     [ -n "$nr0" ] || nr0=$nr
     [ "$as" = active ] || code=$as
     case $as in failed|inactive) dead="the service is $as/$ss (exit $ex)" ;; esac
-    if [ "$ss" = auto-restart ] || [ "$nr" -gt "$nr0" ]; then dead="the service is crash-looping (restarted $nr times, exit $ex)"; fi
+    [ "$ss" != auto-restart ] || dead="the service is crash-looping (exit $ex, restarting)"
+    [ "$nr" -le "$nr0" ] || dead="the service is crash-looping (restarted $nr times, exit $ex)"
     if [ -z "$dead" ] && [ "$code" = 200 ]; then mark health ok "$i"; exit 0; fi
     if [ -n "$dead" ]; then mark health dead "$dead"; [ -z "${cv_why:-}" ] || printf '%s\n' "$dead" > "$cv_why"; exit 3; fi
     if [ "$(ms)" -ge "$deadline" ]; then mark health failed "${code:-none}"; exit 1; fi

@@ -161,8 +161,8 @@ def dead_check(s: Settings) -> str:
             "[ -n \"$nr0\" ] || nr0=$nr\n"
             '[ "$as" = active ] || code=$as\n'
             'case $as in failed|inactive) dead="the service is $as/$ss (exit $ex)" ;; esac\n'
-            'if [ "$ss" = auto-restart ] || [ "$nr" -gt "$nr0" ]; then '
-            'dead="the service is crash-looping (restarted $nr times, exit $ex)"; fi\n'
+            '[ "$ss" != auto-restart ] || dead="the service is crash-looping (exit $ex, restarting)"\n'
+            '[ "$nr" -le "$nr0" ] || dead="the service is crash-looping (restarted $nr times, exit $ex)"\n'
         )
     if svc.manager == "command" and svc.status:
         return (f"if ( cd {q(s.deploy_path)} && {svc.status} ) >/dev/null 2>&1; then up=1\n"
