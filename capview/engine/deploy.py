@@ -165,7 +165,7 @@ class HostDeploy(HostRun):
         if r.outcome == "ok":
             return "ok", f"{self.version} is live" + switching.downtime_words(r)
         if r.outcome == "rolled_back":
-            return "rolled_back", f"{r.reason}; rolled back to {prev}" + switching.downtime_words(r) + "".join(f" ({w})" for w in r.warnings)
+            return "rolled_back", f"{r.reason}; rolled back to {prev}" + switching.downtime_words(r, prev) + "".join(f" ({w})" for w in r.warnings)
         if r.outcome != "failed":
             return None
         if "switched" not in r.values:

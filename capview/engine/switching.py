@@ -267,12 +267,14 @@ class _Replay:
             self.follow.frame(kind, arg)
 
 
-def downtime_words(r: SwitchResult) -> str:
+def downtime_words(r: SwitchResult, until: str | None = None) -> str:
     """The headline downtime of a switch (issue 16): what clients saw, stop begun -> first
-    healthy answer, with the stop -> start window as detail; '' when nothing was measured."""
+    healthy answer (``until``: the release that answered, after a revert), with the stop ->
+    start window as detail; '' when nothing was measured."""
     if r.unavailable is not None:
         detail = f"; stop -> start {r.downtime:.2f}s" if r.downtime is not None else ""
-        return f" (downtime {r.unavailable:.2f}s{detail})"
+        back = f" until {until} answered again" if until else ""
+        return f" (downtime {r.unavailable:.2f}s{back}{detail})"
     return f" (stop -> start {r.downtime:.2f}s)" if r.downtime is not None else ""
 
 
