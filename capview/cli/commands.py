@@ -104,12 +104,13 @@ class _Warnings:
 # ---- commands ---------------------------------------------------------------
 
 async def cmd_check(args) -> int:
-    from capview.engine.check import check
+    from capview.engine.check import check, check_split
 
     _, env = env_of(args)
     async with engine(args, renderer=_quiet) as (ctx, _):
         reports = await check(ctx, env, host=args.host)
-    print(check_json(reports) if args.json else check_text(reports, verbose=args.verbose), end="")
+    split = check_split(env.name, reports) if args.host is None else None  # issue 17
+    print(check_json(reports, split) if args.json else check_text(reports, verbose=args.verbose, split=split), end="")
     return EXIT_OK if all(r.ok for r in reports) else EXIT_UNREACHABLE
 
 
@@ -143,12 +144,13 @@ async def cmd_restart(args) -> int:
 
 
 async def cmd_releases(args) -> int:
-    from capview.engine.status import status
+    from capview.engine.status import env_split, status
 
     _, env = env_of(args)
     async with engine(args, renderer=_quiet) as (ctx, _):
         hosts = await status(ctx, env, host=args.host)
-    print(releases_json(hosts) if args.json else releases_text(hosts, now=time.time()), end="")
+    split = env_split(env.name, hosts) if args.host is None else None  # issue 17: one host cannot be split
+    print(releases_json(hosts, split) if args.json else releases_text(hosts, now=time.time(), split=split), end="")
     return EXIT_OK if all(h.reachable for h in hosts) else EXIT_UNREACHABLE
 
 

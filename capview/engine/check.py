@@ -8,7 +8,10 @@ from dataclasses import dataclass
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context
 from capview.engine.hosts import each_host
+from capview.engine.layout import HostPaths, current_version
 from capview.engine.preflight import parse_preflight
+from capview.engine.scripts.fleet import current_probe
+from capview.engine.split import Split
 from capview.engine.scripts.shell import Frames
 from capview.engine.scripts.status import preflight
 from capview.errors import CapviewError
@@ -22,22 +25,33 @@ class HostCheck:
     warnings: tuple[str, ...] = ()
     free_kb: int | None = None
     passed: tuple[str, ...] = ()  # the checks that passed (check -v)
+    current: str | None = None  # issue 17: the release current names (None: none / not read)
+    reachable: bool = True
 
 
 async def check_host(ctx: Context, host: HostConfig) -> HostCheck:
     frames = Frames.new()
     try:
-        res = await ctx.transport.run(host, frames.prelude() + preflight(host, for_deploy=True), timeout=60)
+        res = await ctx.transport.run(host, frames.prelude() + current_probe(HostPaths(host.settings.deploy_path))
+                                      + preflight(host, for_deploy=True), timeout=60)
     except CapviewError as exc:
-        return HostCheck(host.name, False, (str(exc),))
+        return HostCheck(host.name, False, (str(exc),), reachable=False)
     except asyncio.TimeoutError:
-        return HostCheck(host.name, False, ("preflight timed out after 60s",))
+        return HostCheck(host.name, False, ("preflight timed out after 60s",), reachable=False)
     report = parse_preflight(frames.parse(res.stdout))
     failures = report.failures
     if res.exit_status not in (0, 4) and not failures:
         failures = (f"preflight script failed (exit {res.exit_status}): {res.stderr.strip()[:200]}",)
-    return HostCheck(host.name, not failures, failures, report.warnings, report.free_kb, report.passed)
+    cur = next((a for k, a, _ in frames.parse(res.stdout) if k == "current"), "")
+    return HostCheck(host.name, not failures, failures, report.warnings, report.free_kb, report.passed,
+                     current_version(cur.strip(), host.settings.deploy_path) if cur.strip() else None)
 
 
 async def check(ctx: Context, env: Environment, *, host: str | None = None) -> list[HostCheck]:
     return await each_host(env, host, lambda h: check_host(ctx, h))
+
+
+def check_split(env: str, reports: list[HostCheck]) -> Split:
+    """issue 17: the environment is split when its hosts' ``current`` differ."""
+    return Split(env, {r.host: r.current for r in reports if r.reachable},
+                 tuple(r.host for r in reports if not r.reachable), listed=False)

@@ -248,7 +248,8 @@ def stale_hint(info: LockInfo | None, env: str, host: str, *, now: float | None 
     if age is not None and age > STALE_AFTER:
         return (f"its heartbeat is {humanize.naturaldelta(age)} old; if nothing runs capview on "
                 f"{info.machine or 'that machine'} any more: capview unlock {env} --host {host} --force")
-    return "it may still be running: wait for it to finish (release and rollback take --wait-lock 2m)"
+    return (f"it may still be running: wait for it (release and rollback take --wait-lock 2m); "
+            f"capview unlock {env} --host {host} tells when it may be removed")
 
 
 HEARTBEAT_EVERY = 30.0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 from capview.config import Settings
+from capview.engine.layout import HostPaths
 from capview.engine.scripts.service import health_function
+from capview.engine.scripts.shell import q
 
 CANARY_POLL = 2  # seconds between two health checks of a canary
 
@@ -26,3 +28,9 @@ def canary_watch(settings: Settings, seconds: float) -> str:
         "done\n"
         'mark canary_ok "$n"\n'
     )
+
+
+def current_probe(paths: HostPaths) -> str:
+    """sh: frame ``current TARGET`` (what the current link names; empty without one), for
+    capview check's split test. Needs the frames prelude."""
+    return f'mark current "$(readlink {q(paths.current)} 2>/dev/null || true)"\n'
