@@ -75,7 +75,7 @@ def on_all(apps, version: str) -> None:
 
 @pytest.fixture
 def apps(hosts3):
-    made = [new_app(h, build=False, tag=f"f{i}{os.getpid() % 1000}") for i, h in enumerate(hosts3)]
+    made = [new_app(h, build=False) for h in hosts3]
     yield made
     for a in made:
         a.host.systemctl("stop", a.unit)
@@ -108,7 +108,7 @@ async def test_lock_held_on_host_3_refuses_and_leaves_hosts_1_2_untouched(apps, 
 
 
 async def test_build_failure_on_host_2_switches_nothing(hosts3, tmp_path, transport):
-    apps = [new_app(h, tag=f"b{i}{os.getpid() % 1000}") for i, h in enumerate(hosts3)]  # podman build
+    apps = [new_app(h) for h in hosts3]  # podman build
     try:
         assert (await release(ctx(transport), fleet_env(apps, make_source(tmp_path, "v1")), "v1")).ok
         pids = [a.main_pid() for a in apps]
@@ -165,8 +165,8 @@ async def test_canary_first_then_the_rest_and_a_failed_canary_stops_there(apps, 
 
 # ---------------------------------------------------------------- the CLI: split, converge, races, strikes
 
-def config(tmp_path: Path, apps, src: Path, **env_keys) -> Path:
-    cfg = write_config(tmp_path / "deploy.yaml", apps, source=src, strategy=env_keys.pop("strategy", "parallel"),
+def config(tmp_path: Path, apps, src: Path, name: str = "deploy.yaml", **env_keys) -> Path:
+    cfg = write_config(tmp_path / name, apps, source=src, strategy=env_keys.pop("strategy", "parallel"),
                        build=False)
     doc = yaml.safe_load(cfg.read_text())
     doc["health"]["timeout"] = "4s"
@@ -216,7 +216,11 @@ def test_two_concurrent_release_processes_one_wins_everywhere(apps, tmp_path):
     cfg = config(tmp_path, apps, tmp_path / "src")
     src_dir(tmp_path, "v1")
     assert run_cli("release", "v1", "test", "-c", str(cfg)).returncode == 0
-    procs = [subprocess.Popen(cli_argv("release", v, "test", "-c", str(cfg)), stdout=subprocess.PIPE,
+    cfgs = {}
+    for v in ("v2a", "v2b"):  # two operators, each with their own tree
+        src = make_source(tmp_path / "srcs", v, files=5)
+        cfgs[v] = config(tmp_path, apps, src, name=f"deploy-{v}.yaml")
+    procs = [subprocess.Popen(cli_argv("release", v, "test", "-c", str(cfgs[v])), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=cli_env(), stdin=subprocess.DEVNULL)
              for v in ("v2a", "v2b")]
     outs = [p.communicate(timeout=240) for p in procs]
@@ -268,7 +272,7 @@ def strike_and_recover(apps, tmp_path, cfg, ready, expect_split: bool) -> None:
 def test_sigkill_at_the_end_of_stage_1_then_a_plain_release(hosts3, tmp_path):
     """hosts 1-2 ready, host 3 still building (a slow build): SIGKILL. Nothing switched;
     the next release takes the three locks over and removes the v2 left behind."""
-    apps = [new_app(h, build=(i == 2), tag=f"k{i}{os.getpid() % 1000}") for i, h in enumerate(hosts3)]
+    apps = [new_app(h, build=(i == 2)) for i, h in enumerate(hosts3)]
     try:
         cfg = config(tmp_path, apps, tmp_path / "src")
         doc = yaml.safe_load(cfg.read_text())

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -253,7 +254,7 @@ async def test_dead_holder_on_this_machine_is_taken_over_and_its_release_removed
     r = await release(ctx(events, clock=lambda: time.time() + 86400), env, "v3")  # the operator's clock a day off
     assert r.ok, r
     assert currents(env) == ["v3", "v3"] and all("v2" not in release_states(dp(env, i)) for i in range(2))
-    said = [e.line for e in events if getattr(e, "line", None) and "took over the lock" in e.line]
+    said = [e.message for e in events if isinstance(e, HostWarning) and "took over the lock" in e.message]
     assert len(said) == 2 and "removed the release it left incomplete: v2" in said[0]
     consistent(env)
 
@@ -266,7 +267,7 @@ async def test_other_machine_same_hostname_is_never_taken_over(tmp_path):
         r = await release(ctx(clock=lambda: time.time() + skew), env, f"v2s{skew % 7}")
         assert r.exit_code == EXIT_LOCKED, r
         msg = r.hosts[1].message
-        assert "--force" not in msg and "heartbeat 5 seconds ago by the host's clock" in msg, msg
+        assert "--force" not in msg and re.search(r"heartbeat [4-9] seconds ago by the host's clock", msg), msg
         assert json.loads((dp(env, 1) / ".capview/lock/owner.json").read_text()) == seen
         assert currents(env) == ["v1", "v1"] and not (dp(env, 0) / ".capview" / "lock").exists()
     # a heartbeat a day old by the HOST's clock (the operator's says fresh): --force is named

@@ -19,6 +19,7 @@ from typing import Literal
 
 import humanize
 
+from capview.engine.events import HostWarning
 from capview.engine.history import history_record
 from capview.engine.hostrun import PhaseFailed, failure
 from capview.engine.hosts import HostResult
@@ -289,9 +290,9 @@ async def take_over(run, lock: HostLock, parts: list[tuple[str, str, str]], fram
     lock.answered(res.exit_status == 0)
     if res.exit_status == 0:
         removed = [a for k, a, _ in got if k == "removed"]
-        run.log(f"took over the lock of {info.operator} (pid {info.pid} on this machine is gone, "
-                f"{info.operation} {info.version or ''})".rstrip() +
-                (f"; removed the release it left incomplete: {dead}" if removed else ""))
+        said = (f"took over the lock of {info.operator} ({info.operation} {info.version or ''}, pid {info.pid} "
+                f"on this machine is gone)" + (f"; removed the release it left incomplete: {dead}" if removed else ""))
+        run.ctx.event(HostWarning, run.host.name, message=said)  # said out loud: not a log line
     return res, got
 
 
