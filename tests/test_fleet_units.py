@@ -294,3 +294,18 @@ async def test_a_running_switch_is_never_taken_over(tmp_path):
     assert r.ok, r
     assert_states_consistent(dp(env, 0))
     assert os.path.exists(dp(env, 0) / "releases" / "v2")
+
+
+def test_cli_flags_override_the_rollout(tmp_path):
+    from capview.engine.fleet import with_rollout
+    from capview.errors import UsageError
+    import pytest
+
+    env = make_env(tmp_path, 4, strategy="rolling", rollout=Rollout(batch_size=2, on_failure="stop"))
+    e = with_rollout(env, strategy="parallel", batch="50%", canary=1, canary_wait=5.0, on_failure="revert_all")
+    assert e.strategy == "parallel" and e.rollout == Rollout(batch_size=None, batch_percent=50, canary=1,
+                                                             canary_wait=5.0, on_failure="revert_all")
+    assert with_rollout(env) == env
+    for bad in ("0", "x", "150%", "-1"):
+        with pytest.raises(UsageError, match="--batch-size"):
+            with_rollout(env, batch=bad)

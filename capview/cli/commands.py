@@ -23,7 +23,7 @@ from capview.engine.context import Context, OperationResult
 from capview.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, UsageError
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--wait-lock") -> float:
     scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     t = text.strip()
     for suffix in ("ms", "s", "m", "h"):
@@ -31,7 +31,7 @@ def parse_duration(text: str) -> float:
             return float(t[: -len(suffix)]) * scale[suffix]
     if t.replace(".", "", 1).isdigit():
         return float(t)
-    raise UsageError(f"--wait-lock: {text!r} is not a duration (use e.g. 30s, 2m)")
+    raise UsageError(f"{flag}: {text!r} is not a duration (use e.g. 30s, 2m)")
 
 
 def config_of(args) -> Config:
@@ -116,8 +116,12 @@ async def cmd_check(args) -> int:
 
 async def cmd_release(args) -> int:
     from capview.engine.deploy import release
+    from capview.engine.fleet import with_rollout
 
     _, env = env_of(args)
+    env = with_rollout(env, strategy=args.strategy, batch=args.batch_size, canary=args.canary,
+                       canary_wait=parse_duration(args.canary_wait, "--canary-wait") if args.canary_wait else None,
+                       on_failure=args.on_failure)
     async with engine(args) as (ctx, _):
         result = await release(ctx, env, args.version, host=args.host, dry_run=args.dry_run,
                                wait_lock=parse_duration(args.wait_lock),

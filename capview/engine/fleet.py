@@ -29,6 +29,7 @@ it (the "+1 round trip" of the issue). A single host runs exactly as before.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from typing import Protocol, Sequence
 
@@ -36,6 +37,7 @@ from capview.config import Environment
 from capview.engine.context import Context
 from capview.engine.events import HostWarning
 from capview.engine.hosts import HostResult
+from capview.errors import UsageError
 
 CANARY_POLL = 2.0  # seconds between the canary watch's health checks (on the host)
 
@@ -55,6 +57,31 @@ class Member(Protocol):
     async def watch(self, seconds: float) -> str | None: ...  # canary: None healthy, else why not
     async def release_lock(self) -> None: ...
     def done(self, result: HostResult) -> HostResult: ...  # emit the host's final HostFinished
+
+
+def with_rollout(env: Environment, *, strategy: str | None = None, batch: str | None = None,
+                 canary: int | None = None, canary_wait: float | None = None, on_failure: str | None = None,
+                 ) -> Environment:
+    """``env`` with the CLI's stage-2 flags over deploy.yaml's (None: keep). ``batch``:
+    ``N`` hosts or ``P%``. Bad values: UsageError, one line."""
+    r = env.rollout
+    if batch is not None:
+        text = batch.strip()
+        if text.endswith("%") and text[:-1].strip().isdigit() and 1 <= int(text[:-1]) <= 100:
+            r = dataclasses.replace(r, batch_size=None, batch_percent=int(text[:-1]))
+        elif text.isdigit() and int(text) >= 1:
+            r = dataclasses.replace(r, batch_size=int(text), batch_percent=None)
+        else:
+            raise UsageError(f"--batch-size {batch!r}: write a number of hosts (e.g. 2) or a share (e.g. 25%)")
+    if canary is not None:
+        if canary < 0:
+            raise UsageError(f"--canary {canary}: a number of hosts, 0 or more")
+        r = dataclasses.replace(r, canary=canary)
+    if canary_wait is not None:
+        r = dataclasses.replace(r, canary_wait=canary_wait)
+    if on_failure is not None:
+        r = dataclasses.replace(r, on_failure=on_failure)
+    return dataclasses.replace(env, rollout=r, strategy=strategy or env.strategy)
 
 
 def batches(env: Environment, members: Sequence[Member]) -> list[list[Member]]:
