@@ -309,3 +309,20 @@ def test_cli_flags_override_the_rollout(tmp_path):
     for bad in ("0", "x", "150%", "-1"):
         with pytest.raises(UsageError, match="--batch-size"):
             with_rollout(env, batch=bad)
+
+
+async def test_ctrl_c_during_stage_2_gives_up_the_rest_and_unlocks(tmp_path):
+    env = make_env(tmp_path, strategy="parallel", rollout=Rollout(canary=1, canary_wait=5))
+    assert (await release(ctx(), env, "v1")).ok
+    events: list = []
+    task = asyncio.create_task(release(ctx(events), env, "v2"))
+    while not any(isinstance(e, HostWarning) and "canary: h1 switched" in e.message for e in events):
+        await asyncio.sleep(0.05)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert currents(env) == ["v2", "v1", "v1"]  # the canary's switch stands (the host decided it)
+    assert all("v2" not in release_states(dp(env, i)) for i in (1, 2))
+    consistent(env)  # and no lock is left anywhere

@@ -158,7 +158,7 @@ async def rollout(ctx: Context, env: Environment, members: Sequence[Member]) -> 
                         first_failure = first_failure or (m, res)
         else:
             ready = locked
-    except asyncio.CancelledError:
+    except BaseException:  # Ctrl-C / SIGTERM (or a bug): give up what has not switched, unlock
         await asyncio.shield(_cleanup_cancelled(members, results, index))
         raise
     if first_failure is not None:
@@ -190,7 +190,7 @@ async def rollout(ctx: Context, env: Environment, members: Sequence[Member]) -> 
             for m, res in zip(switched, await _bounded(switched, lambda m: m.revert(failure), limit)):
                 settle(m, res)
             switched = []
-    except asyncio.CancelledError:
+    except BaseException:  # Ctrl-C / SIGTERM (or a bug): give up what has not switched, unlock
         await asyncio.shield(_cleanup_cancelled(members, results, index))
         raise
     await _bounded(list(ready), lambda m: m.release_lock(), limit)
@@ -212,8 +212,8 @@ async def _watch_canaries(ctx: Context, env: Environment, canaries: Sequence[Mem
 
 
 async def _cleanup_cancelled(members: Sequence[Member], results: dict, index: dict) -> None:
-    """Ctrl-C / SIGTERM: the hosts that have not switched give up their release and lock;
-    the switched ones keep the new release and their lock is released."""
+    """Ctrl-C / SIGTERM: the hosts that have not switched give up their release and lock
+    (a host whose switch began keeps what its host decided); every lock is released."""
     pending = [m for m in members if index[id(m)] not in results]
     for m in pending:
         try:

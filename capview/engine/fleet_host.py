@@ -33,6 +33,10 @@ class FleetMember(HostRun):
         if self.lock.state == "free" and not self.state.created:
             self.stop_heartbeat()
             return HostResult(self.finish("skipped", reason, self.version), 0)
+        if self.switch_result is not None and self.switch_result.began:  # cut short mid-switch (Ctrl-C):
+            await self.release_lock()  # the host's result stands; never remove what may be live
+            return HostResult(self.finish("failed", f"{reason} (its switch had begun: check with capview releases "
+                                          f"{self.host.env or 'ENV'})", self.version), 1)
         self.state.uploaded = False  # removed, as a release cut short
         res = await self.before_switch_failed(PhaseFailed(reason))
         self.stop_heartbeat()
