@@ -326,3 +326,36 @@ async def test_ctrl_c_during_stage_2_gives_up_the_rest_and_unlocks(tmp_path):
     assert currents(env) == ["v2", "v1", "v1"]  # the canary's switch stands (the host decided it)
     assert all("v2" not in release_states(dp(env, i)) for i in (1, 2))
     consistent(env)  # and no lock is left anywhere
+
+
+async def test_retrying_the_killed_version_itself_just_works(tmp_path):
+    """The issue's maze: after a killed `release v2`, `release v2` again succeeds."""
+    env = make_env(tmp_path, 1)
+    assert (await release(ctx(), env, "v1")).ok
+    hold(dp(env, 0), version="v2")
+    (dp(env, 0) / "releases" / "v2" / "static").mkdir(parents=True)  # cut short: no release.json yet
+    r = await release(ctx(), env, "v2")
+    assert r.ok, r
+    assert currents(env) == ["v2"] and release_states(dp(env, 0))["v2"] == "live"
+    consistent(env)
+
+
+async def test_hostile_owner_json_is_inert_and_removes_nothing_outside(tmp_path):
+    env = make_env(tmp_path, 1)
+    assert (await release(ctx(), env, "v1")).ok
+    victim = tmp_path / "host0" / "victim"
+    victim.mkdir()
+    # a provably dead holder (this machine, pid gone) whose fields are garbage
+    hold(dp(env, 0), operator="\x1b[31mevil\x07", version="../../victim", operation="release")
+    events: list = []
+    r = await release(ctx(events), env, "v2")
+    assert r.ok, r
+    assert victim.is_dir() and currents(env) == ["v2"]
+    said = [e.message for e in events if isinstance(e, HostWarning) and "took over" in e.message]
+    assert said and "removed the release" not in said[0]
+    # not JSON at all: never taken over; the way out is named
+    (dp(env, 0) / ".capview" / "lock").mkdir()
+    (dp(env, 0) / ".capview" / "lock" / "owner.json").write_text("\x1b]0;pwned\x07 not json {")
+    r = await release(ctx(), env, "v3")
+    assert r.exit_code == EXIT_LOCKED and "unreadable" in r.hosts[0].message and "--force" in r.hosts[0].message, r
+    assert (dp(env, 0) / ".capview" / "lock").exists() and currents(env) == ["v2"]
