@@ -156,8 +156,6 @@ async def rollout(ctx: Context, env: Environment, members: Sequence[Member]) -> 
                     settle(m, res)
                     if not _ok(res):
                         first_failure = first_failure or (m, res)
-        else:
-            ready = locked
     except BaseException:  # Ctrl-C / SIGTERM (or a bug): give up what has not switched, unlock
         await asyncio.shield(_cleanup_cancelled(members, results, index))
         raise
