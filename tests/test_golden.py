@@ -20,7 +20,7 @@ from capview.config import (
     BuildConfig, HealthConfig, HostConfig, ServiceConfig, Settings, SharedConfig,
 )
 from capview.engine.layout import HostPaths
-from capview.engine.scripts import cleanup, inspect, lock, migrate, ops, release, service, status, switch, upload, usage
+from capview.engine.scripts import cleanup, fleet, inspect, lock, migrate, ops, release, service, status, switch, upload, usage
 from capview.engine.scripts.shell import Frames, append_line, json_printf, write_json
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -81,6 +81,9 @@ BUILDERS = {
     "lock_heartbeat": lambda: lock.heartbeat(P, TOKEN, OWNER),
     "lock_read_owner": lambda: lock.read_owner(P, F),
     "lock_remove_if_unchanged": lambda: lock.remove_if_unchanged(P, '{"seen":1}', F, ops.append_record(P, RECORD)),
+    "lock_take_over": lambda: lock.take_over(P, OWNER, '{"seen":1}', "v2", ops.append_record(P, RECORD)),
+    "fleet_canary_watch": lambda: fleet.canary_watch(SYSTEMD, 30),
+    "switch_fleet_keep_lock": lambda: switch.transaction(deploy_plan(keep_lock=True), F),
     # status, preflight, usage
     "status_detail": lambda: status.status_script(DP, F, detail=True),
     "status_sums": lambda: status.status_script(DP, F, detail=False),

@@ -168,14 +168,17 @@ async def test_three_hosts_parallel_and_rolling(hosts3, tmp_path, transport):
     assert r.ok and [h.outcome for h in r.hosts] == ["ok"] * 3
     assert all(a.get() == (200, "v1") for a in apps)
 
-    # Rolling: the second host fails its preflight (no .env): the third is not touched.
+    # Rolling: the second host fails its preflight (no .env). issue 17: stage 1 runs on
+    # every host before any switch, so no host switches and no v2 is left anywhere.
     apps[1].sh(f"rm {apps[1].deploy_path}/shared/.env")
     r = await release(ctx_for(transport), env_for("v2", "rolling"), "v2")
-    assert [h.outcome for h in r.hosts] == ["ok", "failed", "skipped"]
+    assert [h.outcome for h in r.hosts] == ["failed", "failed", "failed"]
     assert ".env is missing" in r.hosts[1].message and "capview init" in r.hosts[1].message
+    assert all("not switched" in r.hosts[i].message and hosts3[1].name in r.hosts[i].message for i in (0, 2))
     assert r.exit_code == 4
-    assert [a.get()[1] for a in apps] == ["v2", "v1", "v1"]
-    assert "v2" not in apps[2].sh(f"ls {apps[2].deploy_path}/releases")
+    assert [a.get()[1] for a in apps] == ["v1", "v1", "v1"]
+    assert all("v2" not in a.sh(f"ls {a.deploy_path}/releases") for a in apps)
+    assert all(not a.sh(f"ls -A {a.deploy_path}/.capview | grep -x lock || true").strip() for a in apps)
 
 
 async def test_cleanup_prunes_beyond_keep_releases(host, tmp_path, transport):

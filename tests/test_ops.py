@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import stat
 import subprocess
 
 from capview.config import SharedConfig
 from capview.engine.context import Context
 from capview.engine.events import HostFinished, LogLine
+from capview.engine.lock import local_machine_id
 from capview.engine.ops import history, init, pin, unpin
 from capview.engine.prune import prune
 from capview.engine.ops import unlock
@@ -118,24 +120,40 @@ def dead_pid() -> int:
 
 
 async def test_unlock_rules(tmp_path):
+    """issue 17: provably gone = same machine id AND hostname, pid gone (the heartbeat does
+    not matter then); the heartbeat is judged by the host's clock, never the operator's
+    (mkctx's clock reads 5000, decades off); --force is advised only for a stale heartbeat."""
     fh = FakeHost(tmp_path / "app")
     env = environment(host_config(fh.dp))
-    me = socket.gethostname()
+    me, mid, host_now = socket.gethostname(), local_machine_id(), time.time()
     rec = Rec()
     assert (await unlock(mkctx(rec), env)).ok and rec.finished()[-1].message == "not locked"
-    # fresh heartbeat: kept
-    lock_owner(fh, machine=me, pid=dead_pid(), heartbeat=4950.0)
-    res = await unlock(mkctx(rec), env)
-    assert res.exit_code == 3 and "heartbeat is recent" in rec.finished()[-1].message and "--force" in rec.finished()[-1].message
-    assert any("locked by someone@elsewhere" in line for line in rec.lines())
-    # stale, but its pid on this machine is alive (ours)
-    (fh.dp / ".capview/lock/owner.json").write_text(json.dumps({"operator": "a@b", "machine": me, "pid": os.getpid(), "heartbeat": 100, "started": 100, "operation": "release"}))
-    assert (await unlock(mkctx(rec), env)).exit_code == 3 and "still running" in rec.finished()[-1].message
-    # stale, other machine: cannot check -> kept
-    (fh.dp / ".capview/lock/owner.json").write_text(json.dumps({"operator": "a@b", "machine": "other", "pid": 1, "heartbeat": 100, "started": 100, "operation": "release"}))
-    assert (await unlock(mkctx(rec), env)).exit_code == 3 and "cannot be checked" in rec.finished()[-1].message
-    # stale, this machine, pid gone: removed
-    (fh.dp / ".capview/lock/owner.json").write_text(json.dumps({"operator": "a@b", "machine": me, "pid": dead_pid(), "heartbeat": 100, "started": 100, "operation": "release"}))
+
+    def hold(**kw) -> None:
+        doc = {"operator": "a@b", "machine": me, "machine_id": mid, "pid": dead_pid(), "heartbeat": 4990,
+               "host_heartbeat": host_now, "started": 100, "operation": "release"}
+        (fh.dp / ".capview/lock").mkdir(exist_ok=True)
+        (fh.dp / ".capview/lock/owner.json").write_text(json.dumps({**doc, **kw}))
+
+    # this machine, its pid alive (ours): kept, and no --force advised
+    hold(pid=os.getpid())
+    assert (await unlock(mkctx(rec), env)).exit_code == 3
+    assert "still running" in rec.finished()[-1].message and "--force" not in rec.finished()[-1].message
+    # same hostname, another machine id, fresh heartbeat on the host's clock: kept, no --force
+    hold(machine_id="another-machine", heartbeat=0)  # the operator clock says "ages ago": not trusted
+    msg = (await unlock(mkctx(rec), env), rec.finished()[-1].message)[1]
+    assert "another machine id" in msg and "cannot be checked" in msg and "--force" not in msg, msg
+    assert "heartbeat 0 seconds ago by the host's clock" in msg or "heartbeat a moment ago by the host's clock" in msg, msg
+    # same, heartbeat a day old by the host's clock (operator clock says fresh): kept, --force advised
+    hold(machine_id="another-machine", host_heartbeat=host_now - 86400, heartbeat=5000)
+    msg = (await unlock(mkctx(rec), env), rec.finished()[-1].message)[1]
+    assert "cannot be checked" in msg and "capview unlock test --host h1 --force" in msg and "a day old" in msg, msg
+    assert (fh.dp / ".capview/lock").exists()
+    # a lock written without a machine id: never judged from the hostname alone
+    hold(machine_id="")
+    assert (await unlock(mkctx(rec), env)).exit_code == 3 and "no machine id" in rec.finished()[-1].message
+    # this machine, pid gone, heartbeat fresh: provably gone -> removed without --force
+    hold()
     res = await unlock(mkctx(rec), env)
     assert res.ok and not (fh.dp / ".capview/lock").exists() and "removed lock" in rec.finished()[-1].message
     assert fh.records()[-1]["op"] == "unlock" and fh.records()[-1]["forced"] is False

@@ -69,3 +69,17 @@ async def test_status_is_one_round_trip_per_host(tmp_path: Path) -> None:
     before = t.round_trips
     hosts = await status(ctx, env)
     assert t.round_trips - before == 5 and all(h.current == "v1" for h in hosts)
+
+
+async def test_fleet_deploy_is_one_more_round_trip_per_host(tmp_path: Path) -> None:
+    """issue 17: with several hosts every lock is kept through the switches and released
+    by one last trip per host (so a revert_all never races another deploy): 5 + 1."""
+    env = _env(tmp_path, hosts=3)
+    t = LocalTransport()
+    events: list = []
+    assert (await release(Context(transport=t, emit=events.append), env, "v1")).ok
+    assert t.round_trips == 3 * 6 <= 3 * DEPLOY_BUDGET
+    assert [e.round_trips for e in events if isinstance(e, HostFinished)] == [6, 6, 6]
+    before = t.round_trips
+    assert (await rollback(Context(transport=t), env, to="v1")).ok  # converge: already on v1 everywhere
+    assert t.round_trips - before == 3 * 2 <= 3 * ROLLBACK_BUDGET  # lock+listing, then the unlock

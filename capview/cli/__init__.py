@@ -90,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and every phase's script; change nothing")
     p.add_argument("--wait-lock", default="0", metavar="DURATION", help="wait this long for a held lock (e.g. 2m)")
     p.add_argument("--source", metavar="DIR", help="upload this tree instead of deploy.yaml's source")
+    # issue 17: stage 2 of a several-host deploy (override the environment's deploy.yaml keys)
+    p.add_argument("--strategy", choices=("parallel", "rolling"), help="switch all hosts at once, or one by one")
+    p.add_argument("--batch-size", metavar="N|P%", help="switch N hosts (or P%% of them) at a time")
+    p.add_argument("--canary", metavar="N", type=int, help="switch N hosts first, watch their health, then the rest")
+    p.add_argument("--canary-wait", metavar="DURATION", help="how long to watch the canaries (default 30s)")
+    p.add_argument("--on-failure", choices=("revert_all", "stop"),
+                   help="a failed host: switch every switched host back (default), or stop there")
     yes(p)
 
     p = cmd("rollback")

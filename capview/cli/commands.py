@@ -23,7 +23,7 @@ from capview.engine.context import Context, OperationResult
 from capview.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, UsageError
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, flag: str = "--wait-lock") -> float:
     scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     t = text.strip()
     for suffix in ("ms", "s", "m", "h"):
@@ -31,7 +31,7 @@ def parse_duration(text: str) -> float:
             return float(t[: -len(suffix)]) * scale[suffix]
     if t.replace(".", "", 1).isdigit():
         return float(t)
-    raise UsageError(f"--wait-lock: {text!r} is not a duration (use e.g. 30s, 2m)")
+    raise UsageError(f"{flag}: {text!r} is not a duration (use e.g. 30s, 2m)")
 
 
 def config_of(args) -> Config:
@@ -104,19 +104,24 @@ class _Warnings:
 # ---- commands ---------------------------------------------------------------
 
 async def cmd_check(args) -> int:
-    from capview.engine.check import check
+    from capview.engine.check import check, check_split
 
     _, env = env_of(args)
     async with engine(args, renderer=_quiet) as (ctx, _):
         reports = await check(ctx, env, host=args.host)
-    print(check_json(reports) if args.json else check_text(reports, verbose=args.verbose), end="")
+    split = check_split(env.name, reports) if args.host is None else None  # issue 17
+    print(check_json(reports, split) if args.json else check_text(reports, verbose=args.verbose, split=split), end="")
     return EXIT_OK if all(r.ok for r in reports) else EXIT_UNREACHABLE
 
 
 async def cmd_release(args) -> int:
     from capview.engine.deploy import release
+    from capview.engine.fleet import with_rollout
 
     _, env = env_of(args)
+    env = with_rollout(env, strategy=args.strategy, batch=args.batch_size, canary=args.canary,
+                       canary_wait=parse_duration(args.canary_wait, "--canary-wait") if args.canary_wait else None,
+                       on_failure=args.on_failure)
     async with engine(args) as (ctx, _):
         result = await release(ctx, env, args.version, host=args.host, dry_run=args.dry_run,
                                wait_lock=parse_duration(args.wait_lock),
@@ -143,12 +148,13 @@ async def cmd_restart(args) -> int:
 
 
 async def cmd_releases(args) -> int:
-    from capview.engine.status import status
+    from capview.engine.status import env_split, status
 
     _, env = env_of(args)
     async with engine(args, renderer=_quiet) as (ctx, _):
         hosts = await status(ctx, env, host=args.host)
-    print(releases_json(hosts) if args.json else releases_text(hosts, now=time.time()), end="")
+    split = env_split(env.name, hosts) if args.host is None else None  # issue 17: one host cannot be split
+    print(releases_json(hosts, split) if args.json else releases_text(hosts, now=time.time(), split=split), end="")
     return EXIT_OK if all(h.reachable for h in hosts) else EXIT_UNREACHABLE
 
 

@@ -39,9 +39,11 @@ def newest_first(h: HostStatus):
     return tuple(reversed(h.releases))
 
 
-def releases_text(hosts: list[HostStatus], now: float | None = None) -> str:
+def releases_text(hosts: list[HostStatus], now: float | None = None, split=None) -> str:
     now = time.time() if now is None else now
     out: list[str] = []
+    if split is not None and split.split:  # issue 17: a split environment is the first thing said
+        out.append("WARNING: " + inert.clip(split.line(), WIDTH["note"] * 4) + "\n")
     for h in hosts:
         name = f"{cell(h.host, 'host')} ({cell(h.env, 'host')})"
         if not h.reachable:
@@ -105,13 +107,17 @@ def service_json(state: ServiceState | None) -> dict | None:
     return {**dataclasses.asdict(state), "condition": state.condition, "down": state.down}
 
 
-def releases_json(hosts: list[HostStatus]) -> str:
-    """One object per host; its releases newest first, as the text table."""
+def releases_json(hosts: list[HostStatus], split=None) -> str:
+    """One object per host; its releases newest first, as the text table. issue 17: with
+    ``split`` (engine.status.Split) each also says whether the environment is split, what
+    every host runs, and the version it can converge to."""
     docs = []
     for h in hosts:
         doc = dataclasses.asdict(h)
         doc["releases"] = [dataclasses.asdict(r) for r in newest_first(h)]
         doc["service"] = service_json(h.service)
+        if split is not None:
+            doc.update(split=split.split, versions=dict(split.versions), converge_to=split.converge_to)
         docs.append(json_line(doc))
     return "".join(docs)
 
@@ -207,8 +213,10 @@ def migration_json(plans) -> str:
     return "".join(json_line({"event": "MigrationPlan", **dataclasses.asdict(p)}) for p in plans)
 
 
-def check_text(reports, *, verbose: bool = False) -> str:
+def check_text(reports, *, verbose: bool = False, split=None) -> str:
     out: list[str] = []
+    if split is not None and split.split:  # issue 17
+        out.append("WARNING: " + inert.clip(split.line(), WIDTH["note"] * 4) + "\n")
     for r in reports:
         host = cell(r.host, "host")
         status = "OK" if r.ok else "FAIL"
@@ -223,11 +231,13 @@ def check_text(reports, *, verbose: bool = False) -> str:
     return "".join(out)
 
 
-def check_json(reports) -> str:
+def check_json(reports, split=None) -> str:
+    env = {"split": split.split, "versions": dict(split.versions)} if split is not None else {}
     return "".join(json_line({
         "host": r.host, "ok": r.ok, "failures": list(r.failures), "warnings": list(r.warnings),
         "passed": list(r.passed), "free_bytes": r.free_kb * 1024 if r.free_kb is not None else None,
         "service": service_json(getattr(r, "service", None)),
+        "current": r.current, **env,
     }) for r in reports)
 
 

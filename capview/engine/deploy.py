@@ -21,10 +21,14 @@ from capview.engine import switching
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostWarning, UploadProgress
 from capview.engine.history import history_record
-from capview.engine.hostrun import HostRun, PhaseFailed, failure
+from capview.engine.hostrun import PhaseFailed, failure
+from capview.engine.fleet import rollout
+from capview.engine.fleet_host import FleetMember
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, git_dirty, validate_version
-from capview.engine.lock import HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, unlock_hint
+from capview.engine.lock import (
+    HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, switch_running, take_over, unlock_hint,
+)
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight
 from capview.engine.releases_meta import ReleaseListing, parse_release_listing
@@ -92,11 +96,14 @@ async def release(
     version = validate_version(version) if version is not None else default_version(src_root, ctx.clock())
     src = scan_source(env.settings, source)
 
-    async def one(h: HostConfig) -> HostResult:
-        return await HostDeploy(ctx, h, version, src, dry_run=dry_run, wait_lock=wait_lock).execute()
+    fleet = len(hosts) > 1  # issue 17: every lock is kept until every host is settled
+    members = [HostDeploy(ctx, h, version, src, dry_run=dry_run, wait_lock=wait_lock, fleet=fleet) for h in hosts]
 
-    return await operation(ctx, env, host, "release", one, version=version, dry_run=dry_run,
-                           follow_strategy=True, hosts=hosts)
+    async def run_all(_hosts) -> list[HostResult]:
+        return await rollout(ctx, env, members) if fleet else [await members[0].execute()]
+
+    return await operation(ctx, env, host, "release", None, version=version, dry_run=dry_run, hosts=hosts,
+                           run_all=run_all)
 
 
 @dataclass
@@ -115,42 +122,67 @@ class DeployState:
         return self.listing.current
 
 
-class HostDeploy(HostRun):
+class HostDeploy(FleetMember):
+    """One host's deploy, in the stages fleet.rollout drives (a single host runs them in a row)."""
+
     def __init__(self, ctx: Context, host: HostConfig, version: str, src: Source, *, dry_run: bool,
-                 wait_lock: float) -> None:
+                 wait_lock: float, fleet: bool = False) -> None:
         super().__init__(ctx, host)
         self.version = version
         self.src = src
         self.dry_run = dry_run
         self.wait_lock = wait_lock
+        self.fleet = fleet  # issue 17: keep the lock through the switch; report at the very end
         self.lock = HostLock(self.paths, LockOwner.new(ctx.operator, "release", version, ctx.clock()))
         self.state = DeployState()
         self.upload_frames = Frames.new()  # the upload script's one-line frames (drift, free space)
+        self.heartbeat: asyncio.Task | None = None
+        self.reported = False
+
+    @property
+    def previous(self) -> str | None:
+        return self.state.previous
 
     # ---- the lifecycle ---------------------------------------------------
     async def execute(self) -> HostResult:
-        heartbeat: asyncio.Task | None = None
+        """All stages on this one host (a one-host environment, or --host)."""
         try:
-            try:
-                await self.lock_phase()
-                heartbeat = asyncio.create_task(keep_alive(self.ctx.transport, self.host, self.lock, self.ctx.clock))
-                await self.setup_phase()
-                await self.upload_phase()
-                await self.link_build_phase()
-            except BaseException as exc:
-                return await self.before_switch_failed(exc)
-            if self.dry_run:
-                return HostResult(self.finish("ok", f"dry run: nothing changed on {self.host.name}", self.version), 0)
-            plan = self.switch_plan()
-            return await switching.switch_and_conclude(
-                self, plan, self.words, self.version, stdin=stdin_list(self.state.deleting),
-                not_begun=lambda r: self.before_switch_failed(PhaseFailed(not_switched(r))))
+            return await self.stage_lock() or await self.stage_prepare() or await self.stage_switch()
         finally:
-            if heartbeat:
-                heartbeat.cancel()
+            self.stop_heartbeat()
+
+    async def stage_lock(self) -> HostResult | None:
+        """Stage 1a: the lock (and the preflight). None when taken."""
+        try:
+            await self.lock_phase()
+        except BaseException as exc:
+            return await self.before_switch_failed(exc)
+        if not self.dry_run:
+            self.heartbeat = asyncio.create_task(keep_alive(self.ctx.transport, self.host, self.lock, self.ctx.clock))
+        return None
+
+    async def stage_prepare(self) -> HostResult | None:
+        """Stage 1b: setup -> upload -> link -> build. None when ready to switch."""
+        try:
+            await self.setup_phase()
+            await self.upload_phase()
+            await self.link_build_phase()
+        except BaseException as exc:
+            return await self.before_switch_failed(exc)
+        if self.dry_run:
+            return HostResult(self.finish("ok", f"dry run: nothing changed on {self.host.name}", self.version), 0)
+        return None
+
+    async def stage_switch(self) -> HostResult:
+        """Stage 2: the switch transaction (keeping the lock in a fleet)."""
+        plan = self.switch_plan()
+        return await switching.switch_and_conclude(
+            self, plan, self.words, self.version, stdin=stdin_list(self.state.deleting),
+            not_begun=lambda r: self.before_switch_failed(PhaseFailed(not_switched(r))))
 
     async def before_switch_failed(self, exc: BaseException) -> HostResult:
         """Nothing switched yet: mark the release failed (or remove it), unlock, report."""
+        self.stop_heartbeat()
         if isinstance(exc, asyncio.CancelledError):
             await asyncio.shield(self.abort("cancelled by the user"))
             raise exc
@@ -196,10 +228,16 @@ class HostDeploy(HostRun):
                     return
                 if res.exit_status != 3:
                     raise PhaseFailed(f"taking the lock failed: {res.stderr.strip() or res.exit_status}")
+                took = await take_over(self, self.lock, parts, frames)  # issue 17: a provably dead holder
+                if took is not None:
+                    res, parts = took
+                    if res.exit_status == 0:
+                        return
                 holder_info = parse_owner(parts)
                 holder = describe_holder(holder_info, self.ctx.clock())
                 if self.ctx.clock() >= deadline:
-                    hint = stale_hint(holder_info, self.host.env, self.host.name, "wait for it (--wait-lock 2m), or ")
+                    hint = stale_hint(holder_info, self.host.env, self.host.name, now=self.ctx.clock(),
+                                      running=switch_running(parts))
                     raise PhaseFailed(holder, code=EXIT_LOCKED, hint=hint)
                 self.log(f"{holder}; waiting")
                 await asyncio.sleep(LOCK_POLL)
@@ -429,6 +467,7 @@ class HostDeploy(HostRun):
             failed_doc={**meta, "state": "failed", "health": "failed", "finished_at": now},
             record=record, cleanup=self.cleanup_script(now),
             after_unlock=refresh_script(self.paths.root),  # warm the usage cache for the next listing
+            keep_lock=self.fleet,
         )
 
     def cleanup_script(self, now: float) -> str:

@@ -82,13 +82,19 @@ async def _rolling(ctx: Context, hosts: Sequence[HostConfig], fn: Callable[[Host
 
 
 async def operation(ctx: Context, env: Environment, host: str | None, name: str,
-                    one: Callable[[HostConfig], Awaitable[HostResult]], *, version: str | None = None,
+                    one: Callable[[HostConfig], Awaitable[HostResult]] | None, *, version: str | None = None,
                     dry_run: bool = False, follow_strategy: bool = False,
-                    hosts: Sequence[HostConfig] | None = None) -> OperationResult:
+                    hosts: Sequence[HostConfig] | None = None,
+                    run_all: Callable[[Sequence[HostConfig]], Awaitable[list[HostResult]]] | None = None,
+                    ) -> OperationResult:
+    """``run_all`` (issue 17: the deploy's two stages, fleet.py) runs every host itself
+    and returns their results in order; otherwise ``one`` runs per host."""
     hosts = tuple(hosts if hosts is not None else env.select(host))
     ctx.event(OperationStarted, None, operation=name, env=env.name,
               hosts=tuple(h.name for h in hosts), version=version, dry_run=dry_run)
-    if follow_strategy and env.strategy == "rolling" and len(hosts) > 1:
+    if run_all is not None:
+        results = await run_all(hosts)
+    elif follow_strategy and env.strategy == "rolling" and len(hosts) > 1:
         results = await _rolling(ctx, hosts, one, version)
     else:
         results = await _bounded(hosts, one, env.max_parallel)

@@ -19,7 +19,17 @@ class LockInfo:
     version: str | None
     started: float
     heartbeat: float
-    machine: str = ""  # hostname the holder runs on (unlock checks its pid there)
+    machine: str = ""  # hostname the holder runs on (shown; never trusted alone)
+    machine_id: str = ""  # issue 17: the holder's stable machine id (lock.local_machine_id)
+    host_heartbeat: float | None = None  # the heartbeat by the HOST's clock (date +%s there)
+    host_now: float | None = None  # the host's clock when the lock was read (None: not asked)
+
+    @property
+    def host_age(self) -> float | None:
+        """Seconds since the heartbeat, both ends on the host's clock (None: unknown)."""
+        if self.host_heartbeat is None or self.host_now is None:
+            return None
+        return max(0.0, self.host_now - self.host_heartbeat)
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import socket
-
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import HostWarning
 from capview.engine.history import history_record, parse_history_counted, shown_record
 from capview.engine.hosts import Done, each_host, failed, log, small_op
 from capview.engine.layout import HostPaths, validate_version
-from capview.engine.lock import describe_holder, owner_from_json, why_not_stale
+from capview.engine.lock import describe_holder, parse_owner, stale_hint, switch_running, why_not_stale
 from capview.engine.scripts import lock as lock_sh
 from capview.engine.scripts.ops import append_record, history_script, init_script, pin_script
 from capview.engine.scripts.shell import Frames, kinds, one_line
@@ -124,17 +122,19 @@ async def unlock(ctx: Context, env: Environment, host: str | None = None, force:
         res = await ctx.transport.run(h, lock_sh.read_owner(paths, frames))
         if not res.ok:
             raise RemoteError(one_line(res.stderr or "reading the lock failed"))
-        owner = next((b for k, _, b in frames.parse(res.stdout) if k == "owner"), None)
+        parts = frames.parse(res.stdout)
+        owner = next((b for k, _, b in parts if k == "owner"), None)
         if owner is None:
             return Done(True, "not locked")
         seen = owner.rstrip("\n")
-        info = owner_from_json(seen)
+        info = parse_owner(parts)
         now = ctx.clock()
         holder = describe_holder(info, now)
         log(ctx, h, holder)
-        reason = None if force else why_not_stale(info, now, socket.gethostname())
-        if reason is not None:
-            return failed(f"{holder}; kept because {reason} (use --force if you are sure it is abandoned)", EXIT_LOCKED)
+        reason = None if force else why_not_stale(info, now)
+        if reason is not None:  # issue 17: the same hint as release's refusal (--force only if it cannot be alive)
+            hint = stale_hint(info, h.env or env.name, h.name, now=now, running=switch_running(parts))
+            return failed(f"{holder}; kept because {reason} - {hint}", EXIT_LOCKED)
         rec = history_record("unlock", h.name, ctx.operator, now, outcome="ok", forced=force,
                              holder=(info.operator if info else None), version=(info.version if info else None))
         frames = Frames.new()

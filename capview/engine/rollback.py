@@ -7,6 +7,8 @@ unhealthy target is reverted to the release that was live, the same way).
 
 from __future__ import annotations
 
+import asyncio
+
 from capview.config import Environment, HostConfig
 from capview.engine import switching
 from capview.engine.context import Context, OperationResult
@@ -30,7 +32,38 @@ async def rollback(
     async def one(h: HostConfig) -> HostResult:
         return await HostRollback(ctx, h, to, force).execute()
 
+    hosts = env.select(host)
+    if to is not None and len(hosts) > 1:  # issue 17: converge the environment on ``to``
+
+        async def run_all(_hosts) -> list[HostResult]:
+            return await converge(env, [HostRollback(ctx, h, to, force, converging=True) for h in hosts])
+
+        return await operation(ctx, env, host, "rollback", None, version=to, hosts=hosts, run_all=run_all)
     return await operation(ctx, env, host, "rollback", one, version=to, follow_strategy=True)
+
+
+async def converge(env: Environment, runs: list["HostRollback"]) -> list[HostResult]:
+    """``rollback ENV --to V`` on several hosts: lock and read every host first; when V is
+    missing or unusable on any of them nothing changes anywhere (one line names the host
+    and why); otherwise every host not on V switches to it (hosts already on V: ok)."""
+    gate = asyncio.Semaphore(max(1, env.max_parallel))
+
+    async def bounded(fn, run):
+        async with gate:
+            return await fn(run)
+
+    got = await asyncio.gather(*(bounded(lambda r: r.lock_stage(), r) for r in runs))
+    bad = next(((r, g) for r, g in zip(runs, got) if g is not None), None)
+    if bad is not None:
+        run, res = bad
+        why = f"nothing switched: {run.host.name}: {res.finished.message}"
+        return list(await asyncio.gather(*(
+            bounded(lambda r: r.give_up(why), r) if g is None else _same(g) for r, g in zip(runs, got))))
+    return list(await asyncio.gather(*(bounded(lambda r: r.switch_stage(), r) for r in runs)))
+
+
+async def _same(res: HostResult) -> HostResult:
+    return res
 
 
 def choose_target(listing: ReleaseListing, to: str | None, force: bool, host: str) -> str:
@@ -56,16 +89,23 @@ def choose_target(listing: ReleaseListing, to: str | None, force: bool, host: st
 
 
 class HostRollback(HostRun):
-    def __init__(self, ctx: Context, host: HostConfig, to: str | None, force: bool) -> None:
+    def __init__(self, ctx: Context, host: HostConfig, to: str | None, force: bool, *,
+                 converging: bool = False) -> None:
         super().__init__(ctx, host)
         self.to = to
         self.force = force
+        self.converging = converging  # issue 17: a host already on ``to`` is fine
         self.lock = HostLock(self.paths, LockOwner.new(ctx.operator, "rollback", to, ctx.clock()))
         self.listing: ReleaseListing | None = None
         self.target: str | None = None
 
     async def execute(self) -> HostResult:
+        return await self.lock_stage() or await self.switch_stage()
+
+    async def lock_stage(self) -> HostResult | None:
         def choose(listing: ReleaseListing) -> tuple[str, str]:
+            if self.converging and self.to is not None and listing.current == self.to:
+                return self.to, f"already on {self.to}"
             target = choose_target(listing, self.to, self.force, self.host.name)
             return target, f"{listing.current or 'nothing'} -> {target}"
 
@@ -73,8 +113,20 @@ class HostRollback(HostRun):
         if isinstance(got, HostResult):
             return got
         self.listing, self.target = got
+        return None
+
+    async def switch_stage(self) -> HostResult:
+        assert self.listing is not None
+        if self.target == self.listing.current:  # converge: nothing to do here
+            await unlock_quietly(self, self.lock)
+            return HostResult(self.finish("ok", f"already on {self.target}", self.target), 0)
         return await switching.switch_and_conclude(self, self.switch_plan(), self.words, self.target,
                                                    not_begun=self.not_begun)
+
+    async def give_up(self, why: str) -> HostResult:
+        """converge: another host cannot go to ``to``: touch nothing here, unlock."""
+        await unlock_quietly(self, self.lock)
+        return HostResult(self.finish("failed", why, self.to), 1)
 
     def switch_plan(self) -> SwitchPlan:
         assert self.listing is not None and self.target is not None

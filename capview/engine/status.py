@@ -9,6 +9,7 @@ from capview.engine.hosts import each_host
 from capview.engine.model import HostStatus
 from capview.engine.scripts.shell import one_line
 from capview.engine.snapshot import Snapshot, snapshot  # noqa: F401  (public: prune, migrate, tests)
+from capview.engine.split import Split, env_split  # noqa: F401  (issue 17: public, for the fronts)
 
 
 def unreachable(host: HostConfig, exc: BaseException, env: str = "") -> HostStatus:
@@ -26,3 +27,4 @@ async def host_status(ctx: Context, host: HostConfig, env: str = "") -> HostStat
 async def status(ctx: Context, env: Environment, *, host: str | None = None) -> list[HostStatus]:
     """Per host, in config order: layout, current, previous, lock, releases with sizes."""
     return await each_host(env, host, lambda h: host_status(ctx, h, env.name))
+

@@ -167,7 +167,7 @@ async def switch(run: HostRun, plan: SwitchPlan, *, stdin: bytes = b"",
     meanwhile is delivered after the switch finished (see :func:`finish_shielded`)."""
     frames = Frames.new()
     follow = _Follow(run, plan, on_frame)
-    script = launcher(run.paths, plan.token, transaction(plan, frames), frames)
+    script = launcher(run.paths, plan.ops_key, transaction(plan, frames), frames)
     task = asyncio.ensure_future(_drive(run, plan, frames, follow, script, stdin))
     result, cancelled = await finish_shielded(task)
     run.switch_result = result
@@ -221,7 +221,7 @@ def recovery_budget(plan: SwitchPlan) -> float:
 async def _recover(run: HostRun, plan: SwitchPlan, frames: Frames, follow: _Follow, why: str) -> SwitchResult:
     deadline = time.monotonic() + recovery_budget(plan)
     delay, last = 0.5, why
-    script = recover(run.paths, plan.token, frames, RECOVER_WAIT)
+    script = recover(run.paths, plan.ops_key, frames, RECOVER_WAIT)
     while time.monotonic() < deadline:
         mark = _Replay(follow)
         try:

@@ -3,9 +3,12 @@ mark() { printf '%s %s\n' "$M" "$*"; }
 sec() { printf '\n%s %s\n' "$M" "$*"; }
 mkdir -p /home/deploy/web/app/.capview
 if mkdir /home/deploy/web/app/.capview/lock 2>/dev/null; then
-  printf '%s\n' '{"heartbeat":100.0,"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  printf '%s%s%s\n' '{"heartbeat":100.0,"host_heartbeat":' "$(date +%s)" ',"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
   mark locked
 else
+  mark host_now "$(date +%s)"
+  sp=$(cat /home/deploy/web/app/.capview/switch.pid 2>/dev/null || true)
+  case $sp in ""|*[!0-9]*) ;; *) if kill -0 "$sp" 2>/dev/null; then mark switch_running "$sp"; fi ;; esac
   sec owner
   cat /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null || true
   exit 3

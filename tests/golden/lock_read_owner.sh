@@ -1,5 +1,11 @@
 M='@@cv-0000000000000000'
 mark() { printf '%s %s\n' "$M" "$*"; }
 sec() { printf '\n%s %s\n' "$M" "$*"; }
-if [ -d /home/deploy/web/app/.capview/lock ]; then sec owner; cat /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null || true; fi
+if [ -d /home/deploy/web/app/.capview/lock ]; then
+  mark host_now "$(date +%s)"
+  sp=$(cat /home/deploy/web/app/.capview/switch.pid 2>/dev/null || true)
+  case $sp in ""|*[!0-9]*) ;; *) if kill -0 "$sp" 2>/dev/null; then mark switch_running "$sp"; fi ;; esac
+  sec owner
+  cat /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null || true
+fi
 sec end

@@ -4,24 +4,84 @@ names the holder. Only the holder (its random token in owner.json) removes it.""
 from __future__ import annotations
 
 from capview.engine.layout import HostPaths
-from capview.engine.scripts.shell import Frames, q, write_json
+from capview.engine.scripts.shell import Frames, indent, q, write_json
 
 LOCKED = 3  # exit status of acquire when someone else holds the lock
+# issue 17: the heartbeat is judged by the HOST's clock (never the operator's): owner.json
+# carries host_heartbeat written with the host's date, and a refusal says the host's now.
+HOST_CLOCK = {"host_heartbeat": "$(date +%s)"}
+
+
+def _holder(paths: HostPaths) -> str:
+    """sh: the host's clock, whether a switch transaction still runs, then owner.json
+    (a section: its body runs to the end of the output)."""
+    return (
+        'mark host_now "$(date +%s)"\n'
+        f"sp=$(cat {q(paths.switch_pid)} 2>/dev/null || true)\n"
+        'case $sp in ""|*[!0-9]*) ;; *) if kill -0 "$sp" 2>/dev/null; then mark switch_running "$sp"; fi ;; esac\n'
+        "sec owner\n"
+        f"cat {q(paths.owner_json)} 2>/dev/null || true\n"
+    )
 
 
 def acquire(paths: HostPaths, owner: dict, frames: Frames) -> str:
     """Take the lock (frame ``locked``), or print the holder's owner.json (section
-    ``owner``) and exit 3. Needs the frames prelude."""
+    ``owner``, after ``host_now``) and exit 3. Needs the frames prelude."""
     return (
         f"mkdir -p {q(paths.meta)}\n"
         f"if mkdir {q(paths.lock)} 2>/dev/null; then\n"
-        f"  {write_json(paths.owner_json, owner)}"
+        f"  {write_json(paths.owner_json, owner, HOST_CLOCK)}"
         "  mark locked\n"
         "else\n"
-        "  sec owner\n"
-        f"  cat {q(paths.owner_json)} 2>/dev/null || true\n"
-        f"  exit {LOCKED}\n"
+        + indent(_holder(paths))
+        + f"  exit {LOCKED}\n"
         "fi\n"
+    )
+
+
+def take_over(paths: HostPaths, owner: dict, seen: str, dead_release: str | None, record_line: str) -> str:
+    """Take over a lock whose holder is provably gone (the client judged ``seen``).
+
+    Atomic against another taker: ``mkdir lock/takeover`` admits one, which replaces
+    owner.json only if it is still ``seen``. Refused (exit 3, the holder printed) when the
+    lock changed, or a switch transaction still runs. Removes the holder's release when
+    it never became whole (state uploading/building/ready, or no release.json) and is
+    not current (frame ``removed``). Needs the frames prelude."""
+    rel = ""
+    if dead_release:
+        d = q(paths.release(dead_release))
+        rel = (
+            f"d={d}\n"
+            f"cur=$(readlink {q(paths.current)} 2>/dev/null || true); cur=${{cur%/}}\n"
+            f'if [ -d "$d" ] && [ ! -L "$d" ] && [ "${{cur##*/}}" != {q(dead_release)} ]; then\n'
+            f'  st=$(sed -n \'s/.*"state": *"\\([a-z]*\\)".*/\\1/p\' {q(paths.release_json(dead_release))} 2>/dev/null || true)\n'
+            '  case $st in ""|uploading|building|ready) rm -rf "$d" && mark removed "$d" ;; esac\n'
+            "fi\n"
+        )
+    take = f"{paths.lock}/takeover"
+    return (
+        "cv_take() {\n"
+        f"  mkdir -p {q(paths.meta)}\n"
+        f"  if mkdir {q(paths.lock)} 2>/dev/null; then\n"  # released meanwhile: an ordinary take
+        f"    {write_json(paths.owner_json, owner, HOST_CLOCK)}"
+        "    mark locked; return 0\n"
+        "  fi\n"
+        f"  sp=$(cat {q(paths.switch_pid)} 2>/dev/null || true)\n"
+        '  case $sp in ""|*[!0-9]*) sp="" ;; esac\n'
+        f'  if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null || ! mkdir {q(take)} 2>/dev/null; then\n'
+        + indent(_holder(paths), "    ") + f"    return {LOCKED}\n"
+        "  fi\n"
+        f'  if [ "$(cat {q(paths.owner_json)} 2>/dev/null || true)" != {q(seen)} ]; then\n'
+        f"    rmdir {q(take)}\n"
+        + indent(_holder(paths), "    ") + f"    return {LOCKED}\n"
+        "  fi\n"
+        f"  {write_json(paths.owner_json, owner, HOST_CLOCK)}"
+        f"  rmdir {q(take)}\n"
+        "  mark locked\n"
+        + indent(rel + record_line)
+        + "  mark taken_over\n"
+        "}\n"
+        f"cv_take || exit {LOCKED}\n"
     )
 
 
@@ -30,7 +90,7 @@ def if_mine(paths: HostPaths, token: str, body: str) -> str:
 
 
 def heartbeat(paths: HostPaths, token: str, owner: dict) -> str:
-    return if_mine(paths, token, write_json(paths.owner_json, owner))
+    return if_mine(paths, token, write_json(paths.owner_json, owner, HOST_CLOCK))
 
 
 def release(paths: HostPaths, token: str) -> str:
@@ -40,7 +100,7 @@ def release(paths: HostPaths, token: str) -> str:
 
 def read_owner(paths: HostPaths, frames: Frames) -> str:
     return frames.prelude() + (
-        f"if [ -d {q(paths.lock)} ]; then sec owner; cat {q(paths.owner_json)} 2>/dev/null || true; fi\nsec end\n"
+        f"if [ -d {q(paths.lock)} ]; then\n" + indent(_holder(paths)) + "fi\nsec end\n"
     )
 
 

@@ -82,10 +82,16 @@ class SwitchPlan:
     cleanup: str = ""  # sh after a healthy switch (prune); reads its list on stdin
     after_unlock: str = ""  # sh after the lock is released (usage cache refresh)
     after_finish: str = ""  # sh once the result is out (migrate: drop .capview it created)
+    keep_lock: bool = False  # issue 17: a fleet keeps the lock until every host is settled
+    op_id: str = ""  # issue 17: keys .capview/ops/ instead of the token (a second switch under one lock)
 
     @property
     def swaps(self) -> bool:
         return self.op != "restart"
+
+    @property
+    def ops_key(self) -> str:
+        return self.op_id or self.token
 
 
 # ---------------------------------------------------------------- steps
@@ -317,9 +323,9 @@ def _paths_steps(plan: SwitchPlan, p: HostPaths) -> str:
         + ("  mark begin cleanup\n  ( cv_cleanup ) < \"$ops/in\"\n  mark end cleanup ok\n" if plan.cleanup else "")
         + "}\n"
         "cv_unlock() {\n"
-        + _sh_block(lock_sh.release(p, plan.token))
+        + ("" if plan.keep_lock else _sh_block(lock_sh.release(p, plan.token)))
         + f"  if [ -d {q(p.lock)} ] && grep -q {q(plan.token)} {q(p.owner_json)} 2>/dev/null; then unlocked=no; else unlocked=yes; fi\n"
-        + _sh_block(sweep_ops(p, plan.token))
+        + _sh_block(sweep_ops(p, plan.ops_key))
         + "}\n"
         "cv_finish() {\n"
         '  [ -z "$cv_finished" ] || return 0\n'
@@ -379,7 +385,7 @@ def transaction(plan: SwitchPlan, frames: Frames) -> str:
     """The body the launcher runs detached (see the module doc)."""
     s = plan.settings
     p = HostPaths(s.deploy_path)
-    ops = p.op_dir(plan.token)
+    ops = p.op_dir(plan.ops_key)
     plain_only = bool(plan.after_stop or plan.before_start)
     return "".join([
         "set -u\n",
