@@ -6,10 +6,11 @@ mark() { printf '%s %s\n' "$M" "$*"; }
 sec() { printf '\n%s %s\n' "$M" "$*"; }
 cd /home/deploy/web/app || exit 1
 ops=/home/deploy/web/app/.capview/ops/0123456789abcdef
-target=v2
+target=v2 op_name=release
 previous=v1
 outcome='' reason='' stage=begun downtime='' sw_downtime='' unavail='' t0='' unlocked=no cv_finished=''
 cv_sockets=''
+t_open='' health_s='' cv_why="$ops/why"
 printf '%s\n' "$$" > "$ops/pid"; printf '%s\n' "$$" > /home/deploy/web/app/.capview/switch.pid 2>/dev/null || :
 now() { date +%s.%N 2>/dev/null | sed 's/N$/0/'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
@@ -87,18 +88,32 @@ cv_health() (
     if command -v curl >/dev/null 2>&1; then curl -s -o /dev/null -w "%{http_code}" --max-time 1 "$url" || true
     else wget -q -O /dev/null -T 1 -S "$url" 2>&1 | awk '/HTTP\//{c=$2} END{print c}' || true; fi
   }
-  i=0; deadline=$(( $(date +%s) + 10 ))
+  ms() { t=$(date +%s%N 2>/dev/null || date +%s); case $t in *N) echo $(( ${t%N} * 1000 )) ;; *) echo $(( t / 1000000 )) ;; esac; }
+  i=0 d=20 up=0 nr0='' deadline=$(( $(ms) + 10000 ))
   while :; do
-    i=$((i+1))
+    i=$((i+1)) dead=''
     code=$(probe)
-    systemctl --user is-active --quiet app.service || code=inactive
-    if [ "$code" = 200 ]; then mark health ok "$i"; exit 0; fi
-    if [ "$i" -ge 20 ] || [ "$(date +%s)" -ge "$deadline" ]; then mark health failed "${code:-none}"; exit 1; fi
-    sleep 0.5
+    st=$(systemctl --user show -p ActiveState -p SubState -p NRestarts -p ExecMainStatus app.service 2>/dev/null || true)
+    as='' ss='' nr='' ex=''
+    for kv in $st; do case $kv in ActiveState=*) as=${kv#*=} ;; SubState=*) ss=${kv#*=} ;; NRestarts=*) nr=${kv#*=} ;; ExecMainStatus=*) ex=${kv#*=} ;; esac; done
+    case $as in ''|*[!a-z-]*) as=unknown ;; esac
+    case $ss in ''|*[!a-z-]*) ss=unknown ;; esac
+    case $nr in ''|*[!0-9]*) nr=0 ;; esac
+    case $ex in ''|*[!0-9]*) ex=unknown ;; esac
+    [ -n "$nr0" ] || nr0=$nr
+    [ "$as" = active ] || code=$as
+    case $as in failed|inactive) dead="the service is $as/$ss (exit $ex)" ;; esac
+    [ "$ss" != auto-restart ] || dead="the service is crash-looping (exit $ex, restarting)"
+    [ "$nr" -le "$nr0" ] || dead="the service is crash-looping (restarted $nr times, exit $ex)"
+    if [ -z "$dead" ] && [ "$code" = 200 ]; then mark health ok "$i"; exit 0; fi
+    if [ -n "$dead" ]; then mark health dead "$dead"; [ -z "${cv_why:-}" ] || printf '%s\n' "$dead" > "$cv_why"; exit 3; fi
+    if [ "$(ms)" -ge "$deadline" ]; then mark health failed "${code:-none}"; exit 1; fi
+    sleep "$((d / 1000)).$(printf '%03d' $((d % 1000)))"
+    d=$((d * 2)); [ "$d" -le 250 ] || d=250
   done
 )
 cv_write_live() {
-  printf '%s%s%s\n' '{"downtime":' "${downtime:-null}" ',"operator":"ann@laptop","started_at":100.0,"state":"live","version":"v2"}' > /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ && mv -f /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ /home/deploy/web/app/releases/v2/.capview/release.json
+  printf '%s%s%s%s%s\n' '{"downtime":' "${downtime:-null}" ',"operator":"ann@laptop","started_at":100.0,"state":"live","unavailable":' "${unavail:-null}" ',"version":"v2"}' > /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ && mv -f /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ /home/deploy/web/app/releases/v2/.capview/release.json
 }
 cv_write_superseded() {
   printf '%s\n' '{"state":"superseded","version":"v1"}' > /home/deploy/web/app/releases/v1/.capview/release.json.tmp.$$ && mv -f /home/deploy/web/app/releases/v1/.capview/release.json.tmp.$$ /home/deploy/web/app/releases/v1/.capview/release.json
@@ -109,17 +124,21 @@ cv_write_failed() {
 cv_write_history() {  # $1: ok | rolled_back | failed
   mkdir -p /home/deploy/web/app/.capview || return 1
   case $1 in
-    ok) printf '%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"from":"v1","host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":"v2","unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
-    rolled_back) printf '%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":"v1","unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
-    *) printf '%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
+    ok) printf '%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"from":"v1","health_seconds":' "${health_s:-null}" ',"host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":"v2","unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
+    rolled_back) printf '%s%s%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","health_seconds":' "${health_s:-null}" ',"host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"to":"v1","unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
+    *) printf '%s%s%s%s%s%s%s%s%s%s%s\n' '{"at":100.0,"downtime":' "${downtime:-null}" ',"error":' "\"$reason\"" ',"from":"v1","health_seconds":' "${health_s:-null}" ',"host":"web-1","op":"release","operator":"ann@laptop","outcome":' "\"$1\"" ',"unavailable":' "${unavail:-null}" ',"version":"v2"}' >> /home/deploy/web/app/.capview/history.jsonl ;;
   esac
 }
 cv_history() { try "history not written" cv_write_history "$1"; }
 cv_mark_live() { try "release.json of $target not written" cv_write_live; try "release.json of $previous not written" cv_write_superseded; }
 cv_mark_failed() { try "release.json of $target not written" cv_write_failed; }
 cv_capture() {  # the service's logs and status, for whoever looks at the failure
-  ( umask 077; { { journalctl --user -u app.service -n 200 --no-pager 2>/dev/null | grep -v '^-- No entries --' ; systemctl --user status app.service -n 200 --no-pager 2>&1; } || true ; } > /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>&1 ) || :
+  ( umask 077; { printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"; { journalctl --user -u app.service -n 200 --no-pager -a 2>/dev/null | grep -v '^-- No entries --' ; systemctl --user status app.service -n 200 --no-pager 2>&1; } || true ; } > /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>&1 ) || :
   chmod 600 /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>/dev/null; mv -f /home/deploy/web/app/releases/v2/.capview/health.log.tmp /home/deploy/web/app/releases/v2/.capview/health.log 2>/dev/null || :
+}
+cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead
+  printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"
+  { systemctl --user status app.service -n 0 --no-pager 2>&1 | head -n 30 || true ; } | sed 's/^/  /' || :
 }
 cv_cleanup() {
   :
@@ -173,7 +192,8 @@ cv_revert() {
   cv_switch_to "$previous"; brc=$?
   if [ "$brc" = 2 ]; then warn "switching back to $previous failed"; outcome=failed; return 1; fi
   [ "$brc" = 0 ] || warn "restarting the previous release failed"
-  if [ "$brc" != 0 ] || ! cv_health; then warn "the previous release is not healthy either"; fi
+  if [ "$brc" != 0 ] || ! cv_health; then warn "the previous release is not healthy either"
+  else unavail=$(secs "$t_open" "$(now)"); mark unavailable "$unavail"; fi
   outcome=rolled_back
 }
 cv_failed() {
@@ -210,10 +230,10 @@ cv_finish() {
     [ -n "$outcome" ] || outcome=failed
   fi
   cv_unlock
-  { printf 'outcome %s\nreason %s\ndowntime %s\nunavailable %s\nunlocked %s\n' "$outcome" "$reason" "$downtime" "$unavail" "$unlocked"; } > "$ops/result.tmp" 2>/dev/null
+  { printf 'outcome %s\nreason %s\ndowntime %s\nunavailable %s\nunlocked %s\nhealth_seconds %s\n' "$outcome" "$reason" "$downtime" "$unavail" "$unlocked" "$health_s"; } > "$ops/result.tmp" 2>/dev/null
   mv -f "$ops/result.tmp" "$ops/result" 2>/dev/null || :
   mark result outcome "$outcome"; mark result reason "$reason"; mark result downtime "$downtime"
-  mark result unavailable "$unavail"; mark result unlocked "$unlocked"
+  mark result unavailable "$unavail"; mark result unlocked "$unlocked"; mark result health_seconds "$health_s"
   ( ( cd /home/deploy/web/app 2>/dev/null && [ -d releases ] || exit 0
   export LC_ALL=C; cached=
   release_sums() {
@@ -251,13 +271,18 @@ cv_switch_to "$target" fwd; rc=$?
 downtime=$sw_downtime
 if [ "$rc" = 2 ]; then mark end switch failed; cv_not_moved; exit 0; fi
 if [ "$rc" = 0 ]; then mark end switch ok; else mark end switch failed; reason='service start failed'; fi
+t_open=$t0
 mark begin health
-if [ "$rc" = 0 ] && cv_health; then
-  unavail=$(secs "$t0" "$(now)"); mark unavailable "$unavail"
+rm -f "$cv_why"; th=$(now); hrc=1
+[ "$rc" != 0 ] || { cv_health; hrc=$?; }
+health_s=$(secs "$th" "$(now)"); mark health_seconds "$health_s"
+if [ "$hrc" = 0 ]; then
+  unavail=$(secs "$t_open" "$(now)"); mark unavailable "$unavail"
   mark end health ok
   cv_succeeded
 else
   [ "$rc" != 0 ] || reason='health check failed'
+  if [ "$rc" = 0 ] && [ -s "$cv_why" ]; then reason="health check failed: $(head -c 200 "$cv_why" | tr -cd 'A-Za-z0-9 ./(),-')"; fi
   [ "$rc" = 0 ] || mark health failed not-started
   mark end health failed
   cv_failed
