@@ -21,6 +21,7 @@ from capview.engine import switching
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostWarning, UploadProgress
 from capview.engine.history import history_record
+from capview.engine.hooks import HookContext, dry_run_listing, failure_words, hook_failure, hook_function, release_pieces
 from capview.engine.hostrun import HostRun, PhaseFailed, failure
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, git_dirty, validate_version
@@ -344,9 +345,15 @@ class HostDeploy(HostRun):
         # issue 13: after the build, in the same script: the previous release's shared files
         # unchanged, the release as built recorded (for verify), references to other releases
         after = after_build_script(self.paths, self.version, st.previous, record=self.settings.build is not None)
+        after_upload = hook_function("cv_hooks_after_upload", self.settings, self.paths, "after_upload",
+                                     HookContext.of(self.host, "release", self.version, st.previous))
+        framed = self.settings.build is not None or bool(after_upload)  # a "build" phase of its own
         script = release_sh.link_and_build(self.settings, self.paths, self.version, frames, after=after,
-                                           ready=self.state_script("ready"), building=self.state_script("building"))
+                                           ready=self.state_script("ready"), building=self.state_script("building"),
+                                           after_upload=after_upload)
         if self.dry_run:
+            for line in dry_run_listing(self.settings, ("after_upload", "before_start", "after_switch", "on_failure")):
+                self.log(f"would run {line}")
             link = release_sh.link_script(self.settings, self.paths, self.version)
             build = release_sh.build_script(self.settings, self.paths, self.version)
             for phase, text in (("link", link), ("build", build or "# no build configured\n")):
@@ -358,10 +365,12 @@ class HostDeploy(HostRun):
             self.ctx.event(DryRunScript, self.host.name, phase="health", script=health_function(self.settings))
             return
         values: dict[str, str] = {}
+        seen: list[tuple[str, str]] = []
         self.phase_start("link")
 
         def on_frame(kind: str, arg: str) -> None:
             values[kind] = arg
+            seen.append((kind, arg))
             if kind == "warn":
                 self.ctx.event(HostWarning, self.host.name, message=arg)
             elif kind == "linked":
@@ -373,12 +382,12 @@ class HostDeploy(HostRun):
         except BaseException as exc:
             self.phase_end(self.phase or "link", False, f"{type(exc).__name__}: {exc}")
             raise
-        if self.phase == "link" and (self.settings.build is not None or res.exit_status != 0):
+        if self.phase == "link" and (framed or res.exit_status != 0):
             reason = f"linking shared paths failed: {last_line(res.stderr)}"  # never saw "linked"
             self.phase_end("link", False, reason)
             st.uploaded = False  # issue 13: a refused link removes the release
             raise PhaseFailed(reason)
-        if self.settings.build is None:
+        if not framed:
             self.check_after_build(res.stdout, "link")
             self.phase_end("link", True)
             async with self.timed("build") as info:
@@ -386,12 +395,19 @@ class HostDeploy(HostRun):
             return
         rc = values.get("build_rc", "1").strip()
         self.check_after_build(res.stdout, "build")
+        hook = hook_failure(seen)
+        if hook is not None:  # issue 18: an after_upload hook failed; the old release still serves
+            reason = failure_words(hook, self.version)
+            self.phase_end("build", False, reason)
+            raise PhaseFailed(reason)
         if res.exit_status != 0 or rc != "0":
             reason = f"build failed (exit {rc}); see releases/{self.version}/{BUILD_LOG}"
             self.phase_end("build", False, reason)
             raise PhaseFailed(reason, hint=readonly_hint(res.stdout))
         tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
-        self.phase_end("build", True, f"image {tag} built" if tag else "build command succeeded")
+        hooks = f", {plural(len(self.settings.hooks.after_upload), 'after_upload hook')} ran" if after_upload else ""
+        built = (f"image {tag} built" if tag else "build command succeeded") if self.settings.build else "no build configured"
+        self.phase_end("build", True, built + hooks)
 
     def check_after_build(self, stdout: str, phase: str) -> None:
         """issue 13: fail when the build wrote into the previous release's files; warn
@@ -427,6 +443,7 @@ class HostDeploy(HostRun):
             failed_doc={**meta, "state": "failed", "health": "failed", "finished_at": now},
             record=record, cleanup=self.cleanup_script(now),
             after_unlock=refresh_script(self.paths.root),  # warm the usage cache for the next listing
+            **release_pieces(self.host, v, prev, now),  # issue 18: snapshot, hooks
         )
 
     def cleanup_script(self, now: float) -> str:
