@@ -109,6 +109,9 @@ async def test_migration_runs_once_with_the_app_stopped_and_restore_data_brings_
         v1_rows = rows(snap)
         v1_acked = sqlite3.connect(snap).execute("SELECT count(*) FROM hits WHERE version='v1'").fetchone()[0]
         assert v1_rows == v1_acked >= 40 and hitter.ok > 40
+        # the app was stopped when it was taken: no row v1 wrote is missing from it
+        live_v1 = sqlite3.connect(db).execute("SELECT count(*) FROM hits WHERE version='v1'").fetchone()[0]
+        assert live_v1 == v1_rows
         meta = json.loads((snap.parent.parent / "meta.json").read_text())
         assert meta["from"] == "v1" and meta["dbs"][DB]["tables"] == [{"name": "hits", "rows": v1_rows}]
         assert meta["dbs"][DB]["integrity"] == [{"integrity_check": "ok"}]

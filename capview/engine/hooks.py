@@ -231,3 +231,8 @@ def restore_precheck(paths: HostPaths, target: str) -> str:
     d = snapshots.snapshot_dir(paths, target)
     return (f"[ -d {q(d)} ] || {{ mark nosnapshot {q(target)}; "
             "reason='no data snapshot of the target'; return 1; }\n")
+
+
+def is_hook_output(line: str) -> bool:
+    """A log line a hook printed (``[point] ...``): the fronts show these even when quiet."""
+    return line.startswith("[") and line.partition("] ")[0][1:] in HOOK_POINTS
