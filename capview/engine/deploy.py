@@ -162,8 +162,11 @@ class HostDeploy(HostRun):
 
     def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
         prev = self.state.previous
+        snap = r.values.get("snapshot_seconds", "")  # issue 18: the data snapshot's share of the window
+        snap_note = f", data snapshot {float(snap):.2f}s" if snap.replace(".", "", 1).isdigit() else ""
         if r.outcome == "ok":
-            return "ok", f"{self.version} is live" + (f" (downtime {r.downtime:.2f}s)" if r.downtime is not None else "")
+            return "ok", f"{self.version} is live" + (f" (downtime {r.downtime:.2f}s{snap_note})"
+                                                      if r.downtime is not None else "")
         if r.outcome == "rolled_back":
             return "rolled_back", f"{r.reason}; rolled back to {prev}" + "".join(f" ({w})" for w in r.warnings)
         if r.outcome != "failed":
