@@ -185,3 +185,28 @@ async def test_failing_after_upload_hook_fails_before_the_switch(host, tmp_path)
     assert current_release(app.deploy_path) == "v1" and app.get() == (200, "v1")
     assert app.release_json("v2")["state"] == "failed"
     assert_states_consistent(app.deploy_path)
+
+
+async def test_dry_run_lists_the_hooks_and_rollback_runs_before_start_only_when_asked(host, tmp_path):
+    app = new_app(host, build=False)
+    shared = Path(app.deploy_path, "shared")
+    record = 'echo "$CAPVIEW_OPERATION $CAPVIEW_VERSION $CAPVIEW_PREVIOUS" >> "$CAPVIEW_SHARED_PATH/runs"'
+    kw = settings_for(app, before_start=[record], after_rollback=["echo rolled back"], after_upload=["true"])
+    async with SshTransport() as t:
+        for v in ("v1", "v2"):
+            assert (await release(ctx(t), app.env(make_source(tmp_path, v), **kw), v)).ok
+        events: list = []
+        r = await release(ctx(t, events), app.env(make_source(tmp_path, "v3"), **kw), "v3", dry_run=True)
+        assert r.ok
+        listed = [line for line in logs(events) if line.startswith("would run hooks.")]
+        assert listed == ["would run hooks.after_upload [1/1] (timeout 60s): true",
+                          f"would run hooks.before_start [1/1] (timeout 60s): {record}"]
+        assert not Path(app.deploy_path, "releases", "v3").exists()
+        assert (await rollback(ctx(t), app.env(tmp_path, **kw), to="v1")).ok
+        assert (shared / "runs").read_text().splitlines() == ["release v1 ", "release v2 v1"]
+        ev: list = []
+        assert (await rollback(ctx(t, ev), app.env(tmp_path, **kw), to="v2", run_hooks=True)).ok
+        assert "[after_rollback] rolled back" in logs(ev)
+    assert (shared / "runs").read_text().splitlines()[-1] == "rollback v2 v1"
+    assert current_release(app.deploy_path) == "v2" and app.get() == (200, "v2")
+    assert_states_consistent(app.deploy_path)
