@@ -210,3 +210,22 @@ async def test_dry_run_lists_the_hooks_and_rollback_runs_before_start_only_when_
     assert (shared / "runs").read_text().splitlines()[-1] == "rollback v2 v1"
     assert current_release(app.deploy_path) == "v2" and app.get() == (200, "v2")
     assert_states_consistent(app.deploy_path)
+
+
+async def test_a_background_process_left_by_a_hook_does_not_hold_the_switch(host, tmp_path):
+    app = new_app(host, build=False)
+    shared = Path(app.deploy_path, "shared")
+    # the child keeps the hook's stdout open for 60 s; the switch must not wait for it
+    left = 'sleep 60 & echo $! > "$CAPVIEW_SHARED_PATH/bg.pid"; echo left a child'
+    kw = settings_for(app, before_start=[left])
+    try:
+        async with SshTransport() as t:
+            events: list = []
+            r = await asyncio.wait_for(release(ctx(t, events), app.env(make_source(tmp_path, "v1"), **kw), "v1"), 40)
+        assert r.ok, r.hosts[0].message
+        assert "[before_start] left a child" in logs(events)
+        assert app.get() == (200, "v1")
+    finally:
+        pid = (shared / "bg.pid").read_text().strip() if (shared / "bg.pid").exists() else ""
+        if pid.isdigit():
+            app.sh(f"kill {pid} 2>/dev/null || true")

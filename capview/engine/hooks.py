@@ -88,11 +88,15 @@ def hook_function(name: str, settings: Settings, paths: HostPaths, point: str, h
         lines += [
             f"  mark hook {point} {i} {len(cmds)}",
             f"  {{ printf '%s%s\\n' {head} \"$(date -u +%FT%TZ)\"; printf '%s\\n' {q(cmd)}; }} >> {log} 2>/dev/null || :",
-            # the status leaves the pipeline on fd 3 (POSIX sh has no pipefail)
-            f"  {{ cv_hrc=$( {{ {{ ( cd {q(rel)} && exec env {env} timeout -k {KILL_GRACE} {timeout} sh -c {q(cmd)} )"
-            f" < /dev/null 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' \"$rc\" >&3; }}"
-            f" | tee -a {log} 2>/dev/null | sed -u {prefix} >&4 3>&-; }} 3>&1 ); }} 4>&1",
-            '  cv_hrc=${cv_hrc:-1}',
+            # Output goes to the log file, and is followed from there until the command
+            # exits: a background process the hook leaves behind (holding its stdout)
+            # cannot keep the switch waiting, as it would on a pipe.
+            f"  cv_hoff=$(($(stat -c %s {log} 2>/dev/null || echo 0) + 1))",
+            f"  ( cd {q(rel)} && exec env {env} timeout -k {KILL_GRACE} {timeout} sh -c {q(cmd)} )"
+            f" < /dev/null >> {log} 2>&1 &",
+            "  cv_hpid=$!",
+            f"  tail -c +\"$cv_hoff\" -s 0.1 -f --pid=\"$cv_hpid\" {log} 2>/dev/null | sed -u {prefix} || :",
+            '  wait "$cv_hpid" && cv_hrc=0 || cv_hrc=$?',
             '  if [ "$cv_hrc" != 0 ]; then',
             f"    if [ \"$cv_hrc\" = {TIMED_OUT} ]; then cv_hwhy='timed out after {timeout}s'; "
             "else cv_hwhy=\"exit $cv_hrc\"; fi",

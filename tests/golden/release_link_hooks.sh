@@ -18,8 +18,11 @@ cv_hooks_after_upload() {  # hooks.after_upload: 1 command(s), 60s each
   ( umask 077; : >> /home/deploy/web/app/releases/v2/.capview/hooks.log ) 2>/dev/null; chmod 600 /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
   mark hook after_upload 1 1
   { printf '%s%s\n' '== after_upload 1/1: ' "$(date -u +%FT%TZ)"; printf '%s\n' 'npm ci --offline'; } >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
-  { cv_hrc=$( { { ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=release CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c 'npm ci --offline' ) < /dev/null 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' "$rc" >&3; } | tee -a /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[after_upload] /' >&4 3>&-; } 3>&1 ); } 4>&1
-  cv_hrc=${cv_hrc:-1}
+  cv_hoff=$(($(stat -c %s /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || echo 0) + 1))
+  ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=release CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c 'npm ci --offline' ) < /dev/null >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>&1 &
+  cv_hpid=$!
+  tail -c +"$cv_hoff" -s 0.1 -f --pid="$cv_hpid" /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[after_upload] /' || :
+  wait "$cv_hpid" && cv_hrc=0 || cv_hrc=$?
   if [ "$cv_hrc" != 0 ]; then
     if [ "$cv_hrc" = 124 ]; then cv_hwhy='timed out after 60s'; else cv_hwhy="exit $cv_hrc"; fi
     printf '== after_upload 1 failed: %s\n' "$cv_hwhy" >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :

@@ -96,8 +96,11 @@ cv_hooks_before_start() {  # hooks.before_start: 2 command(s), 60s each
   ( umask 077; : >> /home/deploy/web/app/releases/v2/.capview/hooks.log ) 2>/dev/null; chmod 600 /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
   mark hook before_start 1 2
   { printf '%s%s\n' '== before_start 1/2: ' "$(date -u +%FT%TZ)"; printf '%s\n' 'sqlite3 data/app.db '"'"'ALTER TABLE t ADD c'"'"''; } >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
-  { cv_hrc=$( { { ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c 'sqlite3 data/app.db '"'"'ALTER TABLE t ADD c'"'"'' ) < /dev/null 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' "$rc" >&3; } | tee -a /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[before_start] /' >&4 3>&-; } 3>&1 ); } 4>&1
-  cv_hrc=${cv_hrc:-1}
+  cv_hoff=$(($(stat -c %s /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || echo 0) + 1))
+  ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c 'sqlite3 data/app.db '"'"'ALTER TABLE t ADD c'"'"'' ) < /dev/null >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>&1 &
+  cv_hpid=$!
+  tail -c +"$cv_hoff" -s 0.1 -f --pid="$cv_hpid" /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[before_start] /' || :
+  wait "$cv_hpid" && cv_hrc=0 || cv_hrc=$?
   if [ "$cv_hrc" != 0 ]; then
     if [ "$cv_hrc" = 124 ]; then cv_hwhy='timed out after 60s'; else cv_hwhy="exit $cv_hrc"; fi
     printf '== before_start 1 failed: %s\n' "$cv_hwhy" >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
@@ -107,8 +110,11 @@ cv_hooks_before_start() {  # hooks.before_start: 2 command(s), 60s each
   fi
   mark hook before_start 2 2
   { printf '%s%s\n' '== before_start 2/2: ' "$(date -u +%FT%TZ)"; printf '%s\n' './migrate --it'"'"'s'; } >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
-  { cv_hrc=$( { { ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c './migrate --it'"'"'s' ) < /dev/null 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' "$rc" >&3; } | tee -a /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[before_start] /' >&4 3>&-; } 3>&1 ); } 4>&1
-  cv_hrc=${cv_hrc:-1}
+  cv_hoff=$(($(stat -c %s /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || echo 0) + 1))
+  ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c './migrate --it'"'"'s' ) < /dev/null >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>&1 &
+  cv_hpid=$!
+  tail -c +"$cv_hoff" -s 0.1 -f --pid="$cv_hpid" /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[before_start] /' || :
+  wait "$cv_hpid" && cv_hrc=0 || cv_hrc=$?
   if [ "$cv_hrc" != 0 ]; then
     if [ "$cv_hrc" = 124 ]; then cv_hwhy='timed out after 60s'; else cv_hwhy="exit $cv_hrc"; fi
     printf '== before_start 2 failed: %s\n' "$cv_hwhy" >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
@@ -125,8 +131,11 @@ cv_hooks_after_rollback() {  # hooks.after_rollback: 1 command(s), 60s each
   ( umask 077; : >> /home/deploy/web/app/releases/v2/.capview/hooks.log ) 2>/dev/null; chmod 600 /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
   mark hook after_rollback 1 1
   { printf '%s%s\n' '== after_rollback 1/1: ' "$(date -u +%FT%TZ)"; printf '%s\n' './notify rollback'; } >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
-  { cv_hrc=$( { { ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c './notify rollback' ) < /dev/null 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' "$rc" >&3; } | tee -a /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[after_rollback] /' >&4 3>&-; } 3>&1 ); } 4>&1
-  cv_hrc=${cv_hrc:-1}
+  cv_hoff=$(($(stat -c %s /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || echo 0) + 1))
+  ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c './notify rollback' ) < /dev/null >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>&1 &
+  cv_hpid=$!
+  tail -c +"$cv_hoff" -s 0.1 -f --pid="$cv_hpid" /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[after_rollback] /' || :
+  wait "$cv_hpid" && cv_hrc=0 || cv_hrc=$?
   if [ "$cv_hrc" != 0 ]; then
     if [ "$cv_hrc" = 124 ]; then cv_hwhy='timed out after 60s'; else cv_hwhy="exit $cv_hrc"; fi
     printf '== after_rollback 1 failed: %s\n' "$cv_hwhy" >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
@@ -185,8 +194,11 @@ cv_hooks_on_failure() {  # hooks.on_failure: 1 command(s), 60s each
   ( umask 077; : >> /home/deploy/web/app/releases/v2/.capview/hooks.log ) 2>/dev/null; chmod 600 /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
   mark hook on_failure 1 1
   { printf '%s%s\n' '== on_failure 1/1: ' "$(date -u +%FT%TZ)"; printf '%s\n' './notify failed'; } >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
-  { cv_hrc=$( { { ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c './notify failed' ) < /dev/null 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' "$rc" >&3; } | tee -a /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[on_failure] /' >&4 3>&-; } 3>&1 ); } 4>&1
-  cv_hrc=${cv_hrc:-1}
+  cv_hoff=$(($(stat -c %s /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || echo 0) + 1))
+  ( cd /home/deploy/web/app/releases/v2 && exec env CAPVIEW_VERSION=v2 CAPVIEW_PREVIOUS=v1 CAPVIEW_RELEASE_PATH=/home/deploy/web/app/releases/v2 CAPVIEW_DEPLOY_PATH=/home/deploy/web/app CAPVIEW_SHARED_PATH=/home/deploy/web/app/shared CAPVIEW_OPERATION=rollback CAPVIEW_ENV=prod CAPVIEW_HOST=web-1 timeout -k 5 60 sh -c './notify failed' ) < /dev/null >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>&1 &
+  cv_hpid=$!
+  tail -c +"$cv_hoff" -s 0.1 -f --pid="$cv_hpid" /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null | sed -u 's/^/[on_failure] /' || :
+  wait "$cv_hpid" && cv_hrc=0 || cv_hrc=$?
   if [ "$cv_hrc" != 0 ]; then
     if [ "$cv_hrc" = 124 ]; then cv_hwhy='timed out after 60s'; else cv_hwhy="exit $cv_hrc"; fi
     printf '== on_failure 1 failed: %s\n' "$cv_hwhy" >> /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
