@@ -115,6 +115,8 @@ async def test_migration_runs_once_with_the_app_stopped_and_restore_data_brings_
         meta = json.loads((snap.parent.parent / "meta.json").read_text())
         assert meta["from"] == "v1" and meta["dbs"][DB]["tables"] == [{"name": "hits", "rows": v1_rows}]
         assert meta["dbs"][DB]["integrity"] == [{"integrity_check": "ok"}]
+        kept = Path(app.deploy_path, "releases", "v1", ".capview", "data-snapshot.json")
+        assert json.loads(kept.read_text()) == meta  # recorded in v1's own metadata too
         total_acked = 40 + hitter.ok
         state, now_rows = db_state(app)
         assert state == "ok" and now_rows >= total_acked  # no acknowledged row lost across the switch

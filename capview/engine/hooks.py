@@ -161,7 +161,12 @@ def _timed_take(settings: Settings, paths: HostPaths, tag: str) -> str:
 
 def _describe(settings: Settings, paths: HostPaths, tag: str, now: float, serving: str, reason: str) -> str:
     body = snapshots.describe_script(paths, settings.data.sqlite, tag, taken_at=now, serving=serving, reason=reason)
-    return _sub(body) + " > /dev/null || warn 'describing the data snapshot failed'\n"
+    keep = ""
+    if not tag.startswith("_"):  # also in the release's own metadata (it is that release's data)
+        meta = q(snapshots.snapshot_dir(paths, tag) + "/meta.json")
+        keep = (f"[ ! -d {q(paths.release_meta(tag))} ] || cp -f {meta} {q(paths.data_snapshot(tag))} 2>/dev/null "
+                "|| warn 'the snapshot description was not copied into the release'\n")
+    return _sub(body) + " > /dev/null || warn 'describing the data snapshot failed'\n" + keep
 
 
 def snapshots_on(settings: Settings) -> bool:

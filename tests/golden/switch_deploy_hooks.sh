@@ -155,6 +155,7 @@ mv -f "$snap_dir/meta.json.tmp" "$snap_dir/meta.json"
 chmod 600 "$snap_dir/meta.json"
 printf "@meta "; cat "$snap_dir/meta.json"
 ) > /dev/null || warn 'describing the data snapshot failed'
+[ ! -d /home/deploy/web/app/releases/v1/.capview ] || cp -f /home/deploy/web/app/shared/.snapshots/v1/meta.json /home/deploy/web/app/releases/v1/.capview/data-snapshot.json 2>/dev/null || warn 'the snapshot description was not copied into the release'
 if [ -d /home/deploy/web/app/shared/.snapshots ]; then
   for d in /home/deploy/web/app/shared/.snapshots/*; do
     [ -d "$d" ] && [ ! -L "$d" ] || continue
@@ -189,6 +190,7 @@ mv -f "$snap_dir/meta.json.tmp" "$snap_dir/meta.json"
 chmod 600 "$snap_dir/meta.json"
 printf "@meta "; cat "$snap_dir/meta.json"
 ) > /dev/null || warn 'describing the data snapshot failed'
+[ ! -d /home/deploy/web/app/releases/v1/.capview ] || cp -f /home/deploy/web/app/shared/.snapshots/v1/meta.json /home/deploy/web/app/releases/v1/.capview/data-snapshot.json 2>/dev/null || warn 'the snapshot description was not copied into the release'
 cv_hooks_on_failure() {  # hooks.on_failure: 1 command(s), 60s each
   ( umask 077; : >> /home/deploy/web/app/releases/v2/.capview/hooks.log ) 2>/dev/null; chmod 600 /home/deploy/web/app/releases/v2/.capview/hooks.log 2>/dev/null || :
   mark hook on_failure 1 1
