@@ -140,6 +140,8 @@ async def test_migration_runs_once_with_the_app_stopped_and_restore_data_brings_
     # the data as it was before the restore is its own snapshot (the restore can be undone)
     (undo,) = [d for d in (shared / ".snapshots").iterdir() if d.name.startswith("_restore-")]
     assert rows(undo / DB) == now_rows + 15 and "note" in columns(undo / DB)
+    assert sqlite3.connect(undo / DB).execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert app.get("/hit") == (200, f"v1 {v1_rows + 1}")  # v1 writes on its own data again
     assert app.history()[-1]["restore_data"] is True
 
 
