@@ -58,10 +58,10 @@ def state_write(paths: HostPaths, version: str, doc: dict) -> str:
     return write_json(paths.release_json(version), doc)
 
 
-def link_script(settings: Settings, paths: HostPaths, version: str) -> str:
+def link_script(settings: Settings, paths: HostPaths, version: str, frames: Frames) -> str:
     """ln -s ../../shared/<p> <p> for every shared path (shared_links.py, issue 13's: never
     through a symlinked parent; exit REFUSED, and the deploy removes the release)."""
-    return link_shared_script(paths.release(version), version, settings, paths.shared)
+    return link_shared_script(paths.release(version), version, settings, paths.shared, frames)
 
 
 def build_script(settings: Settings, paths: HostPaths, version: str) -> str | None:
@@ -91,10 +91,10 @@ def link_and_build(settings: Settings, paths: HostPaths, version: str, frames: F
     ``after``: the check after the build (build_check.after_build_script, issue 13);
     ``after_upload``: the ``cv_hooks_after_upload`` function (engine/hooks.py, issue 18),
     run after a successful build (frame ``hook_rc`` when it fails)."""
-    link = link_script(settings, paths, version)
+    link = link_script(settings, paths, version, frames)
     build = build_script(settings, paths, version)
     if build is None and not after_upload:
-        return link + after + ready
+        return frames.prelude() + link + after + ready
     hooks = ""
     if after_upload:
         hooks = (after_upload + '[ "${cv_rc:-1}" != 0 ] || cv_hooks_after_upload '
