@@ -109,3 +109,37 @@ def test_snapshots_go_with_their_releases_and_beyond_the_count(dp: Path) -> None
     rc, out, err = run(h, prune_with_releases_script(HostPaths(str(dp)), 2))
     assert rc == 0, err
     assert sorted(p.name for p in snaps.iterdir()) == ["_restore-2", "_restore-3", "v1", "v2"]
+
+
+def test_preflight_checks_sqlite3_and_timeout_only_when_configured(dp: Path) -> None:
+    from capview.engine.scripts.status import preflight
+
+    plain = host_for(dp)
+    assert "sqlite3 is not" not in preflight(plain) and "timeout (coreutils)" not in preflight(plain)
+    h = host_for(dp, before_start=("./bin/migrate",))
+    h = dataclasses.replace(h, settings=dataclasses.replace(h.settings, data=DataConfig(sqlite=("data/app.db",))))
+    text = preflight(h)
+    assert "sqlite3 is not installed on the host (data.sqlite snapshots need it)" in text
+    assert "timeout (coreutils) is not installed" in text
+
+
+def test_the_loss_report_and_the_schema_warning_show_host_strings_inert() -> None:
+    from capview.cli.data import data_text
+    from capview.engine.data import DataPlan, losses
+    from capview.engine.snapshots import DbSnapshot, SnapshotMeta
+
+    evil = "t\x1b]52;c;aGk=\x07\u202e"
+    then = SnapshotMeta("v1", 100.0, "v1", "", (DbSnapshot("data/app.db", 4096, 1, "a" * 64, "ok", {evil: 3, "keep": 1}),))
+    now = SnapshotMeta("_live", 200.0, None, "", (DbSnapshot("data/app.db", 8192, 2, "b" * 64, "ok", {evil: 10, "new": 2}),))
+    plan = DataPlan("web-1\x1b[2J", "v1", then, now, ["data/app.db: user_version 1 -> 2"], losses(then, now))
+    assert "  table new: 2 rows now, not in the snapshot (dropped)" in plan.losses
+    assert "  table keep: not there now, 1 rows in the snapshot" in plan.losses
+    for restore in (True, False):
+        text = data_text([plan], restore=restore, now=300.0)
+        assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
+    text = data_text([plan], restore=True, now=300.0)
+    assert "7 rows written since are lost" in text and "8192 bytes now, 4096 bytes in the snapshot" in text
+    from capview.units import ago
+
+    assert f"snapshot taken {ago(200.0)};" in text
+    assert "crosses a schema change (data/app.db: user_version 1 -> 2)" in data_text([plan], restore=False)
