@@ -153,7 +153,7 @@ def _timed_take(settings: Settings, paths: HostPaths, tag: str) -> str:
     """sh (the app stopped): snapshot the data as ``tag``; frame ``snapshot_seconds``."""
     return (
         "cv_snap_t0=$(now)\n"
-        + _sub(snapshots.take_script(paths, settings.data.sqlite, tag))
+        + _sub(snapshots.take_script(paths, settings.data.sqlite, tag, stopped=settings.service.manager != "none"))
         + " || { reason='the data snapshot failed'; echo 'the data snapshot failed: nothing was switched' >&2; return 1; }\n"
         + 'mark snapshot_seconds "$(secs "$cv_snap_t0" "$(now)")"\n'
     )

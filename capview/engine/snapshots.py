@@ -55,11 +55,13 @@ def snapshot_dir(paths: HostPaths, tag: str) -> str:
     return f"{paths.shared}/{SNAPSHOTS}/{validate_tag(tag)}"
 
 
-def take_script(paths: HostPaths, dbs: tuple[str, ...], tag: str) -> str:
+def take_script(paths: HostPaths, dbs: tuple[str, ...], tag: str, *, stopped: bool = True) -> str:
     """sh: copy every database that exists into the tag's snapshot dir (fast: the window).
 
     A database that does not exist yet (a first release) is skipped, not an error.
-    Prints ``@snap DB BYTES`` per copied database; exits non-zero if a copy fails."""
+    Prints ``@snap DB BYTES`` per copied database; exits non-zero if a copy fails.
+    ``stopped=False`` (``service.manager: none``: nothing stops the app): always SQLite's
+    ``.backup``, which is consistent while others write; a file copy would not be."""
     d = snapshot_dir(paths, tag)
     lines = [f"snap_dir={q(d)}", 'rm -rf "$snap_dir.tmp" && mkdir -p "$snap_dir.tmp"']
     for db in dbs:
@@ -73,7 +75,8 @@ def take_script(paths: HostPaths, dbs: tuple[str, ...], tag: str) -> str:
             # file, the file IS the data, and a plain (or reflink) copy is the fastest exact
             # copy. A WAL that would not empty or a hot rollback journal: SQLite's .backup.
             f"  sqlite3 {q(src)} 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null 2>&1 || :",
-            f"  if [ ! -s {q(src + '-wal')} ] && [ ! -e {q(src + '-journal')} ]; then",
+            (f"  if [ ! -s {q(src + '-wal')} ] && [ ! -e {q(src + '-journal')} ]; then" if stopped
+             else "  if false; then  # the app may be writing: only .backup is consistent"),
             f"    cp --reflink=auto {q(src)} \"$snap_dir.tmp/capview-snapshot.tmp\"",
             "  else",
             f"    ( cd \"$snap_dir.tmp\" && sqlite3 {q(src)} \".backup 'capview-snapshot.tmp'\" )",
