@@ -233,3 +233,21 @@ async def test_a_background_process_left_by_a_hook_does_not_hold_the_switch(host
         pid = (shared / "bg.pid").read_text().strip() if (shared / "bg.pid").exists() else ""
         if pid.isdigit():
             app.sh(f"kill {pid} 2>/dev/null || true")
+
+
+async def test_a_snapshot_goes_with_its_release_when_pruned(host, tmp_path):
+    from capview.engine.prune import prune
+
+    app = new_app(host, build=False)
+    snaps = Path(app.deploy_path, "shared", ".snapshots")
+    kw = settings_for(app)
+    async with SshTransport() as t:
+        for v in ("v1", "v2", "v3"):
+            assert (await release(ctx(t), app.env(make_source(tmp_path, v), keep_releases=5, **kw), v)).ok
+            hits(app, 3)
+        assert sorted(p.name for p in snaps.iterdir()) == ["v1", "v2"]
+        r = await prune(ctx(t), app.env(tmp_path, keep_releases=5, **kw), keep=2)
+        assert r.ok, r.hosts[0].message
+    assert not Path(app.deploy_path, "releases", "v1").exists()
+    assert sorted(p.name for p in snaps.iterdir()) == ["v2"]
+    assert_states_consistent(app.deploy_path)
