@@ -10,6 +10,7 @@ random or the clock fails here. Each golden script also passes ``sh -n``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -17,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from capview.config import (
-    BuildConfig, HealthConfig, HostConfig, ServiceConfig, Settings, SharedConfig,
+    BuildConfig, DataConfig, HealthConfig, HooksConfig, HostConfig, ServiceConfig, Settings, SharedConfig,
 )
+from capview.engine import hooks
 from capview.engine.layout import HostPaths
 from capview.engine.scripts import cleanup, fleet, inspect, lock, migrate, ops, release, service, status, switch, upload, usage
 from capview.engine.scripts.shell import Frames, append_line, json_printf, write_json
@@ -70,6 +72,14 @@ def migrate_plan() -> switch.SwitchPlan:
         cleanup=migrate.success_cleanup(HC), after_finish=migrate.undo_meta(), retag=False)
 
 
+# issue 18: hooks and SQLite snapshots in the switch's slots and the link/build script
+HOOKED = dataclasses.replace(SYSTEMD, hooks=HooksConfig(
+    after_upload=("npm ci --offline",), before_start=("sqlite3 data/app.db 'ALTER TABLE t ADD c'", "./migrate --it's"),
+    after_switch=("curl -fsS http://127.0.0.1:8000/warm",), after_rollback=("./notify rollback",),
+    on_failure=("./notify failed",), timeout=60), data=DataConfig(sqlite=("data/app.db",), snapshots=3))
+HH = HostConfig(name="web-1", host="web-1.example", settings=HOOKED, env="prod")
+
+
 BUILDERS = {
     # shell
     "shell_prelude": lambda: F.prelude(),
@@ -118,6 +128,14 @@ BUILDERS = {
     "switch_restart": lambda: switch.transaction(switch.SwitchPlan(op="restart", settings=SYSTEMD, token=TOKEN,
                                                                    target="v1", revert="none", record=RECORD), F),
     "switch_migrate": lambda: switch.transaction(migrate_plan(), F),
+    "switch_deploy_hooks": lambda: switch.transaction(deploy_plan(HOOKED, **hooks.release_pieces(HH, "v2", "v1", 100.0)), F),
+    "switch_rollback_restore": lambda: switch.transaction(deploy_plan(
+        HOOKED, op="rollback", failed_doc=None, cleanup="", after_unlock="", check_image=True,
+        precheck=hooks.restore_precheck(P, "v2"),
+        **hooks.rollback_pieces(HH, "v2", "v1", 100.0, run_hooks=True, restore=True)), F),
+    "release_link_hooks": lambda: release.link_and_build(dataclasses.replace(HOOKED, build=None), P, "v2", F,
+                                                         ready="# ready\n", building="", after_upload=hooks.hook_function(
+        "cv_hooks_after_upload", HOOKED, P, "after_upload", hooks.HookContext.of(HH, "release", "v2", "v1"))),
     "switch_launcher": lambda: switch.launcher(P, TOKEN, "echo body\n", F),
     "switch_recover": lambda: switch.recover(P, TOKEN, F),
     # cleanup

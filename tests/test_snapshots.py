@@ -138,3 +138,17 @@ def test_a_wal_that_cannot_be_emptied_falls_back_to_sqlite_backup(dp: Path) -> N
     snap = sqlite3.connect(dp / "shared/.snapshots/v4/data/app.db")
     assert snap.execute("SELECT count(*) FROM t").fetchone() == (1000,)
     reader.execute("COMMIT")
+
+
+def test_an_app_that_is_never_stopped_gets_sqlites_backup(dp: Path) -> None:
+    """service.manager none: nothing stops the app, so a plain copy could be torn."""
+    conn = open_db(dp)
+    conn.execute("CREATE TABLE hits (at REAL)")
+    conn.executemany("INSERT INTO hits VALUES (?)", [(i,) for i in range(50)])
+    paths = HostPaths(str(dp))
+    assert ".backup" in take_script(paths, DBS, "v1", stopped=False)
+    assert "if false; then" in take_script(paths, DBS, "v1", stopped=False)
+    run(dp, take_script(paths, DBS, "v1", stopped=False))  # with a writer's connection open
+    snap = sqlite3.connect(dp / "shared/.snapshots/v1/data/app.db")
+    assert snap.execute("SELECT count(*) FROM hits").fetchone() == (50,)
+    assert snap.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     env_arg(p)
     p.add_argument("--to", metavar="VERSION", help="target release (default: the previous live one, from history)")
     p.add_argument("--force", action="store_true", help="allow a failed release as the target")
+    p.add_argument("--restore-data", action="store_true",
+                   help="also put back the target's SQLite snapshot (data.sqlite); shows what is lost and asks first")
+    p.add_argument("--run-hooks", action="store_true", help="run the target's before_start hooks (never by default)")
     yes(p)
 
     p = cmd("restart")

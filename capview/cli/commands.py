@@ -130,11 +130,29 @@ async def cmd_release(args) -> int:
 
 
 async def cmd_rollback(args) -> int:
+    from capview.cli.data import data_json, data_text
+    from capview.engine.data import plan_data
+    from capview.engine.hooks import snapshots_on
     from capview.engine.rollback import rollback
 
     _, env = env_of(args)
+    restore = getattr(args, "restore_data", False)
+    with_data = [h for h in env.select(args.host) if snapshots_on(h.settings)]
+    if restore and not with_data:
+        raise UsageError("--restore-data: deploy.yaml lists no SQLite database (data: {sqlite: [data/app.db]}) "
+                         "for these hosts, so there is no snapshot to restore")
     async with engine(args) as (ctx, _):
-        result = await rollback(ctx, env, to=args.to, host=args.host, force=args.force)
+        if with_data:  # issue 18: what the data becomes, before anything changes
+            plans = await plan_data(ctx, env, to=args.to, host=args.host, force=args.force)
+            print(data_json(plans) if args.json else data_text(plans, restore=restore), end="")
+            if restore:
+                if any(not p.restorable for p in plans):
+                    raise UsageError("--restore-data: a host has no snapshot of the target (see above); nothing changed")
+                if not confirm(args, "Restore the data as shown?", "the rollback would replace the live data"):
+                    print("nothing changed")
+                    return EXIT_OK
+        result = await rollback(ctx, env, to=args.to, host=args.host, force=args.force,
+                                run_hooks=getattr(args, "run_hooks", False), restore_data=restore)
     return result.exit_code
 
 

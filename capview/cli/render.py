@@ -16,6 +16,7 @@ from typing import TextIO
 from capview import inert, units
 from capview.engine import events as ev
 from capview.engine.events import PHASES
+from capview.engine.hooks import is_hook_output
 
 LOG_LIMIT = 2000  # one log line from the host, as printed (a 10 MB line is cut, marked "…")
 MESSAGE_LIMIT = 400  # a host's final message in the summary
@@ -75,7 +76,7 @@ class PlainRenderer:
                 self._failed_phase[e.host or ""] = (e.phase, e.detail)
             self.line(e.at, e.host, f"{e.phase:<8} {status:<6} {units.duration(e.duration):>6}{detail}")
         elif isinstance(e, ev.LogLine):
-            if self.verbose or e.stream == "stderr" or e.phase == "build":
+            if self.verbose or e.stream == "stderr" or e.phase == "build" or is_hook_output(e.line):
                 self.line(e.at, e.host, f"  | {inert.clip(e.line, LOG_LIMIT)}")
         elif isinstance(e, ev.UploadProgress):
             last = self._last_progress.get(e.host or "", 0.0)
@@ -169,7 +170,8 @@ class LiveRenderer:
         elif isinstance(e, ev.HostFinished) and e.host:
             row = self._row(e.host)
             row["outcome"], row["message"] = e.outcome, e.message
-        elif isinstance(e, (ev.HostWarning, ev.DryRunScript)) or (isinstance(e, ev.LogLine) and e.stream == "stderr"):
+        elif isinstance(e, (ev.HostWarning, ev.DryRunScript)) or (
+                isinstance(e, ev.LogLine) and (e.stream == "stderr" or is_hook_output(e.line))):
             self.console.print(self._plain_text(e), markup=False, highlight=False, end="")
         elif isinstance(e, ev.OperationFinished):
             self.live.update(self.render())

@@ -21,9 +21,10 @@ from capview.engine import switching
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostWarning, UploadProgress
 from capview.engine.history import history_record
-from capview.engine.hostrun import PhaseFailed, failure
 from capview.engine.fleet import rollout
 from capview.engine.fleet_host import FleetMember
+from capview.engine.hooks import HookContext, dry_run_listing, failure_words, hook_failure, hook_function, release_pieces
+from capview.engine.hostrun import HostRun, PhaseFailed, failure
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, git_dirty, validate_version
 from capview.engine.lock import (
@@ -194,8 +195,10 @@ class HostDeploy(FleetMember):
 
     def words(self, r: switching.SwitchResult) -> tuple[str, str] | None:
         prev = self.state.previous
+        snap = r.values.get("snapshot_seconds", "")  # issue 18: the data snapshot's share of the window
+        snap_note = f", data snapshot {float(snap):.2f}s" if snap.replace(".", "", 1).isdigit() else ""
         if r.outcome == "ok":
-            return "ok", f"{self.version} is live" + switching.downtime_words(r)
+            return "ok", f"{self.version} is live" + switching.downtime_words(r, note=snap_note)
         if r.outcome == "rolled_back":
             return "rolled_back", f"{r.reason}; rolled back to {prev}" + switching.downtime_words(r, prev) + "".join(f" ({w})" for w in r.warnings)
         if r.outcome != "failed":
@@ -384,9 +387,15 @@ class HostDeploy(FleetMember):
         # issue 13: after the build, in the same script: the previous release's shared files
         # unchanged, the release as built recorded (for verify), references to other releases
         after = after_build_script(self.paths, self.version, st.previous, frames, record=self.settings.build is not None)
+        after_upload = hook_function("cv_hooks_after_upload", self.settings, self.paths, "after_upload",
+                                     HookContext.of(self.host, "release", self.version, st.previous))
+        framed = self.settings.build is not None or bool(after_upload)  # a "build" phase of its own
         script = release_sh.link_and_build(self.settings, self.paths, self.version, frames, after=after,
-                                           ready=self.state_script("ready"), building=self.state_script("building"))
+                                           ready=self.state_script("ready"), building=self.state_script("building"),
+                                           after_upload=after_upload)
         if self.dry_run:
+            for line in dry_run_listing(self.settings, ("after_upload", "before_start", "after_switch", "on_failure")):
+                self.log(f"would run {line}")
             link = release_sh.link_script(self.settings, self.paths, self.version, frames)
             build = release_sh.build_script(self.settings, self.paths, self.version)
             for phase, text in (("link", link), ("build", build or "# no build configured\n")):
@@ -398,10 +407,12 @@ class HostDeploy(FleetMember):
             self.ctx.event(DryRunScript, self.host.name, phase="health", script=health_function(self.settings))
             return
         values: dict[str, str] = {}
+        seen: list[tuple[str, str]] = []
         self.phase_start("link")
 
         def on_frame(kind: str, arg: str) -> None:
             values[kind] = arg
+            seen.append((kind, arg))
             if kind == "warn":
                 self.ctx.event(HostWarning, self.host.name, message=arg)
             elif kind == "linked":
@@ -413,12 +424,12 @@ class HostDeploy(FleetMember):
         except BaseException as exc:
             self.phase_end(self.phase or "link", False, f"{type(exc).__name__}: {exc}")
             raise
-        if self.phase == "link" and (self.settings.build is not None or res.exit_status != 0):
+        if self.phase == "link" and (framed or res.exit_status != 0):
             reason = f"linking shared paths failed: {last_line(res.stderr)}"  # never saw "linked"
             self.phase_end("link", False, reason)
             st.uploaded = False  # issue 13: a refused link removes the release
             raise PhaseFailed(reason)
-        if self.settings.build is None:
+        if not framed:
             self.check_after_build(res.stdout, frames, "link")
             self.phase_end("link", True)
             async with self.timed("build") as info:
@@ -426,12 +437,19 @@ class HostDeploy(FleetMember):
             return
         rc = values.get("build_rc", "1").strip()
         self.check_after_build(res.stdout, frames, "build")
+        hook = hook_failure(seen)
+        if hook is not None:  # issue 18: an after_upload hook failed; the old release still serves
+            reason = failure_words(hook, self.version)
+            self.phase_end("build", False, reason)
+            raise PhaseFailed(reason)
         if res.exit_status != 0 or rc != "0":
             reason = f"build failed (exit {rc}); see releases/{self.version}/{BUILD_LOG}"
             self.phase_end("build", False, reason)
             raise PhaseFailed(reason, hint=readonly_hint(res.stdout))
         tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
-        self.phase_end("build", True, f"image {tag} built" if tag else "build command succeeded")
+        hooks = f", {plural(len(self.settings.hooks.after_upload), 'after_upload hook')} ran" if after_upload else ""
+        built = (f"image {tag} built" if tag else "build command succeeded") if self.settings.build else "no build configured"
+        self.phase_end("build", True, built + hooks)
 
     def check_after_build(self, stdout: str, frames: Frames, phase: str) -> None:
         """issue 13: fail when the build wrote into the previous release's files; warn
@@ -468,6 +486,7 @@ class HostDeploy(FleetMember):
             record=record, cleanup=self.cleanup_script(now),
             after_unlock=refresh_script(self.paths.root),  # warm the usage cache for the next listing
             keep_lock=self.fleet,
+            **release_pieces(self.host, v, prev, now),  # issue 18: snapshot, hooks
         )
 
     def cleanup_script(self, now: float) -> str:

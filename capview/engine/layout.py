@@ -77,6 +77,7 @@ MANIFEST = f"{META}/manifest.tsv"
 BUILD_LOG = f"{META}/build.log"
 HEALTH_LOG = f"{META}/health.log"
 HOOKS_LOG = f"{META}/hooks.log"
+DATA_SNAPSHOT = f"{META}/data-snapshot.json"  # issue 18: meta.json of the snapshot of this release's data
 PINNED = f"{META}/pinned"
 INCOMING = f"{META}/incoming"
 TRASH_PREFIX = ".trash-"  # releases/.trash-<v>: a release being deleted
@@ -131,6 +132,7 @@ class HostPaths:
     build_log = _inside(BUILD_LOG)
     health_log = _inside(HEALTH_LOG)
     hooks_log = _inside(HOOKS_LOG)  # issue 18
+    data_snapshot = _inside(DATA_SNAPSHOT)  # issue 18
     pinned = _inside(PINNED)
     incoming = _inside(INCOMING)
 

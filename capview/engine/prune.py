@@ -14,6 +14,8 @@ from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostFinished, HostWarning, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.history import history_record
+from capview.engine.hooks import snapshots_on
+from capview.engine.snapshots import prune_with_releases_script
 from capview.engine.hosts import HostResult, each_host, operation
 from capview.engine.layout import HostPaths
 from capview.engine.lock import HostLock, LockOwner, describe_holder, parse_owner
@@ -144,6 +146,8 @@ class _HostPrune:
         script = prune_script(lock.paths, frames, _image_names(h), record=rec,
                               lock=lock.acquire_script(ctx.clock(), frames) if take_lock else "",
                               unlock=lock.release_script() if take_lock else "")
+        if snapshots_on(h.settings):  # issue 18: a release's data snapshot goes with it
+            script += f"( {prune_with_releases_script(lock.paths, h.settings.data.snapshots)}) > /dev/null 2>&1 || :\n"
         self.show_plan(plan)
         if dry_run:
             self.emit(DryRunScript, phase="cleanup", script=script)

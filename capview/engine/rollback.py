@@ -13,6 +13,7 @@ from capview.config import Environment, HostConfig
 from capview.engine import switching
 from capview.engine.context import Context, OperationResult
 from capview.engine.history import history_record, parse_history, previous_live
+from capview.engine.hooks import restore_precheck, rollback_pieces
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import validate_version
@@ -25,18 +26,23 @@ ROLLBACK_PHASES = ("lock", "switch", "health")
 
 async def rollback(
     ctx: Context, env: Environment, *, to: str | None = None, host: str | None = None, force: bool = False,
+    run_hooks: bool = False, restore_data: bool = False,
 ) -> OperationResult:
+    """``run_hooks``: run the target's before_start hooks too (never by default);
+    ``restore_data``: put back the target's SQLite snapshot (engine/data.py plans and
+    words what that loses; the CLI asks first)."""
     if to is not None:
         validate_version(to)
 
     async def one(h: HostConfig) -> HostResult:
-        return await HostRollback(ctx, h, to, force).execute()
+        return await HostRollback(ctx, h, to, force, run_hooks=run_hooks, restore_data=restore_data).execute()
 
     hosts = env.select(host)
     if to is not None and len(hosts) > 1:  # issue 17: converge the environment on ``to``
 
         async def run_all(_hosts) -> list[HostResult]:
-            return await converge(env, [HostRollback(ctx, h, to, force, converging=True) for h in hosts])
+            return await converge(env, [HostRollback(ctx, h, to, force, converging=True, run_hooks=run_hooks,
+                                                        restore_data=restore_data) for h in hosts])
 
         return await operation(ctx, env, host, "rollback", None, version=to, hosts=hosts, run_all=run_all)
     return await operation(ctx, env, host, "rollback", one, version=to, follow_strategy=True)
@@ -90,11 +96,13 @@ def choose_target(listing: ReleaseListing, to: str | None, force: bool, host: st
 
 class HostRollback(HostRun):
     def __init__(self, ctx: Context, host: HostConfig, to: str | None, force: bool, *,
-                 converging: bool = False) -> None:
+                 converging: bool = False, run_hooks: bool = False, restore_data: bool = False) -> None:
         super().__init__(ctx, host)
         self.to = to
         self.force = force
         self.converging = converging  # issue 17: a host already on ``to`` is fine
+        self.run_hooks = run_hooks
+        self.restore_data = restore_data
         self.lock = HostLock(self.paths, LockOwner.new(ctx.operator, "rollback", to, ctx.clock()))
         self.listing: ReleaseListing | None = None
         self.target: str | None = None
@@ -140,9 +148,14 @@ class HostRollback(HostRun):
                                 phases=dict(self.phases), **{"from": current})
         # An unhealthy target goes back to current; it keeps its state (it was good once,
         # and prune would delete a "failed" one), the history says what happened.
+        if self.restore_data:
+            record["restore_data"] = True
         return SwitchPlan(op="rollback", settings=self.settings, token=self.lock.token, target=target,
                           previous=current, revert="previous" if current else "first", live_doc=live,
-                          superseded_doc=superseded, record=record, check_image=True)
+                          superseded_doc=superseded, record=record, check_image=True,
+                          precheck=restore_precheck(self.paths, target) if self.restore_data else "",
+                          **rollback_pieces(self.host, target, current, now, run_hooks=self.run_hooks,
+                                            restore=self.restore_data))
 
     async def not_begun(self, r: switching.SwitchResult) -> HostResult:
         if r.outcome == "notstarted":  # the transaction never ran: the lock is still ours
@@ -161,6 +174,9 @@ class HostRollback(HostRun):
             return "failed", "the connection was lost before the switch began; nothing was switched"
         if r.outcome == "refused":
             return "failed", f"the switch was refused: {r.reason}"
+        if r.outcome == "failed" and "switched" not in r.values and self.restore_data:
+            return "failed", (f"switch to {target} failed ({r.reason}); nothing was restored, "
+                              + (f"{current} restarted" if current else "nothing was live"))
         if r.outcome == "rolled_back":
             return "failed", f"{target} was unhealthy; " + (f"{current} is live again" if current else
                                                             "nothing was live before it") + "".join(f" ({w})" for w in r.warnings)

@@ -55,11 +55,13 @@ def snapshot_dir(paths: HostPaths, tag: str) -> str:
     return f"{paths.shared}/{SNAPSHOTS}/{validate_tag(tag)}"
 
 
-def take_script(paths: HostPaths, dbs: tuple[str, ...], tag: str) -> str:
+def take_script(paths: HostPaths, dbs: tuple[str, ...], tag: str, *, stopped: bool = True) -> str:
     """sh: copy every database that exists into the tag's snapshot dir (fast: the window).
 
     A database that does not exist yet (a first release) is skipped, not an error.
-    Prints ``@snap DB BYTES`` per copied database; exits non-zero if a copy fails."""
+    Prints ``@snap DB BYTES`` per copied database; exits non-zero if a copy fails.
+    ``stopped=False`` (``service.manager: none``: nothing stops the app): always SQLite's
+    ``.backup``, which is consistent while others write; a file copy would not be."""
     d = snapshot_dir(paths, tag)
     lines = [f"snap_dir={q(d)}", 'rm -rf "$snap_dir.tmp" && mkdir -p "$snap_dir.tmp"']
     for db in dbs:
@@ -73,7 +75,8 @@ def take_script(paths: HostPaths, dbs: tuple[str, ...], tag: str) -> str:
             # file, the file IS the data, and a plain (or reflink) copy is the fastest exact
             # copy. A WAL that would not empty or a hot rollback journal: SQLite's .backup.
             f"  sqlite3 {q(src)} 'PRAGMA wal_checkpoint(TRUNCATE)' >/dev/null 2>&1 || :",
-            f"  if [ ! -s {q(src + '-wal')} ] && [ ! -e {q(src + '-journal')} ]; then",
+            (f"  if [ ! -s {q(src + '-wal')} ] && [ ! -e {q(src + '-journal')} ]; then" if stopped
+             else "  if false; then  # the app may be writing: only .backup is consistent"),
             f"    cp --reflink=auto {q(src)} \"$snap_dir.tmp/capview-snapshot.tmp\"",
             "  else",
             f"    ( cd \"$snap_dir.tmp\" && sqlite3 {q(src)} \".backup 'capview-snapshot.tmp'\" )",
@@ -92,12 +95,28 @@ def describe_script(paths: HostPaths, dbs: tuple[str, ...], tag: str, *, taken_a
 
     Every value that comes from a database is JSON that sqlite3 -json printed itself,
     spliced in as is: nothing from the data is escaped (or mis-escaped) by the shell."""
-    d = snapshot_dir(paths, tag)
-    head = json.dumps({"tag": tag, "taken_at": taken_at, "from": serving, "reason": reason}, sort_keys=True)
-    lines = [f"snap_dir={q(d)}", '[ -d "$snap_dir" ] || exit 0', "{",
-             f"  printf '%s' {q(head[:-1])}", "  printf ', \"dbs\": {'", "  sep="]
+    head = {"tag": tag, "taken_at": taken_at, "from": serving, "reason": reason}
+    lines = [f"snap_dir={q(snapshot_dir(paths, tag))}", '[ -d "$snap_dir" ] || exit 0',
+             _describe_json('"$snap_dir"/', dbs, head, '"$snap_dir/meta.json.tmp"'),
+             'mv -f "$snap_dir/meta.json.tmp" "$snap_dir/meta.json"', 'chmod 600 "$snap_dir/meta.json"',
+             'printf "@meta "; cat "$snap_dir/meta.json"']
+    return "\n".join(lines) + "\n"
+
+
+def describe_live_script(paths: HostPaths, dbs: tuple[str, ...], *, at: float) -> str:
+    """sh: the same description of the live databases (``sqlite3 -readonly``: the app may
+    be running; nothing is written), printed as ``@meta {json}``."""
+    head = {"tag": "_live", "taken_at": at, "from": None, "reason": "now"}
+    return ("printf '@meta '\n"
+            + _describe_json(q(paths.shared) + "/", dbs, head, "/dev/stdout") + "\n")
+
+
+def _describe_json(base: str, dbs: tuple[str, ...], head: dict, out: str) -> str:
+    """sh: one JSON document describing ``base<db>`` for each db that exists, into ``out``."""
+    text = json.dumps(head, sort_keys=True)
+    lines = ["{", f"  printf '%s' {q(text[:-1])}", "  printf ', \"dbs\": {'", "  sep="]
     for db in dbs:
-        f = f'"$snap_dir"/{q(db)}'
+        f = base + q(db)
         lines += [
             f"  if [ -f {f} ]; then",
             f"    uv=$(sqlite3 -readonly -json {f} 'PRAGMA user_version' 2>/dev/null | tr -d '\\n'); : \"${{uv:=null}}\"",
@@ -111,20 +130,18 @@ def describe_script(paths: HostPaths, dbs: tuple[str, ...], tag: str, *, taken_a
             "    sep=', '",
             "  fi",
         ]
-    lines += ["  printf '}}\\n'", '} > "$snap_dir/meta.json.tmp"',
-              'mv -f "$snap_dir/meta.json.tmp" "$snap_dir/meta.json"', 'chmod 600 "$snap_dir/meta.json"',
-              'printf "@meta "; cat "$snap_dir/meta.json"']
-    return "\n".join(lines) + "\n"
+    lines += ["  printf '}}\\n'", f"}} > {out}"]
+    return "\n".join(lines)
 
 
-def restore_script(paths: HostPaths, dbs: tuple[str, ...], tag: str, backup_tag: str) -> str:
+def restore_script(paths: HostPaths, dbs: tuple[str, ...], tag: str, backup_tag: str | None) -> str:
     """sh (service stopped): snapshot the current data as ``backup_tag``, then restore ``tag``.
 
     Each restored file is written beside the live one, must pass integrity_check, and
     replaces it by rename; the live file's -wal/-shm go (they describe the old file).
     A missing snapshot or a failed check stops before the first database is replaced."""
     src_dir = snapshot_dir(paths, tag)
-    lines = [take_script(paths, dbs, backup_tag).rstrip("\n"), f"src_dir={q(src_dir)}",
+    lines = [take_script(paths, dbs, backup_tag).rstrip("\n") if backup_tag else ":", f"src_dir={q(src_dir)}",
              '[ -d "$src_dir" ] || { echo "snapshot $src_dir does not exist" >&2; exit 1; }']
     staged = []
     for i, db in enumerate(dbs):
@@ -163,6 +180,42 @@ def prune_script(paths: HostPaths, keep_restores: int = 5) -> str:
         '  t=${d##*/}\n'
         '  if printf "%s\\n%s\\n" "$keep" "$restores" | grep -qxF -- "$t"; then continue; fi\n'
         '  rm -rf -- "$d" && printf "@pruned %s\\n" "$t"\n'
+        "done\n"
+    )
+
+
+def prune_with_releases_script(paths: HostPaths, keep: int) -> str:
+    """sh: a release's snapshot (tagged with the release whose data it holds) goes with
+    the release; of the others the newest ``keep`` stay, and the newest ``keep``
+    pre-restore snapshots. Never fatal (the switch is done when this runs)."""
+    base = q(f"{paths.shared}/{SNAPSHOTS}")
+    keep_from = int(keep) + 1
+    return (
+        f"if [ -d {base} ]; then\n"
+        f"  for d in {base}/*; do\n"
+        '    [ -d "$d" ] && [ ! -L "$d" ] || continue\n'
+        '    t=${d##*/}\n'
+        '    case "$t" in _restore-*|*.tmp) continue;; esac\n'
+        f'    [ -d {q(paths.releases)}/"$t" ] || {{ rm -rf -- "$d" && echo "snapshot $t pruned with its release"; }}\n'
+        "  done\n"
+        f"  ls -1t {base} | grep -v -e '^_restore-' -e '[.]tmp$' | tail -n +{keep_from} "
+        f'| while IFS= read -r t; do rm -rf -- {base}/"$t" && echo "snapshot $t pruned (data.snapshots: {int(keep)})"; done\n'
+        f"  ls -1t {base} | grep '^_restore-[0-9]*$' | tail -n +{keep_from} "
+        f'| while IFS= read -r t; do rm -rf -- {base}/"$t"; done\n'
+        "fi\n"
+    )
+
+
+def list_metas(paths: HostPaths) -> str:
+    """sh (needs a Frames prelude): ``sec snapmeta TAG`` + the first MiB of each snapshot's
+    meta.json; only tags that pass the host-side filter are framed."""
+    return (
+        f"for d in {q(paths.shared + '/' + SNAPSHOTS)}/*; do\n"
+        '  [ -d "$d" ] && [ ! -L "$d" ] || continue\n'
+        '  n=${d##*/}\n'
+        '  case "$n" in [A-Za-z0-9_]*) ;; *) continue;; esac\n'
+        '  case "$n" in *[!A-Za-z0-9._+-]*|*.tmp) continue;; esac\n'
+        '  sec snapmeta "$n"; head -c 1048576 "$d/meta.json" 2>/dev/null || true\n'
         "done\n"
     )
 

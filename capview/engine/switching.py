@@ -267,15 +267,16 @@ class _Replay:
             self.follow.frame(kind, arg)
 
 
-def downtime_words(r: SwitchResult, until: str | None = None) -> str:
+def downtime_words(r: SwitchResult, until: str | None = None, note: str = "") -> str:
     """The headline downtime of a switch (issue 16): what clients saw, stop begun -> first
     healthy answer (``until``: the release that answered, after a revert), with the stop ->
-    start window as detail; '' when nothing was measured."""
+    start window as detail, then ``note`` (e.g. the data snapshot's share); '' when nothing
+    was measured."""
     if r.unavailable is not None:
         detail = f"; stop -> start {r.downtime:.2f}s" if r.downtime is not None else ""
         back = f" until {until} answered again" if until else ""
-        return f" (downtime {r.unavailable:.2f}s{back}{detail})"
-    return f" (stop -> start {r.downtime:.2f}s)" if r.downtime is not None else ""
+        return f" (downtime {r.unavailable:.2f}s{back}{detail}{note})"
+    return f" (stop -> start {r.downtime:.2f}s{note})" if r.downtime is not None else ""
 
 
 def unknown(result: SwitchResult, host) -> str:

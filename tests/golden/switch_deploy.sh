@@ -9,7 +9,7 @@ ops=/home/deploy/web/app/.capview/ops/0123456789abcdef
 target=v2 op_name=release
 previous=v1
 outcome='' reason='' stage=begun downtime='' sw_downtime='' unavail='' t0='' unlocked=no cv_finished=''
-cv_sockets=''
+cv_sockets='' cv_start_reason=''
 t_open='' health_s='' cv_why="$ops/why"
 printf '%s\n' "$$" > "$ops/pid"; printf '%s\n' "$$" > /home/deploy/web/app/.capview/switch.pid 2>/dev/null || :
 now() { date +%s.%N 2>/dev/null | sed 's/N$/0/'; }
@@ -273,7 +273,7 @@ mark begin switch
 cv_switch_to "$target" fwd; rc=$?
 downtime=$sw_downtime
 if [ "$rc" = 2 ]; then mark end switch failed; cv_not_moved; exit 0; fi
-if [ "$rc" = 0 ]; then mark end switch ok; else mark end switch failed; reason='service start failed'; fi
+if [ "$rc" = 0 ]; then mark end switch ok; else mark end switch failed; reason=${cv_start_reason:-'service start failed'}; fi
 t_open=$t0
 mark begin health
 rm -f "$cv_why"; th=$(now); hrc=1

@@ -85,12 +85,21 @@ def build_script(settings: Settings, paths: HostPaths, version: str) -> str | No
 
 
 def link_and_build(settings: Settings, paths: HostPaths, version: str, frames: Frames,
-                   ready: str, building: str, after: str = "") -> str:
+                   ready: str, building: str, after: str = "", after_upload: str = "") -> str:
     """One script for both phases: the link, then (with a build) frame ``linked``, the
     release marked building, the build. ``ready``/``building``: the state writes;
-    ``after``: the check after the build (build_check.after_build_script, issue 13)."""
+    ``after``: the check after the build (build_check.after_build_script, issue 13);
+    ``after_upload``: the ``cv_hooks_after_upload`` function (engine/hooks.py, issue 18),
+    run after a successful build (frame ``hook_rc`` when it fails)."""
     link = link_script(settings, paths, version, frames)
     build = build_script(settings, paths, version)
-    if build is None:
+    if build is None and not after_upload:
         return frames.prelude() + link + after + ready
-    return frames.prelude() + link + "mark linked\n" + building + build + after
+    hooks = ""
+    if after_upload:
+        hooks = (after_upload + '[ "${cv_rc:-1}" != 0 ] || cv_hooks_after_upload '
+                 '|| { cv_hook_rc=$?; mark hook_rc "$cv_hook_rc"; }\n')
+    if build is None:  # hooks only: the "build" phase is theirs
+        return (frames.prelude() + link + "mark linked\ncv_rc=0\nmark build_rc 0\n" + hooks + after
+                + 'if [ -z "${cv_hook_rc:-}" ]; then\n  :\n' + ready + "fi\n")
+    return frames.prelude() + link + "mark linked\n" + building + build + hooks + after

@@ -124,6 +124,12 @@ def preflight(host: HostConfig, *, for_deploy: bool = True) -> str:
             "if command -v curl >/dev/null 2>&1 || command -v wget >/dev/null 2>&1; then pass 'curl or wget is installed'; "
             "else fail 'neither curl nor wget is installed (needed for the health check)'; fi"
         )
+    if s.data.sqlite and s.data.snapshots > 0:  # issue 18: the snapshot in the switch window needs it
+        lines.append("if command -v sqlite3 >/dev/null 2>&1; then pass 'sqlite3 is installed'; "
+                     "else fail 'sqlite3 is not installed on the host (data.sqlite snapshots need it)'; fi")
+    if s.hooks.after_upload or s.hooks.before_start or s.hooks.after_switch or s.hooks.after_rollback or s.hooks.on_failure:
+        lines.append("if command -v timeout >/dev/null 2>&1; then pass 'timeout is installed'; "
+                     "else fail 'timeout (coreutils) is not installed on the host (hooks run under it)'; fi")
     tool = build_tool(s)
     if tool:
         lines.append(f"if command -v {q(tool)} >/dev/null 2>&1; then pass {q(tool + ' is installed')}; "

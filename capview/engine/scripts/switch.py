@@ -53,7 +53,8 @@ Revert = Literal["previous", "first", "restore", "none"]
 # Host-side reasons (spliced into JSON as strings: our own words only, no quotes).
 REASONS = ("health check failed", "service start failed", "switch failed before current moved",
            "the lock is not held by this operation", "the image of the release no longer exists",
-           "locked", "the switch ended early", "migration failed")
+           "locked", "the switch ended early", "migration failed", "before_start hook failed",
+           "the data snapshot failed", "restoring the data snapshot failed", "no data snapshot of the target")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ class SwitchPlan:
     after_finish: str = ""  # sh once the result is out (migrate: drop .capview it created)
     keep_lock: bool = False  # issue 17: a fleet keeps the lock until every host is settled
     op_id: str = ""  # issue 17: keys .capview/ops/ instead of the token (a second switch under one lock)
+    # issue 18 (engine/hooks.py, engine/snapshots.py): each is sh; "" adds nothing to the script
+    after_healthy: str = ""  # after a healthy switch was recorded: after_switch hooks, snapshot describe
+    on_failure: str = ""  # after a failed switch was recorded: on_failure hooks (never fatal)
+    before_revert: str = ""  # sh before switching back to previous (its own guard): the data put back
 
     @property
     def swaps(self) -> bool:
@@ -103,7 +108,7 @@ def _helpers(plan: SwitchPlan, p: HostPaths, ops: str) -> str:
         f"target={q(validate_version(plan.target))} op_name={q(plan.op)}\n"
         f"previous={q(validate_version(plan.previous) if plan.previous else '')}\n"
         "outcome='' reason='' stage=begun downtime='' sw_downtime='' unavail='' t0='' unlocked=no cv_finished=''\n"
-        "cv_sockets=''\n"
+        "cv_sockets='' cv_start_reason=''\n"
         "t_open='' health_s='' cv_why=\"$ops/why\"\n"  # issue 16: first stop begun, health time, death reason
         f"printf '%s\\n' \"$$\" > \"$ops/pid\"; printf '%s\\n' \"$$\" > {q(p.switch_pid)} 2>/dev/null || :\n"
         "now() { date +%s.%N 2>/dev/null | sed 's/N$/0/'; }\n"
@@ -270,6 +275,9 @@ def _revert_step(plan: SwitchPlan) -> str:
     """cv_revert: after a failed start/health, back to a state known to work."""
     if plan.revert == "previous":
         body = (
+            ('  cv_before_revert || warn "undoing the data changes before the revert failed"\n'
+             if plan.before_revert else "")
+            +
             '  cv_switch_to "$previous"; brc=$?\n'
             '  if [ "$brc" = 2 ]; then warn "switching back to $previous failed"; outcome=failed; return 1; fi\n'
             '  [ "$brc" = 0 ] || warn "restarting the previous release failed"\n'
@@ -309,18 +317,21 @@ def _paths_steps(plan: SwitchPlan, p: HostPaths) -> str:
         '  if [ "$outcome" = rolled_back ]; then mark end revert ok; else mark end revert failed; fi\n'
         "  cv_mark_failed\n"
         f"{history_failed}"
-        "}\n"
+        + ("  ( cv_on_failure ) || warn 'on_failure steps failed'\n" if plan.on_failure else "")
+        + "}\n"
         "cv_not_moved() {  # current still names what it named: the service was started again\n"
         + ("  restore\n" if plan.revert == "restore" else "")
         + "  outcome=failed; reason=${reason:-'switch failed before current moved'}\n"
         "  cv_mark_failed\n"
         + ("  cv_history failed\n" if plan.revert != "restore" else "")
+        + ("  ( cv_on_failure ) || warn 'on_failure steps failed'\n" if plan.on_failure else "")
         + "}\n"
         "cv_succeeded() {\n"
         "  outcome=ok; stage=done\n"
         "  cv_mark_live\n"
         "  cv_history ok\n"
         + ("  mark begin cleanup\n  ( cv_cleanup ) < \"$ops/in\"\n  mark end cleanup ok\n" if plan.cleanup else "")
+        + ("  ( cv_after_healthy ) || warn 'steps after the switch failed'\n" if plan.after_healthy else "")
         + "}\n"
         "cv_unlock() {\n"
         + ("" if plan.keep_lock else _sh_block(lock_sh.release(p, plan.token)))
@@ -359,7 +370,7 @@ def _main(plan: SwitchPlan) -> str:
         f"{step}; rc=$?\n"
         'downtime=$sw_downtime\n'
         f'if [ "$rc" = 2 ]; then mark end {phase} failed; cv_not_moved; exit 0; fi\n'
-        f'if [ "$rc" = 0 ]; then mark end {phase} ok; else mark end {phase} failed; reason=\'service start failed\'; fi\n'
+        f'if [ "$rc" = 0 ]; then mark end {phase} ok; else mark end {phase} failed; reason=${{cv_start_reason:-\'service start failed\'}}; fi\n'
         "t_open=$t0\n"
         "mark begin health\n"
         + ("cv_before_health || rc=1\n" if plan.before_health else "")
@@ -397,6 +408,9 @@ def transaction(plan: SwitchPlan, frames: Frames) -> str:
         _hook("cv_after_stop", plan.after_stop),
         _hook("cv_before_start", plan.before_start),
         _hook("cv_before_health", plan.before_health) if plan.before_health else "",
+        _hook("cv_after_healthy", plan.after_healthy) if plan.after_healthy else "",
+        _hook("cv_on_failure", plan.on_failure) if plan.on_failure else "",
+        _hook("cv_before_revert", plan.before_revert) if plan.before_revert else "",
         (f"{plan.restore.rstrip()}\n" if plan.restore else ""),
         health_function(s),
         _record_steps(plan, p),
