@@ -39,7 +39,7 @@ def host_entry(app, *, port: int | None = None, name: str | None = None) -> dict
         # user): concurrent builds of identical content there lose tags ("image not known").
         # A label per app makes the images distinct, as they are on real separate hosts.
         entry["build"] = {"image": app.image,
-                          "command": f"podman build -q --label capview.test.app={app.name} -t {{image}}:{{version}} ."}
+                          "command": f"podman build -q --layers=false --label capview.test.app={app.name} -t {{image}}:{{version}} ."}
     return entry
 
 
@@ -54,7 +54,7 @@ def write_config(path: Path, apps, *, source: Path | str = "./src", strategy: st
         "source": str(source),
         "exclude": [".git", "*.pyc"],
         "shared": {"dirs": ["data"], "files": [".env"]},
-        "build": ({"command": "podman build -q -t {image}:{version} .", "image": first.image or "localhost/cvapp"}
+        "build": ({"command": "podman build -q --layers=false -t {image}:{version} .", "image": first.image or "localhost/cvapp"}
                   if build else None),
         "service": {"manager": "systemd-user", "unit": first.unit},
         "health": {"url": f"http://127.0.0.1:{first.port}/health", "timeout": "10s", "interval": "200ms",

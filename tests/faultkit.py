@@ -290,7 +290,7 @@ def write_config(path: Path, app, source: Path, *, port: int | None = None, know
         "exclude": list(EXCLUDE),
         "shared": {"dirs": ["data"], "files": [".env"]},
         # a label per app keeps concurrent identical builds apart, as on real separate hosts
-        "build": ({"command": f"podman build -q --label capview.test.app={app.name} -t {{image}}:{{version}} .",
+        "build": ({"command": f"podman build -q --layers=false --label capview.test.app={app.name} -t {{image}}:{{version}} .",
                    "image": app.image}
                   if build and app.image else None),
         "service": {"manager": "systemd-user", "unit": app.unit},

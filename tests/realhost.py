@@ -76,7 +76,9 @@ class App:
             keep_releases=over.pop("keep_releases", 5),
             exclude=(".git", "*.pyc"),
             shared=SharedConfig(dirs=("data",), files=(".env",)),
-            build=(BuildConfig(command=f"podman build -q --label capview.test.app={self.name} -t {{image}}:{{version}} .",
+            # --layers=false: every testbed "host" shares one podman store, and a build's cache
+            # lookup raced another test's image removal ("layer not known", exit 125)
+            build=(BuildConfig(command=f"podman build -q --layers=false --label capview.test.app={self.name} -t {{image}}:{{version}} .",
                                image=self.image)
                    if self.image else None),
             service=ServiceConfig(manager="systemd-user", unit=self.unit),
