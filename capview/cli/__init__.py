@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", metavar="DIR", help="keep the sandbox in DIR (reused on the next run)")
     p.add_argument("--headless", action="store_true", help="seed the sandbox and print the releases; no UI")
 
-    cmd("ui")
+    p = cmd("ui")
+    p.add_argument("--refresh", metavar="INTERVAL",
+                   help="wait between the end of one status refresh and the next: 5s (default), 500ms, 2m")
     return parser
 
 
