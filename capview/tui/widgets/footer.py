@@ -1,0 +1,67 @@
+"""A footer that drops low-priority keys when the terminal is narrow, never Help or Quit.
+
+Textual's Footer shows every binding in order and cuts what does not fit, so at 80
+columns ``? Help`` and ``q Quit`` (listed last) were the first to go. Here each screen
+ranks its actions (``FOOTER_KEEP``: most important first); the keys that fit are
+shown in their binding order, and the rest are left to the help screen and the
+command palette (ctrl+p).
+"""
+
+from __future__ import annotations
+
+from textual.widgets import Footer
+
+ALWAYS = ("app.help", "help", "app.quit_safely", "quit_safely", "back")  # ranked before anything else
+PALETTE_WIDTH = 13  # "▏^p palette " docked right
+
+
+def key_width(key_display: str, description: str) -> int:
+    """What one FooterKey takes (non-compact: ' key desc ' with padding)."""
+    return len(key_display) + len(description) + 3
+
+
+def fit(keys: list[tuple[str, int]], rank: list[str], width: int) -> set[str]:
+    """Actions (by their footer width) that fit in ``width``: ALWAYS first, then ``rank``, then the rest."""
+    order = sorted(range(len(keys)), key=lambda i: _rank(keys[i][0], rank))
+    shown, used = set(), 0
+    for i in order:
+        action, w = keys[i]
+        if used + w <= width or _rank(action, rank) < len(ALWAYS):
+            shown.add(action)
+            used += w
+    return shown
+
+
+def _rank(action: str, rank: list[str]) -> int:
+    if action in ALWAYS:
+        return ALWAYS.index(action)
+    if action in rank:
+        return len(ALWAYS) + rank.index(action)
+    return len(ALWAYS) + len(rank)
+
+
+class CapviewFooter(Footer):
+    """Footer(...) whose keys are ranked by the screen's ``FOOTER_KEEP``; recomposes on resize."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self._width = 0
+
+    def compose(self):
+        items = list(super().compose())
+        keys = []
+        for w in items:
+            action = getattr(w, "action", None)
+            if action is not None and "-command-palette" not in w.classes:
+                keys.append((action, key_width(w.key_display, w.description)))
+        budget = (self.size.width or self.app.size.width) - PALETTE_WIDTH
+        shown = fit(keys, list(getattr(self.screen, "FOOTER_KEEP", ())), budget)
+        for w in items:
+            action = getattr(w, "action", None)
+            if action is None or "-command-palette" in w.classes or action in shown:
+                yield w
+
+    def on_resize(self) -> None:
+        if self.size.width != self._width:
+            self._width = self.size.width
+            self.call_after_refresh(self.recompose)
