@@ -21,7 +21,7 @@ from capview.tui.screens.main import MainScreen
 from capview.tui.screens.prune import PruneScreen
 from capview.tui.widgets.host_list import HostList, Target
 from capview.tui.widgets.releases_table import ReleasesTable
-from tui_pilot import SIZE, footer_text, notes, screen_text, select, settle, until
+from tui_pilot import SIZE, footer, notes, screen_text, select, settle, until
 from tui_world import world  # noqa: F401
 
 
@@ -156,8 +156,8 @@ async def test_help_and_quit_always_in_the_footer_at_80x24(world, keys):
         for k in keys:
             await pilot.press(k)
             await settle(pilot)
-        footer = footer_text(app)
-        assert "? Help" in footer and "q Quit" in footer, footer
+        bar = await footer(pilot)
+        assert "? Help" in bar and "q Quit" in bar, bar
 
 
 async def test_dialogs_fit_80x24_with_their_buttons(world):
@@ -184,8 +184,8 @@ async def test_60x18_gives_the_hosts_the_room_not_an_empty_activity_pane(world):
         await settle(pilot)
         assert not app.main_screen.query_one("#activity").display
         assert app.main_screen.query_one(HostList).region.height >= 5
-        footer = footer_text(app)
-        assert "? Help" in footer and "q Quit" in footer
+        bar = await footer(pilot)
+        assert "? Help" in bar and "q Quit" in bar
 
 
 # --------------------------------------------------------------------------- 5. freshness

@@ -54,3 +54,11 @@ def screen_text(app) -> str:
 
 def footer_text(app) -> str:
     return screen_text(app).rstrip("\n").splitlines()[-1]
+
+
+async def footer(pilot) -> str:
+    """The footer line once it has keys (it is recomposed when the screen's keys change)."""
+    deadline = time.monotonic() + 5
+    while not footer_text(pilot.app).strip() and time.monotonic() < deadline:
+        await pilot.pause(0.02)
+    return footer_text(pilot.app)

@@ -219,7 +219,9 @@ class Operation:
             hp = self._host(ev.host or "-")
             hp.scripts[ev.phase] = ev.script
             lines = ev.script.count("\n") + (not ev.script.endswith("\n"))
-            hp.log.append(f"dry run: the {ev.phase} script ({plural(lines, 'line')}) changes nothing; s shows it")
+            note = f"dry run: the {ev.phase} script ({plural(lines, 'line')}) changes nothing; s shows it"
+            hp.log.append(note)
+            self._combined(f"{hp.host}: {note}")
         elif isinstance(ev, HostFinished):
             if ev.host:
                 hp = self._host(ev.host)
@@ -290,7 +292,7 @@ class Operation:
             tail = f", {skipped} skipped" if skipped else ""
             return f"{what}: done on {plural(ok or len(self.hosts), 'host')}{tail}"
         if self.state == "cancelled":
-            return f"{what}: cancelled before the switch; nothing changed"
+            return f"{what}: cancelled before the switch; the live release is unchanged"
         if self.state == "error":
             return f"{what}: error: {self.error}"
         bad = [hp for hp in self.hosts.values() if hp.outcome not in ("ok", "skipped", None)]

@@ -18,7 +18,7 @@ from textual.widgets import Header, Label, ProgressBar, Static, TabbedContent, T
 
 from capview.tui.operations import HostProgress, Operation
 from capview.tui.text import clean_block, clean_line, plural, rate, size, word
-from capview.tui.widgets.footer import CapviewFooter
+from capview.tui.widgets.footer import CapviewFooter, sync_bindings
 from capview.tui.widgets.log_pane import LogPane
 from capview.tui.widgets.phase_table import OUTCOME_STYLE, PhaseTable
 
@@ -135,7 +135,7 @@ class ProgressScreen(Screen[None]):
             if hp is not None:
                 row.update_from(hp)
         self.query_one("#op-status", Static).update(self._status())
-        self.refresh_bindings()
+        sync_bindings(self)
 
     def _title(self) -> Text:
         op = self.op
@@ -175,7 +175,8 @@ class ProgressScreen(Screen[None]):
         elif op.state == "ok" and op.kind == "release" and not op.dry_run:
             t.append("Done. r on the main screen rolls back in one key.", style="dim")
         elif op.state == "cancelled":
-            t.append("Cancelled before the switch: nothing changed on the hosts.", style="yellow")
+            t.append("Cancelled before the switch: the live release is unchanged (the new one, if uploaded, "
+                     "stays as a failed release for inspection).", style="yellow")
         if t.plain.endswith("\n"):
             t.right_crop(1)
         return t

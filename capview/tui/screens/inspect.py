@@ -217,7 +217,9 @@ class InspectScreen(Screen[None]):
         self.set_focus(None)
         tabs.active = tab
         pane = tabs.get_pane(tab)
-        target = next((w for w in pane.query("*") if w.focusable), None)
+        # the list a key works on (compare: the changes, where enter shows a diff), else the first field
+        target = next((w for w in pane.query(DataTable) if w.focusable), None) or \
+            next((w for w in pane.query("*") if w.focusable), None)
         if target is not None:
             self.call_after_refresh(target.focus)
         if tab == "tab-health":

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Header, Input, Static
 from capview.engine.model import HostStatus
 from capview.tui.screens import dialogs
 from capview.tui.text import ago, clean_line, duration, plural, size, stamp, word
-from capview.tui.widgets.footer import CapviewFooter
+from capview.tui.widgets.footer import CapviewFooter, sync_bindings
 from capview.tui.widgets.host_list import HostList, Target
 from capview.tui.widgets.log_pane import LogPane
 from capview.tui.widgets.phase_table import SPINNER
@@ -271,7 +271,7 @@ class MainScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted, "#releases")
     def _row_moved(self) -> None:
-        self.refresh_bindings()
+        sync_bindings(self)
 
     def statuses(self, target: Target | None = None) -> list[HostStatus]:
         target = target or self.target
@@ -290,7 +290,7 @@ class MainScreen(Screen[None]):
         self.query_one("#releases-title", Static).update(self._title(target, statuses))
         self.query_one("#host-detail", Static).update(self._detail(target, statuses, now))
         self._show_filter_count()
-        self.refresh_bindings()
+        sync_bindings(self)
 
     def _title(self, target: Target, statuses: list[HostStatus]) -> Text:
         t = Text(no_wrap=True, overflow="ellipsis")
@@ -395,7 +395,7 @@ class MainScreen(Screen[None]):
         box.placeholder = (f"filter {self.filter_scope} (host: / version: prefix; enter keeps, esc clears)")
         bar.display = True
         box.focus()
-        self.refresh_bindings()
+        sync_bindings(self)
 
     def _scope_and_text(self, value: str) -> tuple[str, str]:
         text = value.strip()
@@ -427,7 +427,7 @@ class MainScreen(Screen[None]):
         if not self.query_one("#filter", Input).value:
             self.query_one("#filter-bar").display = False
         (self.query_one(HostList) if scope == "hosts" else self.query_one(ReleasesTable)).focus()
-        self.refresh_bindings()
+        sync_bindings(self)
 
     def action_clear_filter(self) -> None:
         bar = self.query_one("#filter-bar")
@@ -441,7 +441,7 @@ class MainScreen(Screen[None]):
         hosts.set_filter("", keep=keep)
         self.query_one(ReleasesTable).set_filter("", self.capp.clock())
         (hosts if scope == "hosts" else self.query_one(ReleasesTable)).focus()
-        self.refresh_bindings()
+        sync_bindings(self)
 
     # -- actions (the dialogs live in screens/dialogs.py)
 
@@ -536,4 +536,4 @@ class MainScreen(Screen[None]):
         self.app.push_screen(ProgressScreen(op))
 
     def operation_changed(self, op: Any) -> None:
-        self.refresh_bindings()
+        sync_bindings(self)

@@ -20,7 +20,7 @@ from capview.engine.migrate import MigrationPlan
 from capview.tui.operations import Operation
 from capview.tui.screens.confirm import ConfirmScreen
 from capview.tui.text import clean_block, clean_line, plural, size, word
-from capview.tui.widgets.footer import CapviewFooter
+from capview.tui.widgets.footer import CapviewFooter, sync_bindings
 from capview.tui.widgets.host_list import Target
 from capview.tui.widgets.log_pane import LogPane
 from capview.tui.widgets.phase_table import PhaseTable
@@ -171,7 +171,7 @@ class MigrateScreen(Screen[None]):
             t.append_text(plan_text(p, self._progress(p.host)))
         self.query_one("#migrate-plan", Static).update(t if plans else Text("no hosts", style="dim"))
         self.query_one("#migrate-title", Static).update(self._title())
-        self.refresh_bindings()
+        sync_bindings(self)
 
     def _busy(self) -> bool:
         if self.op is not None and self.op.running:
@@ -247,7 +247,7 @@ class MigrateScreen(Screen[None]):
                 result.append("  dry run: nothing changed; the steps on the left are what enter does "
                               "(s shows the script)\n", style="cyan")
         self.query_one("#migrate-result", Static).update(result)
-        self.refresh_bindings()
+        sync_bindings(self)
         if not op.running:
             self.action_replan()
 

@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Header, Static
 from capview.engine.prune import PrunePlan
 from capview.tui.screens.confirm import ConfirmScreen
 from capview.tui.text import clean_line, plural, size
-from capview.tui.widgets.footer import CapviewFooter
+from capview.tui.widgets.footer import CapviewFooter, sync_bindings
 from capview.tui.widgets.host_list import Target
 from capview.tui.widgets.nav import NavTable
 
@@ -138,7 +138,7 @@ class PruneScreen(Screen[None]):
             except Exception:
                 pass
         self.query_one("#prune-total", Static).update(self._total())
-        self.refresh_bindings()
+        sync_bindings(self)
 
     def _deletions(self) -> list[tuple[str, str, int]]:
         return [(p.host, i.version, i.frees_bytes) for p in self.plans for i in p.items if i.action == "delete"]

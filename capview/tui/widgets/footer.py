@@ -9,6 +9,7 @@ command palette (ctrl+p).
 
 from __future__ import annotations
 
+from textual.binding import Binding
 from textual.widgets import Footer
 
 ALWAYS = ("app.help", "help", "app.quit_safely", "quit_safely", "back")  # ranked before anything else
@@ -65,3 +66,12 @@ class CapviewFooter(Footer):
         if self.size.width != self._width:
             self._width = self.size.width
             self.call_after_refresh(self.recompose)
+
+
+def sync_bindings(screen) -> None:
+    """``refresh_bindings()`` only when what the screen's ``check_action`` answers has changed:
+    every refresh recomposes the footer, which a 0.1 s progress tick must not do."""
+    state = tuple(screen.check_action(b.action, ()) for b in screen.BINDINGS if isinstance(b, Binding))
+    if state != getattr(screen, "_binding_state", None):
+        screen._binding_state = state
+        screen.refresh_bindings()
