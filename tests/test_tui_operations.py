@@ -496,3 +496,34 @@ async def test_app_opens_and_quits(world, size):
         await settle(pilot)
         await pilot.press("q")
     assert app.return_value == 0
+
+
+# --------------------------------------------------------------------------- a flood of log lines
+
+
+async def test_a_build_printing_100k_lines_is_kept_bounded_and_keys_still_work(world):
+    """Functional only (the latency numbers are benchmarks/tui_bench.py's): every line reaches
+    the operation's log, the pane keeps at most max_log_lines, and keys pressed during the flood
+    are handled before it ends."""
+    lines = 100_000
+    world.next_tree("v1.4.0")
+    (world.root / "src" / "next" / "build.sh").write_text(f"seq -f 'build: compiling module %g/{lines}' 1 {lines}\n")
+    app = world.app(max_log_lines=2000)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        op = app.start_release(DeployRequest("prod", "v1.4.0", host="prod-1"))
+        await until(pilot, lambda: op.hosts["prod-1"].log.total > 1000, timeout=120, what="the flood")
+        pressed_during = 0
+        while op.running and pressed_during < 5:
+            await pilot.press("b")  # back to the main screen and
+            await pilot.press("o")  # into the progress screen again, mid-flood
+            pressed_during += 1
+        await until(pilot, lambda: not op.running, timeout=300, what="the release")
+        await pilot.pause(0.3)
+        assert op.state == "ok", op.summary()
+        assert op.hosts["prod-1"].log.total >= lines
+        pane = app.screen.query_one(LogPane)
+        assert len(pane.lines) <= 2000 and pane.lines[-1].startswith("== ok")
+        assert isinstance(app.screen, ProgressScreen) and pressed_during >= 1
+        build_log = world.dp("prod-1") / "releases" / "v1.4.0" / ".capview" / "build.log"
+        assert f"build: compiling module {lines}/{lines}" in build_log.read_text()
