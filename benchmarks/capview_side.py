@@ -5,18 +5,21 @@ round trips and bytes sent.
 The engine is imported lazily (``engine_missing()`` says what is not there yet), so the
 harness and the baselines run before the whole engine exists.
 
-Also a child-process entry point for the client-memory scenario::
+Also a child-process entry point for the client-memory scenarios::
 
     python -m benchmarks.capview_side release --spec '<json>'
+    python -m benchmarks.capview_side scan --source DIR
 
-which deploys ``spec["source"]`` to one host and prints a JSON result; the parent reads
-the child's peak RSS with ``os.wait4``.
+``release`` deploys ``spec["source"]`` to one host, ``scan`` only scans a tree into its
+manifest (what every deploy does first); each prints a JSON result with its own peak RSS
+(``vm_hwm_kb``), which the parent reads (benchmarks/childproc.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import json
 import sys
@@ -58,16 +61,25 @@ class HostSpec:
         return cls(h.name, h.port, h.user, h.key, h.known_hosts, s.path,
                    s.unit if service else None, s.health_url if service and s.unit else None)
 
+    def direct(self, h: Any) -> "HostSpec":
+        """The same site reached straight at sshd, past any proxy (set-up steps)."""
+        return dataclasses.replace(self, port=h.sshd_port)
+
 
 def make_env(specs: list[HostSpec], source: Path, *, keep: int = 5, strategy: str = "parallel",
-             max_parallel: int = 20) -> Any:
+             max_parallel: int = 20, health_interval: float | None = 0.2) -> Any:
+    """An Environment for ``specs``. ``health_interval=None``: capview's default health
+    settings (only ``url`` set, as a user who writes ``health: {url: ...}`` gets)."""
     from capview.config import (Environment, HealthConfig, HostConfig, ServiceConfig, Settings,
                                 SshOptions)
 
     hosts = []
     for sp in specs:
         service = ServiceConfig(manager="systemd-user", unit=sp.unit) if sp.unit else ServiceConfig(manager="none")
-        health = HealthConfig(url=sp.health_url, timeout=30.0, interval=0.2) if sp.health_url else None
+        health = None
+        if sp.health_url:
+            health = (HealthConfig(url=sp.health_url) if health_interval is None
+                      else HealthConfig(url=sp.health_url, timeout=30.0, interval=health_interval))
         settings = Settings(
             app=APP, deploy_path=sp.deploy_path, source=source, keep_releases=keep,
             service=service, health=health,
@@ -182,6 +194,20 @@ async def status(env: Any) -> OpResult:
                         message="; ".join(bad) or f"{len(res)} hosts, {n_rel} releases")
 
 
+async def prune(env: Any, keep: int) -> OpResult:
+    """``capview prune --keep N --yes`` on every host of env, from a cold start."""
+    from capview.engine.context import Context
+    from capview.engine.prune import prune as _prune
+    from capview.remote.ssh import SshTransport
+
+    events, emit = _collector()
+    async with SshTransport(max_concurrent_connects=32) as tr:
+        ctx = Context(transport=tr, clock=time.time, emit=emit, operator=OPERATOR)
+        t0 = time.perf_counter()
+        res = await _prune(ctx, env, keep=keep)
+        return _summarize(res, events, time.perf_counter() - t0, tr, 0, 0)
+
+
 # ---------------------------------------------------------------- RSS child
 def _vm_hwm_kb() -> int:
     try:
@@ -198,7 +224,17 @@ def _child_main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("release", help="deploy spec['source'] to one host, print JSON")
     r.add_argument("--spec", required=True, help="JSON: host (HostSpec fields), source, version")
+    sc = sub.add_parser("scan", help="scan a tree into its manifest (sha256 of every file), print JSON")
+    sc.add_argument("--source", required=True, type=Path)
     args = ap.parse_args(argv)
+    if args.cmd == "scan":
+        from capview.engine.manifest import scan_tree
+
+        t0 = time.perf_counter()
+        scan = scan_tree(args.source, ())
+        print(json.dumps({"ok": True, "seconds": time.perf_counter() - t0, "entries": len(scan.entries),
+                          "files": scan.files, "vm_hwm_kb": _vm_hwm_kb()}))
+        return 0
     spec = json.loads(args.spec)
     env = make_env([HostSpec(**spec["host"])], Path(spec["source"]))
     out = asyncio.run(release(env, spec["version"], Path(spec["source"])))

@@ -2,12 +2,14 @@
 proxy process in front of them, and the small app service each one runs.
 
 A *host* is one sshd on its own 127.0.0.1 port logging in as ``cvdeploy`` (the testbed's
-user, which has a real ``systemd --user`` manager). Each host has two deploy paths, one
-for capview (``cap``) and one for the shell baselines (``sh``), each with its own
+user, which has a real ``systemd --user`` manager), with ``LogLevel VERBOSE`` so its log
+names every connection and every session (``sessions_since``). The first host has one
+deploy path per scenario and tool (``SITES``); ``cap``, ``sh`` and ``pvs`` have their own
 ``systemd --user`` unit (``cvbench-<host>-<side>.service``) serving ``current/`` over HTTP
-on its own port. The unit's ``ExecStartPost`` waits until the port answers, so
+on its own port, whose ``ExecStartPost`` waits until the port answers, so
 ``systemctl --user start`` returns once the app is healthy ("app already healthy after
-start" in issue 7).
+start" in issue 7). ``hl``'s unit runs an app that starts answering 0.2 s after its
+process started and has no such wait: the health check has to find out (issue 21).
 
 Needs root and ``bash scripts/testbed.sh up`` (the harness runs it once).
 """
@@ -33,6 +35,30 @@ if str(REPO / "tests") not in sys.path:
 import testbed as _tb  # noqa: E402  (tests/testbed.py)
 
 UNIT_PREFIX = "cvbench-"
+SLOW_APP_START = 0.2  # seconds from exec to the first answer of the ``hl`` site's app
+
+# deploy paths of the first host: side -> unit kind (None: no service)
+SITES: dict[str, str | None] = {
+    "cap": "ready", "sh": "ready",  # capview / shell baseline, issue-7 scenarios
+    "fan": None, "big": None,  # fan-out (every host), 500 MB RSS
+    "pv": None, "cp": None, "pvs": "ready",  # peers: capview like-for-like, Capistrano, capview full
+    "hl": "slow",  # health phase with an app that starts in 0.2 s
+    "many": None, "tenk": None,  # 200,000-file releases; 10,000 retained releases
+}
+
+# The ``hl`` app: answers HTTP on argv[1] once argv[2] seconds have passed since its
+# process started (counted from /proc, so the interpreter's own start is included).
+SLOW_APP = """\
+import functools, http.server, os, sys, time
+port, delay = int(sys.argv[1]), float(sys.argv[2])
+with open("/proc/self/stat") as f:
+    started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+with open("/proc/uptime") as f:
+    time.sleep(max(0.0, delay - (float(f.read().split()[0]) - started)))
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=".")).serve_forever()
+"""
 
 
 def free_port() -> int:
@@ -103,16 +129,27 @@ class Site:
     """One deploy path on a host, with its own unit and HTTP port."""
 
     host: "BenchHost"
-    side: str  # "cap" | "sh"
+    side: str  # a key of SITES
     path: str  # absolute deploy path
     unit: str | None  # None: no service on this site
     http_port: int
+    kind: str | None = None  # SITES value: "ready" | "slow" | None
 
     @property
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}/"
 
     def unit_text(self) -> str:
+        if self.kind == "slow":
+            return (
+                "[Unit]\n"
+                f"Description=capview benchmark app {self.host.name}/{self.side} (starts in {SLOW_APP_START} s)\n"
+                "[Service]\n"
+                "Type=exec\n"
+                f"WorkingDirectory={self.path}/current\n"
+                f"ExecStart=/usr/bin/python3 {self.host.th.base}/slow-app.py {self.http_port} {SLOW_APP_START}\n"
+                "TimeoutStopSec=5\n"
+            )
         wait = (
             f"for i in $$(seq 300); do curl -fs -o /dev/null {self.health_url} && exit 0; "
             "sleep 0.02; done; exit 1"
@@ -164,6 +201,22 @@ class BenchHost:
     th: "_tb.TestHost"
     sites: dict[str, Site] = field(default_factory=dict)
     proxy_port: int | None = None  # set while a proxy is in front
+
+    def log_mark(self) -> int:
+        """The sshd log's current size: pass it to ``sessions_since``."""
+        return len(self.th.sshd_log().encode(errors="replace"))
+
+    def sessions_since(self, mark: int, settle: float = 0.3) -> tuple[int, int]:
+        """(connections, sessions) sshd logged after ``mark``. With LogLevel VERBOSE,
+        OpenSSH logs one "Accepted publickey for" per authenticated connection and one
+        "Starting session:" per session channel (exec, shell or subsystem) -- what an SSH
+        client pays a channel open + request for. ``settle``: let the per-connection
+        sshd children write their lines."""
+        time.sleep(settle)
+        text = self.th.sshd_log().encode(errors="replace")[mark:].decode(errors="replace")
+        lines = text.splitlines()
+        return (sum(1 for ln in lines if ln.startswith("Accepted publickey for ")),
+                sum(1 for ln in lines if ln.startswith("Starting session: ")))
 
     @property
     def sshd_port(self) -> int:
@@ -223,18 +276,21 @@ class Hosts:
             raise
 
     def add(self) -> BenchHost:
-        """Start one more host. The first host gets every site (``cap`` and ``sh`` with
-        units, ``fan``, ``big``); the others only ``fan`` (the fan-out scenarios)."""
+        """Start one more host. The first host gets every site of SITES; the others only
+        ``fan`` (the fan-out scenarios)."""
         i = len(self.hosts) + 1
         name = f"h{i:02d}"
-        th = self.tb.start_host(f"bench-{name}")
+        th = self.tb.start_host(f"bench-{name}", extra_sshd_config="LogLevel VERBOSE")
         bh = BenchHost(name=name, th=th)
-        sides = ("cap", "sh", "fan", "big") if i == 1 else ("fan",)
-        for side in sides:
-            with_unit = side in ("cap", "sh")
+        sides = SITES if i == 1 else {"fan": None}
+        if i == 1:
+            slow = th.base / "slow-app.py"
+            slow.write_text(SLOW_APP)
+            os.chown(slow, th.uid, th.pw.pw_gid)
+        for side, kind in sides.items():
             site = Site(bh, side, str(th.base / side),
-                        f"{UNIT_PREFIX}{name}-{side}.service" if with_unit else None,
-                        free_port() if with_unit else 0)
+                        f"{UNIT_PREFIX}{name}-{side}.service" if kind else None,
+                        free_port() if kind else 0, kind)
             if site.unit:
                 install_unit(th, site.unit, site.unit_text())
             site.reset()
@@ -257,21 +313,32 @@ class Hosts:
 
 class ProxyProcess:
     """``python -m benchmarks.latency_proxy`` in its own process (so the proxy never
-    competes with the client under test for one event loop), one listener per host."""
+    competes with the client under test for one event loop), one listener per host and
+    one per ``extra`` port (e.g. the git daemon Capistrano's host pulls from; its
+    listener is ``extra_ports[i]``). ``rate_mbit`` caps each listener's link. Nests: on
+    exit the hosts get back the proxy they had before."""
 
-    def __init__(self, hosts: list[BenchHost], one_way: float) -> None:
+    def __init__(self, hosts: list[BenchHost], one_way: float, *, rate_mbit: float = 0.0,
+                 extra: tuple[int, ...] = ()) -> None:
         self.hosts = hosts
         self.one_way = one_way
+        self.rate_mbit = rate_mbit
+        self.extra = tuple(extra)
+        self.extra_ports: list[int] = []
+        self.saved: list[int | None] = []
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "ProxyProcess":
         argv = [sys.executable, "-m", "benchmarks.latency_proxy", "--delay-ms", str(self.one_way * 1000)]
-        for h in self.hosts:
-            argv += ["--target", f"127.0.0.1:{h.sshd_port}"]
+        if self.rate_mbit:
+            argv += ["--rate-mbit", str(self.rate_mbit)]
+        targets = [h.sshd_port for h in self.hosts] + list(self.extra)
+        for port in targets:
+            argv += ["--target", f"127.0.0.1:{port}"]
         self.proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         ports = []
-        for _ in self.hosts:
+        for _ in targets:
             line = self.proc.stdout.readline()
             if not line.startswith("LISTEN "):
                 self.__exit__()
@@ -280,14 +347,17 @@ class ProxyProcess:
         if self.proc.stdout.readline().strip() != "READY":
             self.__exit__()
             raise RuntimeError("latency proxy did not report READY")
+        self.saved = [h.proxy_port for h in self.hosts]
         for h, p in zip(self.hosts, ports):
             h.trust_port(p)
             h.proxy_port = p
+        self.extra_ports = ports[len(self.hosts):]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for h in self.hosts:
-            h.proxy_port = None
+        for h, prev in zip(self.hosts, self.saved):
+            h.proxy_port = prev
+        self.saved = []
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -299,6 +369,11 @@ class ProxyProcess:
 
 
 class NoProxy:
+    """RTT 0: straight to sshd; ``extra_ports`` are the extra targets themselves."""
+
+    def __init__(self, extra: tuple[int, ...] = ()) -> None:
+        self.extra_ports = list(extra)
+
     def __enter__(self) -> "NoProxy":
         return self
 
@@ -306,9 +381,14 @@ class NoProxy:
         pass
 
 
-def latency(hosts: list[BenchHost], rtt_ms: float) -> ProxyProcess | NoProxy:
-    """Context manager: hosts reachable at ``rtt_ms`` (0 = straight to sshd, no proxy)."""
-    return ProxyProcess(hosts, rtt_ms / 2000.0) if rtt_ms > 0 else NoProxy()
+def latency(hosts: list[BenchHost], rtt_ms: float, *, rate_mbit: float = 0.0,
+            extra: tuple[int, ...] = ()) -> ProxyProcess | NoProxy:
+    """Context manager: hosts (and the ``extra`` ports, at ``.extra_ports``) reachable at
+    ``rtt_ms``, each link capped at ``rate_mbit`` if given (0 ms and no cap = straight
+    to the servers, no proxy)."""
+    if rtt_ms > 0 or rate_mbit:
+        return ProxyProcess(hosts, rtt_ms / 2000.0, rate_mbit=rate_mbit, extra=extra)
+    return NoProxy(extra)
 
 
 def timed(argv: list[str], *, check: bool = True, timeout: float = 600,

@@ -18,9 +18,18 @@ connection is opened ``2 * one_way`` after the client connected and nothing is d
 upstream before ``3 * one_way``. This matters when comparing one-connection-per-command
 scripts with a tool that reuses one connection.
 
+A bandwidth cap (``rate=`` bytes/s, CLI ``--rate-mbit``) puts a transmitter in front of
+the delay, per direction and per listener (one host's link, shared by all its
+connections): a ``TokenBucket`` gives each chunk its departure time (the link is busy
+``len/rate`` per chunk, with a small burst after idle), and the chunk is delivered
+``one_way`` after it departed. The delay itself is still not serialized: while one chunk
+propagates, the next is already being sent. With a cap, the bytes in flight per direction
+are bounded by about two bandwidth-delay products (the wire plus a router queue of one
+BDP), so a bulk transfer does not queue seconds of data in front of everything else.
+
 In-process::
 
-    async with LatencyProxy(target_port, one_way=0.05) as p:
+    async with LatencyProxy(target_port, one_way=0.05, rate=50e6 / 8) as p:
         connect_to("127.0.0.1", p.port)
         ...
         p.sever()          # cut every open connection at once (fault injection)
@@ -28,9 +37,10 @@ In-process::
 CLI (one process, one listener per ``--target``; prints ``LISTEN <port> -> <target>``
 lines on stdout, then ``READY``, and runs until SIGTERM/SIGINT)::
 
-    python -m benchmarks.latency_proxy --target 127.0.0.1:2222 --delay-ms 50
+    python -m benchmarks.latency_proxy --target 127.0.0.1:2222 --delay-ms 50 [--rate-mbit 50]
 
-``--delay-ms`` is the one-way delay (RTT = 2x). Only loopback targets are accepted by the
+``--delay-ms`` is the one-way delay (RTT = 2x); ``--rate-mbit`` caps each direction of
+each listener (default: no cap). Only loopback targets are accepted by the
 CLI unless ``--allow-non-loopback`` is given.
 """
 
@@ -44,20 +54,59 @@ import signal
 import sys
 from typing import Deque
 
-__all__ = ["LatencyProxy", "main"]
+__all__ = ["LatencyProxy", "TokenBucket", "main"]
 
 _EOF = object()  # queue marker: half-close (write_eof) the destination
 _CLOSE = object()  # queue marker: the source socket is gone; close the destination
 HIGH_WATER = 16 * 1024 * 1024  # bytes in flight per direction before the sender is paused
 LOW_WATER = 4 * 1024 * 1024
+CAPPED_MIN_WATER = 512 * 1024  # in-flight floor for a capped direction (see _Direction)
+BURST = 16 * 1024  # token bucket depth: what an idle link sends at once
+
+
+class TokenBucket:
+    """A link's transmitter at ``rate`` bytes/s, as pure arithmetic on the times it is
+    given (so it is testable without a clock).
+
+    The bucket fills at ``rate`` up to ``burst`` bytes while the link is idle; a chunk
+    departs when the bucket holds its bytes (a chunk larger than what is there waits for
+    the rest). Chunks that arrive while the link is busy queue behind the one before:
+    over any interval at most ``burst + rate * interval`` bytes depart.
+    """
+
+    def __init__(self, rate: float, burst: int = BURST) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0 bytes/s, not {rate}")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.at: float | None = None  # when ``tokens`` was last computed (= link free from)
+        self.sent = 0
+
+    def depart(self, now: float, nbytes: int) -> float:
+        """The departure time of ``nbytes`` arriving at ``now``; books the link until then."""
+        t = now if self.at is None else max(now, self.at)
+        tokens = self.tokens if self.at is None else min(self.burst, self.tokens + (t - self.at) * self.rate)
+        self.sent += nbytes
+        if tokens >= nbytes:
+            self.tokens, self.at = tokens - nbytes, t
+            return t
+        t += (nbytes - tokens) / self.rate
+        self.tokens, self.at = 0.0, t
+        return t
 
 
 class _Direction:
     """One direction of one connection: a timestamped FIFO delivered by a timer."""
 
-    def __init__(self, conn: "_Conn") -> None:
+    def __init__(self, conn: "_Conn", bucket: TokenBucket | None = None) -> None:
         self.conn = conn
         self.loop = conn.loop
+        self.bucket = bucket  # shared by every connection of the listener (one link)
+        self.high, self.low = HIGH_WATER, LOW_WATER
+        if bucket is not None:  # wire + one BDP of router queue (see the module doc)
+            self.high = max(CAPPED_MIN_WATER, int(4 * bucket.rate * conn.proxy.one_way))
+            self.low = self.high // 2
         self.queue: Deque[tuple[float, object]] = collections.deque()
         self.queued = 0
         self.src: asyncio.Transport | None = None  # where the bytes come from
@@ -73,12 +122,15 @@ class _Direction:
     def push(self, item: object) -> None:
         if self.closed:
             return
-        at = self.loop.time() + self.conn.proxy.one_way
+        now = self.loop.time()
+        if self.bucket is not None and isinstance(item, bytes):
+            now = self.bucket.depart(now, len(item))
+        at = now + self.conn.proxy.one_way
         self.queue.append((at, item))
         if isinstance(item, bytes):
             self.queued += len(item)
             self.bytes += len(item)
-            if self.queued > HIGH_WATER and not self.src_paused and self.src is not None:
+            if self.queued > self.high and not self.src_paused and self.src is not None:
                 self.src_paused = True
                 try:
                     self.src.pause_reading()
@@ -117,7 +169,7 @@ class _Direction:
                 assert isinstance(item, bytes)
                 self.queued -= len(item)
                 self.dst.write(item)
-        if self.src_paused and self.queued < LOW_WATER and self.src is not None:
+        if self.src_paused and self.queued < self.low and self.src is not None:
             self.src_paused = False
             try:
                 self.src.resume_reading()
@@ -189,8 +241,8 @@ class _Conn:
     def __init__(self, proxy: "LatencyProxy", loop: asyncio.AbstractEventLoop) -> None:
         self.proxy = proxy
         self.loop = loop
-        self.up = _Direction(self)  # client -> target
-        self.down = _Direction(self)  # target -> client
+        self.up = _Direction(self, proxy.buckets.get("up"))  # client -> target
+        self.down = _Direction(self, proxy.buckets.get("down"))  # target -> client
         self.client = _Side(self, inbound=self.up, outbound=self.down)
         self.target = _Side(self, inbound=self.down, outbound=self.up)
         self.connect_task: asyncio.Task | None = None
@@ -239,7 +291,9 @@ class LatencyProxy:
     """Listen on ``listen_host:listen_port`` (0 = any free port), forward to ``target``.
 
     ``one_way`` (seconds) may be changed while running; it applies to chunks that arrive
-    afterwards. Counters: ``connections`` (accepted so far), ``severed``, ``bytes_up``
+    afterwards. ``rate`` (bytes/s, None = no cap) caps each direction of this listener
+    (``buckets["up"]``, ``buckets["down"]``: one link, shared by all its connections).
+    Counters: ``connections`` (accepted so far), ``severed``, ``bytes_up``
     (client -> target) and ``bytes_down``.
     """
 
@@ -252,6 +306,7 @@ class LatencyProxy:
         listen_host: str = "127.0.0.1",
         listen_port: int = 0,
         handshake: bool = True,
+        rate: float | None = None,
     ) -> None:
         self.target_host = target_host
         self.target_port = target_port
@@ -259,6 +314,9 @@ class LatencyProxy:
         self.listen_host = listen_host
         self.listen_port = listen_port
         self.handshake = handshake
+        self.rate = rate
+        self.buckets: dict[str, TokenBucket] = (
+            {"up": TokenBucket(rate), "down": TokenBucket(rate)} if rate else {})
         self.port: int = 0
         self.connections = 0
         self.severed = 0
@@ -372,12 +430,14 @@ async def _serve(args: argparse.Namespace) -> int:
     proxies = []
     for i, (host, port) in enumerate(args.target):
         lport = args.listen_port + i if args.listen_port else 0
+        rate = args.rate_mbit * 1e6 / 8 if args.rate_mbit else None
         p = LatencyProxy(port, args.delay_ms / 1000.0, target_host=host,
                          listen_host=args.listen, listen_port=lport,
-                         handshake=not args.no_handshake)
+                         handshake=not args.no_handshake, rate=rate)
         await p.start()
         proxies.append(p)
-        print(f"LISTEN {p.port} -> {host}:{port} one_way={args.delay_ms}ms", flush=True)
+        cap = f" rate={args.rate_mbit:g}Mbit/s" if rate else ""
+        print(f"LISTEN {p.port} -> {host}:{port} one_way={args.delay_ms}ms{cap}", flush=True)
     print("READY", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -399,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", action="append", type=_parse_target, required=True,
                     help="HOST:PORT to forward to (repeat for several listeners)")
     ap.add_argument("--delay-ms", type=float, default=50.0, help="one-way delay in ms (default 50)")
+    ap.add_argument("--rate-mbit", type=float, default=0.0,
+                    help="cap each direction of each listener at this many Mbit/s (default: no cap)")
     ap.add_argument("--listen", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     ap.add_argument("--listen-port", type=int, default=0,
                     help="first listen port (default 0: a free port per target)")
@@ -406,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not model the TCP handshake's extra RTT on new connections")
     ap.add_argument("--allow-non-loopback", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.rate_mbit < 0:
+        ap.error(f"--rate-mbit must be 0 (no cap) or more, not {args.rate_mbit:g}")
     if not args.allow_non_loopback:
         for host, _ in args.target:
             if not _is_loopback(host):

@@ -1,165 +1,53 @@
-"""The benchmark runner: capview against the conventional tools, same hosts, same run.
+"""The benchmark runner: capview against the conventional tools and Capistrano 3, same
+hosts, same run.
 
-    python -m benchmarks.run                    # RTT 0 and 100 ms, 5 runs each (~10 min)
-    python -m benchmarks.run --quick            # 1 run each (< 5 min on 2 cores)
-    python -m benchmarks.run --rtt 100 --runs 3 --only redeploy,rollback
+    python -m benchmarks.run                    # RTT 0 and 100 ms, 5 runs each
+    python -m benchmarks.run --quick            # 1 run each
+    python -m benchmarks.run --rtt 100 --runs 3 --only peers,health
+    python -m benchmarks.run --only all         # + the scale scenarios (files200k, releases10k)
+    python -m benchmarks.run --update --only peers   # re-measure peers, keep the other rows
 
-Prints one markdown table per scenario and writes ``benchmarks/results/latest.md`` and
-``latest.json`` (every sample, the machine, the commit). Needs root and the testbed
-(``bash scripts/testbed.sh up`` is run for you). See benchmarks/README.md.
+Prints one markdown table per scenario and issue 21's targets table, and writes
+``benchmarks/results/latest.md`` and ``latest.json`` (every sample, the machine, the
+load, the commit). Needs root and the testbed (``bash scripts/testbed.sh up`` is run for
+you); the peers scenario needs Debian's ``capistrano``. See benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as _dt
 import json
 import os
-import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks import baselines as B
 from benchmarks import capview_side as C
+from benchmarks import peers as P
+from benchmarks import scale as S
+from benchmarks.capistrano import CapProject, GitServer, cap_missing, cap_version
+from benchmarks.childproc import child_rss
 from benchmarks.hosts import REPO, BenchHost, Hosts, latency
+from benchmarks.report import KB, MB, Report, fmt, loadavg, machine_info, ratio_le, value_le
+from benchmarks.targets import footnotes, targets_table
 from benchmarks.tree import make_big_tree, make_tree, small_change, tree_stats
 
 RESULTS = REPO / "benchmarks" / "results"
-SCENARIOS = ("first", "redeploy", "rollback", "releases", "fanout", "rss")
-KB = 1024
-MB = 1024 * 1024
+# table order; the per-RTT ones run inside one proxy per RTT, the others once
+SCENARIOS = ("peers", "health", "first", "redeploy", "rollback", "releases", "fanout", "rss",
+             "files200k", "releases10k")
+PER_RTT = ("peers", "health", "first", "redeploy", "rollback", "fanout", "releases")
+DEFAULT = ("peers", "health", "first", "redeploy", "rollback", "releases", "fanout", "rss")
+SCALE = ("files200k", "releases10k")  # opt-in: --only files200k,releases10k (or all)
 
-
-# ------------------------------------------------------------------ result model
-@dataclass
-class Metric:
-    """One row: a quantity measured for capview and (optionally) for a baseline."""
-
-    scenario: str
-    rtt: int
-    what: str
-    unit: str  # "s" | "B" | "count" | "MB"
-    target: str  # human-readable target
-    check: Callable[[float | None, float | None], bool | None] | None = None
-    capview: list[float] = field(default_factory=list)
-    baseline: list[float] = field(default_factory=list)
-    baseline_name: str = ""
-    note: str = ""
-
-    def med(self, xs: list[float]) -> float | None:
-        return statistics.median(xs) if xs else None
-
-    @property
-    def cap_med(self) -> float | None:
-        return self.med(self.capview)
-
-    @property
-    def base_med(self) -> float | None:
-        return self.med(self.baseline)
-
-    @property
-    def ratio(self) -> float | None:
-        c, b = self.cap_med, self.base_med
-        return c / b if c is not None and b else None
-
-    @property
-    def met(self) -> bool | None:
-        if self.check is None or self.cap_med is None:
-            return None
-        return self.check(self.cap_med, self.ratio)
-
-    def to_json(self) -> dict:
-        return {
-            "scenario": self.scenario, "rtt_ms": self.rtt, "what": self.what, "unit": self.unit,
-            "target": self.target, "capview": self.capview, "baseline": self.baseline,
-            "baseline_name": self.baseline_name, "capview_median": self.cap_med,
-            "baseline_median": self.base_med, "ratio": self.ratio, "met": self.met, "note": self.note,
-        }
-
-
-def fmt(v: float | None, unit: str) -> str:
-    if v is None:
-        return "—"
-    if unit == "s":
-        return f"{v:.2f} s"
-    if unit == "B":
-        return f"{v / KB:,.0f} KB" if v < 10 * MB else f"{v / MB:,.1f} MB"
-    if unit == "MB":
-        return f"{v:.0f} MB"
-    if unit == "count":
-        return f"{v:g}"
-    return f"{v:g}"
-
-
-class Report:
-    def __init__(self) -> None:
-        self.metrics: list[Metric] = []
-        self.titles: dict[str, str] = {}
-        self.notes: dict[str, list[str]] = {}
-        self.errors: list[str] = []
-        self.info: dict[str, Any] = {}
-
-    def metric(self, scenario: str, rtt: int, what: str, unit: str, target: str,
-               check: Callable | None = None, baseline_name: str = "") -> Metric:
-        for m in self.metrics:
-            if (m.scenario, m.rtt, m.what) == (scenario, rtt, what):
-                return m
-        m = Metric(scenario, rtt, what, unit, target, check, baseline_name=baseline_name)
-        self.metrics.append(m)
-        return m
-
-    def note(self, scenario: str, text: str) -> None:
-        self.notes.setdefault(scenario, []).append(text)
-
-    def tables(self) -> str:
-        out = []
-        for sc in SCENARIOS:
-            rows = [m for m in self.metrics if m.scenario == sc]
-            if not rows and sc not in self.notes:
-                continue
-            out.append(f"### {self.titles.get(sc, sc)}\n")
-            out.append("| scenario | RTT | capview median | baseline median | ratio | target | met? |")
-            out.append("|---|---:|---:|---:|---:|---|:---:|")
-            for m in rows:
-                met = {True: "yes", False: "**NO**", None: "—"}[m.met]
-                base = fmt(m.base_med, m.unit) + (f" ({m.baseline_name})" if m.baseline_name else "")
-                ratio = f"{m.ratio:.2f}x" if m.ratio is not None else "—"
-                n = max(len(m.capview), len(m.baseline))
-                out.append(f"| {m.what} | {m.rtt} ms | {fmt(m.cap_med, m.unit)} | {base} | {ratio} "
-                           f"| {m.target} | {met} |" + ("" if n else ""))
-            for line in self.notes.get(sc, []):
-                out.append(f"\n* {line}")
-            out.append("")
-        if self.errors:
-            out.append("### errors\n")
-            out += [f"* {e}" for e in self.errors]
-        return "\n".join(out)
-
-
-# ------------------------------------------------------------------ helpers
-def ratio_le(limit: float, min_rtt: int = 100, rtt: int = 0) -> Callable:
-    """Target on the ratio, applied only at RTT >= min_rtt (issue 7: 'at 100 ms unless said')."""
-    def check(cap: float | None, ratio: float | None) -> bool | None:
-        if rtt < min_rtt or ratio is None:
-            return None
-        return ratio <= limit
-    return check
-
-
-def value_le(limit: float, min_rtt: int = 0, rtt: int = 0) -> Callable:
-    def check(cap: float | None, ratio: float | None) -> bool | None:
-        if rtt < min_rtt or cap is None:
-            return None
-        return cap <= limit
-    return check
 
 
 def run_async(coro: Any) -> Any:
@@ -190,62 +78,32 @@ class Trees:
         return p
 
 
-def machine_info() -> dict[str, Any]:
-    def cmd(argv: list[str]) -> str:
-        try:
-            cp = subprocess.run(argv, capture_output=True, text=True, timeout=10)
-            return (cp.stdout or cp.stderr).strip().splitlines()[0]
-        except Exception:
-            return "?"
-
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f"{kb / 1024 / 1024:.0f} GB"
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import asyncssh
-        asyncssh_v = asyncssh.__version__
-    except ImportError:
-        asyncssh_v = "?"
-    try:
-        load = Path("/proc/loadavg").read_text().split()[:3]
-    except OSError:
-        load = ["?"]
-    return {
-        "load_at_start": " ".join(load),
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpu": cpu, "cores": os.cpu_count(), "memory": mem,
-        "kernel": platform.release(), "os": cmd(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]),
-        "python": platform.python_version(), "asyncssh": asyncssh_v,
-        "openssh": cmd(["ssh", "-V"]), "rsync": cmd(["rsync", "--version"]),
-        "commit": cmd(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]),
-    }
-
 
 # ------------------------------------------------------------------ scenarios
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.runs: int = args.runs
-        self.rep = Report()
+        self.rep = Report(SCENARIOS)
         self.work = Path(args.workdir)
         self.trees = Trees(self.work / "trees")
         self.hosts: Hosts | None = None
         self.k = 0  # next tree index for the cap/sh redeploy chain
         self.fan_k = 0
         self.fan_seeded = False
+        self.hk = 0  # tree index of the health site's chain
+        self.peer_state: P.Peers | None = None
+        self.git: GitServer | None = None
+        self.cap: CapProject | None = None
+        self.lp: Any = None  # the current RTT's proxy (its extra_ports[0]: the git daemon)
+        self.rtts: list[int] = []
+        self.scale_rtt = 0
         self.missing = C.engine_missing()
         self.rep.titles.update({
+            "peers": "capview beside Capistrano 3: same host, tree and link, no restart or health in either",
+            "health": "Health phase with an app that starts in 0.2 s",
+            "files200k": "200,000-file releases",
+            "releases10k": "10,000 retained releases",
             "first": "First deploy upload of the 2,000-file tree",
             "redeploy": "Redeploy with 20 files changed; whole deploy (no build, app healthy after start)",
             "rollback": "Rollback",
@@ -253,6 +111,13 @@ class Bench:
             "fanout": "Parallel deploy of the redeploy case to 20 hosts",
             "rss": "Client peak RSS uploading a 500 MB tree",
         })
+
+    def order(self, i: int, *sides: str) -> tuple[str, ...]:
+        """Alternation: capview's side(s) first on even runs, the peer first on odd ones."""
+        return sides if i % 2 == 0 else tuple(reversed(sides))
+
+    def run_async(self, coro: Any) -> Any:
+        return asyncio.run(coro)
 
     def log(self, msg: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -483,7 +348,7 @@ class Bench:
                 spec = {"host": self.spec(self.h1, "big", service=False).__dict__,
                         "source": str(src), "version": "big001"}
                 argv = [sys.executable, "-m", "benchmarks.capview_side", "release", "--spec", json.dumps(spec)]
-                secs, rss, out = _child_rss(argv)
+                secs, rss, out = child_rss(argv)
                 res = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
                 if not res.get("ok"):
                     raise RuntimeError(f"capview big upload failed: {res.get('message') or out[-500:]}")
@@ -493,35 +358,64 @@ class Bench:
             site.reset()
             argv = ["rsync", "-a", "-e", self.h1.rsync_rsh(), f"{src}/",
                     f"{self.h1.th.target}:{site.path}/releases/big001/"]
-            secs, rss, _ = _child_rss(argv)
+            secs, rss, _ = child_rss(argv)
             m.baseline.append(rss)
             self.rep.note("rss", f"rsync -a of the same tree: {secs:.1f} s.")
         finally:
             site.reset()
+
+    # -- issue 21 (benchmarks/peers.py, benchmarks/scale.py) ---------------------
+    def peers(self, rtt: int) -> None:
+        P.peers(self, rtt)
+
+    def health(self, rtt: int) -> None:
+        P.health(self, rtt)
+
+    def files200k(self) -> None:
+        S.files200k(self)
+
+    def releases10k(self) -> None:
+        S.releases10k(self)
 
     # -- driver --------------------------------------------------------------
     def connect_cost(self, rtt: int) -> None:
         xs = sorted(B.ssh_true(self.h1) for _ in range(3))
         self.rep.info.setdefault("ssh_true_seconds", {})[str(rtt)] = xs
 
-
     def guarded(self, name: str, fn: Callable, *a: Any) -> None:
         t0 = time.perf_counter()
-        self.log(f"{name} {' '.join(map(str, a))} ...")
+        load = loadavg()
+        self.log(f"{name} {' '.join(map(str, a))} ... (load {load})")
         try:
             fn(*a)
         except Exception as exc:
             self.rep.errors.append(f"{name} {' '.join(f'{x} ms' for x in a)}: {type(exc).__name__}: {exc}")
             traceback.print_exc()
-        self.log(f"{name} done in {time.perf_counter() - t0:.1f} s")
+        took = time.perf_counter() - t0
+        self.log(f"{name} done in {took:.1f} s")
+        self.rep.info.setdefault("scenario_seconds", {})[" ".join([name, *(f"{x} ms" for x in a)])] = {
+            "seconds": round(took, 1), "load_at_start": load, "load_at_end": loadavg()}
+
+    def start_peers(self) -> bool:
+        miss = cap_missing()
+        if miss:
+            self.rep.errors.append(f"peers: not run: {miss}")
+            return False
+        self.rep.info["capistrano"] = cap_version()
+        self.git = GitServer(self.work / "git").start()
+        self.cap = CapProject(self.work / "cap").write()
+        return True
 
     def run(self) -> Report:
         args = self.args
         self.rtts = args.rtt
+        self.scale_rtt = 100 if 100 in self.rtts else max(self.rtts)
         only = set(args.only)
         need_n = args.hosts if only & {"releases", "fanout"} else 1
         self.rep.info.update(machine_info())
         self.rep.info.update({"runs": self.runs, "rtts_ms": self.rtts, "hosts": need_n,
+                              "scale_runs": args.scale_runs, "scale_rtt_ms": self.scale_rtt,
+                              "rate_mbit": args.rate_mbit if "peers" in only else 0, "only": sorted(only),
                               "command": " ".join(["python -m benchmarks.run", *sys.argv[1:]]),
                               "engine_missing": self.missing})
         if self.missing:
@@ -530,83 +424,30 @@ class Bench:
         self.hosts = Hosts(need_n)
         try:
             self.trees.get(0)
+            if "peers" in only and not self.start_peers():
+                only.discard("peers")
             if only & {"releases", "fanout"}:
                 self.guarded("seed", self.seed_fan)
+            extra = (self.git.port,) if self.git else ()
             for rtt in self.rtts:
-                with latency(self.hosts.hosts, rtt):
+                with latency(self.hosts.hosts, rtt, extra=extra) as self.lp:
                     self.connect_cost(rtt)
-                    for sc in ("first", "redeploy", "rollback", "fanout", "releases"):
+                    for sc in PER_RTT:
                         if sc in only and not (sc == "rollback" and "redeploy" not in only):
                             self.guarded(sc, getattr(self, sc), rtt)
+                self.lp = None
             if "rss" in only:
                 self.guarded("rss", self.rss)
+            for sc in SCALE:
+                if sc in only:
+                    self.guarded(sc, getattr(self, sc))
         finally:
+            if self.git:
+                self.git.stop()
             self.hosts.close()
             if not args.keep:
                 shutil.rmtree(self.work, ignore_errors=True)
         return self.rep
-
-
-def _vm_hwm_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                kids = Path(f"/proc/{p}/task/{tid}/children").read_text().split()
-                todo.extend(int(k) for k in kids)
-        except OSError:
-            pass
-    return out
-
-
-def _child_rss(argv: list[str]) -> tuple[float, float, str]:
-    """Run argv; return (seconds, peak RSS in MB, stdout).
-
-    Peak RSS = the sum over the process tree (e.g. rsync + its ssh) of each process's
-    VmHWM, sampled every 20 ms until it exits. Not ``wait4``'s ru_maxrss: for a child
-    started by fork/vfork+exec, Linux folds the *parent's* RSS at exec time into the
-    child's maxrss, so a child of a 130 MB Python reports >= 130 MB whatever it does.
-    VmHWM belongs to the exec'd process's own address space. A child that prints a JSON
-    line with ``vm_hwm_kb`` (capview_side does, just before exiting) overrides the sample.
-    """
-    t0 = time.perf_counter()
-    p = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    assert p.stdout is not None
-    chunks: list[bytes] = []
-    import threading
-
-    reader = threading.Thread(target=lambda: chunks.append(p.stdout.read()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    peak: dict[int, int] = {}
-    while p.poll() is None:
-        for pid in _descendants(p.pid):
-            peak[pid] = max(peak.get(pid, 0), _vm_hwm_kb(pid))
-        time.sleep(0.02)
-    reader.join(10)
-    dt = time.perf_counter() - t0
-    out = b"".join(chunks).decode(errors="replace")
-    if p.returncode != 0:
-        raise RuntimeError(f"{argv[0]} exited {p.returncode}: {out[-500:]}")
-    kb = sum(peak.values())
-    for line in reversed(out.strip().splitlines()):
-        try:
-            kb = max(kb, int(json.loads(line).get("vm_hwm_kb") or 0))
-            break
-        except (ValueError, AttributeError):
-            continue
-    return dt, kb / 1024.0, out
 
 
 def render(rep: Report) -> str:
@@ -616,21 +457,47 @@ def render(rep: Report) -> str:
         f"* when: {i.get('date')}; commit `{i.get('commit')}`; command: `{i.get('command')}`",
         f"* machine: {i.get('cpu')}, {i.get('cores')} cores, {i.get('memory')} RAM; "
         f"{i.get('os')}, kernel {i.get('kernel')}; load average at start {i.get('load_at_start')}, "
-        f"at end {i.get('load_at_end', '?')} (other work on the machine adds noise)",
-        f"* tools: {i.get('openssh')}; {i.get('rsync')}; Python {i.get('python')}, asyncssh {i.get('asyncssh')}",
-        f"* hosts: {i.get('hosts')} sshd instances on 127.0.0.1 (user cvdeploy), latency added by "
-        "benchmarks/latency_proxy.py (RTT = 2 x one-way; new connections pay the TCP handshake's RTT)",
-        f"* medians of {i.get('runs')} run(s) per cell; targets from issue 7 apply at 100 ms RTT "
-        "unless they are counts or absolute; '—' in met? = not applicable at that RTT",
+        f"at end {i.get('load_at_end', '?')} (a 2-core machine shared with other work: "
+        "per-scenario load and time are listed at the end)",
+        f"* tools: {i.get('openssh')}; {i.get('rsync')}; Python {i.get('python')}, asyncssh {i.get('asyncssh')}"
+        + (f"; peer: {i['capistrano']}, {i.get('git')}" if i.get("capistrano") else ""),
+        f"* hosts: {i.get('hosts')} sshd instances on 127.0.0.1 (user cvdeploy, LogLevel VERBOSE), "
+        "latency added by benchmarks/latency_proxy.py (RTT = 2 x one-way; new connections pay the "
+        "TCP handshake's RTT)" + (f"; capped rows: {i['rate_mbit']:g} Mbit/s per direction"
+                                   if i.get("rate_mbit") else ""),
+        f"* medians of {i.get('runs')} run(s) per cell (scale scenarios: {i.get('scale_runs')} at "
+        f"{i.get('scale_rtt_ms')} ms; a row with another sample count says n=); targets apply at "
+        "100 ms RTT unless they are counts or absolute; '—' in met? = not applicable at that RTT",
     ]
     conn = i.get("ssh_true_seconds") or {}
     if conn:
         head.append("* a new OpenSSH connection (`ssh host true`, median of 3) costs "
                     + ", ".join(f"{sorted(v)[len(v) // 2]:.2f} s at {k} ms" for k, v in conn.items()))
+    for u in i.get("updates") or []:
+        head.append(f"* updated {u['date']}: `{u['command']}` re-measured {', '.join(u['only'])} "
+                    f"(commit `{u['commit']}`, load {u['load_at_start']} → {u['load_at_end']})")
     head.append("")
     if i.get("engine_missing"):
         head.append(f"**capview side not run: {i['engine_missing']}**\n")
-    return "\n".join(head) + "\n" + rep.tables()
+    rtt = 100 if 100 in (i.get("rtts_ms") or []) else max(i.get("rtts_ms") or [0])
+    table, rows = targets_table(rep, rtt, float(i.get("rate_mbit") or 50))
+    i["targets"] = rows
+    tail = [f"### Targets (issue 21; {rtt} ms RTT)\n", table, ""] + footnotes(rep, rtt) + [""]
+    secs = i.get("scenario_seconds") or {}
+    if secs:
+        tail.append("### Time and load per scenario\n")
+        tail.append("| scenario | took | load average (1, 5, 15 min) at start → end |")
+        tail.append("|---|---:|---|")
+        tail += [f"| {k} | {v['seconds']:.0f} s | {v['load_at_start']} → {v['load_at_end']} |"
+                 for k, v in secs.items()]
+        tail.append("")
+    return "\n".join(head) + "\n" + rep.tables() + "\n" + "\n".join(tail)
+
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM ends a run like Ctrl-C: every ``finally`` stops what it started."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -638,7 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rtt", default="0,100", help="comma-separated RTTs in ms (default 0,100)")
     ap.add_argument("--runs", type=int, default=None, help="runs per cell (default 5; --quick: 1)")
     ap.add_argument("--quick", action="store_true", help="one run per cell (< 5 min)")
-    ap.add_argument("--only", default=",".join(SCENARIOS), help=f"scenarios: {','.join(SCENARIOS)}")
+    ap.add_argument("--only", default=",".join(DEFAULT),
+                    help=f"scenarios (default {','.join(DEFAULT)}; 'all' adds {','.join(SCALE)})")
+    ap.add_argument("--rate-mbit", type=float, default=50.0,
+                    help="link cap of the capped first-deploy rows (default 50; 0: skip them)")
+    ap.add_argument("--scale-runs", type=int, default=3, help="runs of the scale scenarios (default 3)")
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of OUT.json that --only does not re-measure")
     ap.add_argument("--hosts", type=int, default=20, help="hosts for releases/fanout (default 20)")
     ap.add_argument("--big-mb", type=int, default=500, help="tree size for the RSS scenario (default 500)")
     ap.add_argument("--workdir", default="/tmp/capview-bench", help="local scratch (trees)")
@@ -647,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.rtt = [int(x) for x in args.rtt.split(",") if x.strip()]
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
+    if "all" in args.only:
+        args.only = [x for x in args.only if x != "all"] + list(SCENARIOS)
     bad = set(args.only) - set(SCENARIOS)
     if bad:
         ap.error(f"unknown scenario(s): {', '.join(sorted(bad))}")
@@ -654,21 +529,43 @@ def main(argv: list[str] | None = None) -> int:
         args.runs = 1 if args.quick else 5
     if os.geteuid() != 0:
         ap.error("needs root (starts sshd instances and uses the testbed's users)")
-    t0 = time.perf_counter()
-    rep = Bench(args).run()
-    rep.info["elapsed_seconds"] = round(time.perf_counter() - t0, 1)
-    try:
-        rep.info["load_at_end"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        pass
-    text = render(rep) + f"\n_total benchmark time: {rep.info['elapsed_seconds']} s_\n"
-    print(text)
     out = Path(args.out)
+    old = None
+    if args.update:
+        try:
+            old = Report.load(json.loads(out.with_suffix(".json").read_text()), SCENARIOS)
+        except (OSError, ValueError, KeyError) as exc:
+            ap.error(f"--update: cannot read {out.with_suffix('.json')}: {exc}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    t0 = time.perf_counter()
+    bench = Bench(args)
+    rep = bench.run()
+    elapsed = round(time.perf_counter() - t0, 1)
+    if old is not None:  # this run's rows replace the old ones of the same scenarios
+        ran = set(args.only)
+        old.drop_scenarios(ran)
+        old.metrics += rep.metrics
+        old.notes.update(rep.notes)
+        old.errors += rep.errors
+        old.titles.update(rep.titles)
+        old.info.setdefault("scenario_seconds", {}).update(rep.info.get("scenario_seconds", {}))
+        for k in ("capistrano", "git"):
+            old.info.setdefault(k, rep.info.get(k))
+        old.info.setdefault("updates", []).append({
+            "date": rep.info["date"], "command": rep.info["command"], "only": sorted(ran),
+            "commit": rep.info["commit"], "load_at_start": rep.info["load_at_start"],
+            "load_at_end": loadavg(), "elapsed_seconds": elapsed})
+        rep = old
+    else:
+        rep.info["elapsed_seconds"] = elapsed
+        rep.info["load_at_end"] = loadavg()
+    text = render(rep) + f"\n_total benchmark time: {rep.info['elapsed_seconds']} s" + (
+        f" (+ updates: {', '.join(str(u['elapsed_seconds']) + ' s' for u in rep.info['updates'])})"
+        if rep.info.get("updates") else "") + "_\n"
+    print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(
-        {"info": rep.info, "metrics": [m.to_json() for m in rep.metrics], "errors": rep.errors,
-         "notes": rep.notes}, indent=2))
+    out.with_suffix(".json").write_text(json.dumps(rep.to_json(), indent=2))
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}", file=sys.stderr)
     return 1 if rep.errors else 0
 

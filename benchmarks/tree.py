@@ -26,7 +26,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TreeStats", "make_tree", "small_change", "make_big_tree", "tree_stats", "BASE_MTIME"]
+__all__ = ["TreeStats", "make_tree", "small_change", "make_big_tree", "make_many_tree", "tree_stats",
+           "BASE_MTIME"]
 
 BASE_MTIME = 1_700_000_000  # 2023-11-14: every generated file's mtime
 CHANGE_MTIME = BASE_MTIME + 86_400
@@ -167,6 +168,33 @@ def make_big_tree(dst: str | Path, total_mb: int = 500, seed: int = 3) -> TreeSt
     return tree_stats(dst)
 
 
+def make_many_tree(dst: str | Path, files: int = 200_000, seed: int = 5) -> TreeStats:
+    """``files`` small files (100 B - 2 KB; a third text, the rest random bytes) in
+    ``static/pkg-NNN/mod-MM/`` directories of ~500 files each, plus ``VERSION``."""
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    text_pool = _text(rng, 64 * 1024)
+    per_dir = 500
+    for i in range(files):
+        d = dst / "static" / f"pkg-{i // (per_dir * 20):03d}" / f"mod-{(i // per_dir) % 20:02d}"
+        if i % per_dir == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(100, 2048)
+        if i % 3 == 0:
+            off = rng.randrange(0, len(text_pool) - size)
+            name, data = f"f{i:06d}.js", text_pool[off:off + size]
+        else:
+            name, data = f"f{i:06d}.bin", rng.randbytes(size)
+        path = d / name
+        with open(path, "wb") as f:
+            f.write(data)
+        os.utime(path, (BASE_MTIME, BASE_MTIME))
+    _write(dst / "VERSION", f"many={files} seed={seed}\n".encode(), BASE_MTIME)
+    _fix_dir_mtimes(dst)
+    return tree_stats(dst)
+
+
 def tree_stats(root: str | Path) -> TreeStats:
     files = size = dirs = 0
     for dirpath, dirnames, filenames in os.walk(root):
@@ -189,12 +217,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dst", type=Path)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--big-mb", type=int, default=0, help="write a tree of about this many MB instead")
+    ap.add_argument("--many", type=int, default=0, help="write a tree of this many small files instead")
     ap.add_argument("--change", type=int, default=0, help="apply small_change(n) to an existing tree")
     args = ap.parse_args(argv)
     if args.change:
         print(f"changed {args.change} files, {small_change(args.dst, args.change, args.seed)} bytes")
         return 0
-    st = make_big_tree(args.dst, args.big_mb, args.seed) if args.big_mb else make_tree(args.dst, args.seed)
+    if args.many:
+        st = make_many_tree(args.dst, args.many, args.seed)
+    elif args.big_mb:
+        st = make_big_tree(args.dst, args.big_mb, args.seed)
+    else:
+        st = make_tree(args.dst, args.seed)
     print(f"{st.files} files, {st.dirs} dirs, {st.bytes / 1e6:.1f} MB in {args.dst}")
     return 0
 

@@ -1,7 +1,8 @@
 """The benchmarks' latency proxy (benchmarks/latency_proxy.py): delay, integrity, sever().
 
 Timing assertions are deliberately loose (a noisy 2-core machine): they check that the
-delay is there and is not serialized, not that it is precise.
+delay is there and is not serialized, not that it is precise. The bandwidth cap is checked
+on its schedule (the departure times the token bucket handed out), not on a wall clock.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
+from benchmarks.latency_proxy import BURST, LatencyProxy, TokenBucket  # noqa: E402
 
 
 async def _echo_server() -> tuple[asyncio.base_events.Server, int]:
@@ -169,3 +170,112 @@ def test_cli_serves_and_stops(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=10) == 0
+
+
+# ------------------------------------------------------------------ bandwidth cap
+def test_token_bucket_paces_a_backlog_at_the_rate() -> None:
+    """100 chunks of 64 KiB all arriving at t=0: the first BURST bytes go at once, then
+    the link is busy len/rate per chunk, back to back."""
+    rate = 1_000_000.0  # bytes/s
+    b = TokenBucket(rate)
+    n = 64 * 1024
+    departs = [b.depart(0.0, n) for _ in range(100)]
+    assert departs[0] == (n - BURST) / rate
+    gaps = [b2 - b1 for b1, b2 in zip(departs, departs[1:])]
+    assert all(abs(g - n / rate) < 1e-9 for g in gaps), gaps[:3]
+    assert abs(departs[-1] - (100 * n - BURST) / rate) < 1e-9
+    assert b.sent == 100 * n
+
+
+def test_token_bucket_refills_while_idle_but_only_up_to_the_burst() -> None:
+    rate = 1_000_000.0
+    b = TokenBucket(rate, burst=10_000)
+    assert b.depart(0.0, 10_000) == 0.0  # a full bucket sends a burst at once
+    assert b.depart(0.0, 5_000) == 0.005  # then it waits for tokens
+    # idle for 10 s: the bucket holds at most `burst`, not 10 s worth of bytes
+    assert b.depart(10.005, 10_000) == 10.005
+    assert abs(b.depart(10.005, 1_000_000) - 11.005) < 1e-9
+    # small chunks arriving slower than the rate are never delayed
+    t = 20.0
+    for i in range(50):
+        assert b.depart(t + i * 0.01, 1_000) == t + i * 0.01
+
+
+def test_token_bucket_bounds_any_interval() -> None:
+    """Whatever the arrivals, bytes departed in [0, t] <= burst + rate * t."""
+    import random
+
+    rng = random.Random(7)
+    rate = 2_000_000.0
+    b = TokenBucket(rate)
+    now, sched = 0.0, []
+    for _ in range(2000):
+        now += rng.expovariate(400.0)  # bursty arrivals, on average 400 chunks/s
+        n = rng.randint(1, 32 * 1024)
+        sched.append((b.depart(now, n), n))
+    done = 0
+    for t, n in sched:
+        done += n
+        assert done <= BURST + rate * t + 1e-6
+
+
+async def _sink_server() -> tuple[asyncio.base_events.Server, int, list[bytes], asyncio.Event]:
+    got: list[bytes] = []
+    finished = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            got.append(data)
+        finished.set()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], got, finished
+
+
+async def test_capped_transfer_runs_at_the_rate() -> None:
+    """2 MB through a 20 Mbit/s listener: every byte arrives, and the schedule the proxy
+    used (each chunk's arrival and departure, recorded from its token bucket) carries it
+    at the rate: 2 MB in ~0.8 s of link time, never faster than the cap."""
+    rate = 20e6 / 8
+    payload = os.urandom(2 * 1024 * 1024)
+    server, port, got, finished = await _sink_server()
+    async with server:
+        async with LatencyProxy(port, one_way=0.01, handshake=False, rate=rate) as p:
+            up = p.buckets["up"]
+            sched: list[tuple[float, float, int]] = []
+            real = up.depart
+
+            def recording(now: float, nbytes: int) -> float:
+                t = real(now, nbytes)
+                sched.append((now, t, nbytes))
+                return t
+
+            up.depart = recording  # type: ignore[method-assign]
+            reader, writer = await asyncio.open_connection("127.0.0.1", p.port)
+            writer.write(payload)
+            await writer.drain()
+            writer.write_eof()
+            await asyncio.wait_for(finished.wait(), 30)
+            writer.close()
+    assert b"".join(got) == payload
+    assert sum(n for _, _, n in sched) == len(payload) == up.sent
+    first_arrival, last_departure = sched[0][0], sched[-1][1]
+    span = last_departure - first_arrival
+    assert span >= (len(payload) - BURST) / rate - 1e-9  # never faster than the cap
+    throughput = len(payload) / span
+    assert 0.8 * rate <= throughput <= rate * (1 + BURST / len(payload)), throughput / rate
+    # departures never go backwards and never precede their chunk's arrival
+    assert all(d >= a for a, d, _ in sched)
+    assert all(d2 >= d1 for (_, d1, _), (_, d2, _) in zip(sched, sched[1:]))
+    # the other direction of the same listener has its own bucket, untouched here
+    assert p.buckets["down"].sent == 0
+
+
+def test_cli_rejects_a_bad_rate() -> None:
+    import subprocess
+
+    cp = subprocess.run([sys.executable, "-m", "benchmarks.latency_proxy", "--target", "127.0.0.1:1",
+                         "--rate-mbit", "-5"], cwd=Path(__file__).resolve().parents[1],
+                        capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 2 and "--rate-mbit" in cp.stderr
