@@ -113,8 +113,11 @@ class HistoryScreen(Screen[None]):
         for i, rec in enumerate(reversed(records)):
             at = rec.get("at")
             outcome = str(rec.get("outcome") or "")
-            change = f"{rec.get('from') or '—'} → {rec.get('to') or '—'}" if rec.get("op") in (
-                "release", "rollback", "migrate") else ""
+            change = ""
+            if rec.get("op") in ("release", "rollback", "migrate"):
+                change = f"{rec.get('from') or '—'} → {rec.get('to') or '—'}"
+                if outcome == "rolled_back":  # it went live, failed its health check, and went back
+                    change = f"{rec.get('from') or '—'} → {rec.get('version')} → {rec.get('to') or '—'}"
             table.add_row(
                 Text(age(now - at) if isinstance(at, (int, float)) else "?"),
                 Text(clean_line(rec.get("host") or "?"), style="bold"),
