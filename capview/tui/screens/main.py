@@ -80,8 +80,8 @@ class MainScreen(Screen[None]):
         Binding("q", "app.quit_safely", "Quit", id="capview.quit"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="capview.clear_filter"),
     ]
-    FOOTER_KEEP = ["deploy", "rollback", "inspect", "history", "filter", "pin", "unpin", "prune", "unlock",
-                   "migrate", "refresh", "operation"]
+    FOOTER_KEEP = ["deploy", "rollback", "inspect", "history", "pin", "unpin", "unlock", "migrate", "filter", "prune",
+                   "refresh", "operation"]
     COMMAND_HELP = {
         "deploy": "Release a version to an environment or one host",
         "rollback": "Switch the selected host(s) to the highlighted release",

@@ -12,16 +12,11 @@ from textual.screen import Screen
 from textual.widgets import Header, Static
 
 from capview.tui.widgets.footer import CapviewFooter
+from capview.tui.widgets.nav import SCROLL_BINDINGS
 
 
 class ViewScroll(VerticalScroll):
-    BINDINGS = [
-        Binding("j", "scroll_down", "Down", show=False),
-        Binding("k", "scroll_up", "Up", show=False),
-        Binding("g", "scroll_home", "First", show=False),
-        Binding("G", "scroll_end", "Last", show=False),
-        Binding("space", "page_down", "Page down", show=False),
-    ]
+    BINDINGS = SCROLL_BINDINGS + [Binding("space", "page_down", "Page down", show=False)]
 
 
 class TextScreen(Screen[None]):

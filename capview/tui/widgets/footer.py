@@ -13,12 +13,15 @@ from textual.binding import Binding
 from textual.widgets import Footer
 
 ALWAYS = ("app.help", "help", "app.quit_safely", "quit_safely", "back")  # ranked before anything else
-PALETTE_WIDTH = 13  # "▏^p palette " docked right
+PALETTE_WIDTH = {False: 13, True: 11}  # "▏^p palette " docked right (compact: no right padding)
 
 
-def key_width(key_display: str, description: str) -> int:
-    """What one FooterKey takes (non-compact: ' key desc ' with padding)."""
-    return len(key_display) + len(description) + 3
+COMPACT_BELOW = 100  # columns: narrower terminals get Textual's compact footer (less padding)
+
+
+def key_width(key_display: str, description: str, compact: bool = False) -> int:
+    """What one FooterKey takes: ' key desc ' with padding, or 'key desc ' compact."""
+    return len(key_display) + len(description) + (2 if compact else 3)
 
 
 def fit(keys: list[tuple[str, int]], rank: list[str], width: int) -> set[str]:
@@ -49,13 +52,16 @@ class CapviewFooter(Footer):
         self._width = 0
 
     def compose(self):
+        width = self.size.width or self.app.size.width
+        self.set_reactive(Footer.compact, width < COMPACT_BELOW)
+        self.set_class(width < COMPACT_BELOW, "-compact")
         items = list(super().compose())
         keys = []
         for w in items:
             action = getattr(w, "action", None)
             if action is not None and "-command-palette" not in w.classes:
-                keys.append((action, key_width(w.key_display, w.description)))
-        budget = (self.size.width or self.app.size.width) - PALETTE_WIDTH
+                keys.append((action, key_width(w.key_display, w.description, self.compact)))
+        budget = width - PALETTE_WIDTH[self.compact]
         shown = fit(keys, list(getattr(self.screen, "FOOTER_KEEP", ())), budget)
         for w in items:
             action = getattr(w, "action", None)

@@ -41,10 +41,14 @@ class NavTree(Tree[T], Generic[T]):
         self.scroll_to_line(last)
 
 
+# the same keys for things that scroll rather than move a cursor (logs, text views)
+SCROLL_BINDINGS = [
+    Binding("j", "scroll_down", "Down", show=False),
+    Binding("k", "scroll_up", "Up", show=False),
+    Binding("g", "scroll_home", "First", show=False),
+    Binding("G", "scroll_end", "Last", show=False),
+]
+
+
 class NavLog(Log):
-    BINDINGS = [
-        Binding("j", "scroll_down", "Down", show=False),
-        Binding("k", "scroll_up", "Up", show=False),
-        Binding("g", "scroll_home", "First", show=False),
-        Binding("G", "scroll_end", "Last", show=False),
-    ]
+    BINDINGS = SCROLL_BINDINGS
