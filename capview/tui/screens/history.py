@@ -52,7 +52,7 @@ def detail(rec: dict) -> str:
 
 class HistoryScreen(Screen[None]):
     BINDINGS = [
-        Binding("enter", "jump", "Show release", id="history.jump"),
+        Binding("enter", "jump", "Show release", id="history.jump", priority=True),
         Binding("R", "reload", "Refresh", id="history.reload", key_display="R"),
         Binding("escape,b", "back", "Back", id="history.back"),
         Binding("question_mark", "app.help", "Help", id="history.help"),
