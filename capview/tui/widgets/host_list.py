@@ -121,12 +121,14 @@ class HostList(NavTree[Target]):
         self.call_after_refresh(restore)
 
     def select_target(self, target: Target | None) -> None:
+        """Move the cursor to ``target``; None: the first line (the first environment). A host
+        the filter hides falls back to the first host shown, never to a whole environment
+        (actions would then apply to all of its hosts)."""
         node = self._target_nodes.get(target) if target else None
+        if node is None and target is not None:
+            node = next((n for t, n in self._target_nodes.items() if t.host), None)
         if node is None:
-            # never widen a hidden host to its whole environment (actions would apply to all):
-            # the first host, or the first environment
-            node = next((n for t, n in self._target_nodes.items() if t.host), None) or \
-                next(iter(self._target_nodes.values()), None)
+            node = next(iter(self._target_nodes.values()), None)
         if node is not None:
             self.move_cursor(node)
 
