@@ -6,12 +6,15 @@ unit that runs ``current/app.py``, and capview's HostConfig/Environment for it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
 import json
 import secrets
 import shutil
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -148,3 +151,20 @@ def new_app(host, *, build: bool = True, tag: str | None = None, graceful: bool 
         # triggers the app (TriggeredBy=), even while both are stopped
         host.systemctl("enable", f"{name}.socket", check=True)
     return App(host, name, dp, port, name, f"localhost/{name}" if build else None)
+
+
+@contextlib.contextmanager
+def app_on_tmpfs(host, options: str, tag: str):
+    """An app (no build) whose deploy_path's parent is a tmpfs mounted with ``options``
+    (a small disk, few inodes...); the service is stopped and the tmpfs unmounted afterwards."""
+    web = host.base / "web"
+    web.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},mode=755", f"cv-{tag}", str(web)], check=True)
+    os.chown(web, host.uid, host.pw.pw_gid)
+    app = new_app(host, build=False, tag=tag)
+    try:
+        yield app
+    finally:
+        host.systemctl("stop", app.unit)
+        if subprocess.run(["umount", str(web)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(web)], check=False)

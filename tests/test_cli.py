@@ -38,16 +38,27 @@ COMMAND_OPTS = {
     "pin": ["ENV", "VERSION", "-y, --yes"],
     "unpin": ["ENV", "VERSION", "-y, --yes"],
     "history": ["ENV", "-n N, --limit N"],
+    "verify": ["ENV", "VERSION"],
     "traefik": ["ENV", "--write", "-y, --yes"],
-    "demo": ["--dir DIR", "--headless"],
-    "ui": [],
+    "demo": ["--dir DIR", "--headless", "--serve"],
+    "ui": ["-c FILE, --config FILE"],
+    "completion": ["{bash,zsh,fish}"],
 }
+# Commands that take only some global options: --help must not list the others (issue 20).
+ONLY_SOME_GLOBALS = {"demo": [], "ui": ["-c FILE, --config FILE"], "completion": []}
 
 
 def test_every_command_is_covered():
     from capview.cli import COMMANDS_HELP
 
     assert set(COMMANDS_HELP) | {"deploy"} == set(COMMAND_OPTS)
+
+
+def split_summary(stdout: str) -> tuple[list[str], list[str]]:
+    """(the timestamped lines, the summary table's lines) of a plain run's output."""
+    head, sep, tail = stdout.partition("\nsummary: ")
+    assert sep, f"no summary at the end:\n{stdout}"
+    return lines(head), lines("summary: " + tail)
 
 
 def test_help_of_every_command():
@@ -64,9 +75,12 @@ def test_help_of_every_command():
             continue
         if not text.startswith(f"usage: capview {'release' if cmd == 'deploy' else cmd}"):
             failures.append(f"{cmd}: unexpected usage line: {out.splitlines()[:1]}")
-        for opt in GLOBAL_OPTS + COMMAND_OPTS[cmd]:
+        for opt in (GLOBAL_OPTS if cmd not in ONLY_SOME_GLOBALS else []) + COMMAND_OPTS[cmd]:
             if opt not in text:
                 failures.append(f"{cmd}: --help does not mention {opt!r}")
+        for opt in GLOBAL_OPTS:
+            if cmd in ONLY_SOME_GLOBALS and opt not in ONLY_SOME_GLOBALS[cmd] and opt in text:
+                failures.append(f"{cmd}: --help lists {opt!r}, which does nothing there")
     assert not failures, "\n".join(failures)
 
 
@@ -219,12 +233,16 @@ def test_release_plain_output_is_timestamped_and_ends_with_the_outcome(app1, hos
     app, cfg = app1
     cp = release_cli(cfg, "v1")
     assert cp.returncode == 0, show(cp)
-    out = lines(cp.stdout)
+    out, summary = split_summary(cp.stdout)
     bad = [l for l in out if not STAMP.match(l)]
     assert not bad, f"lines without a timestamp: {bad}\n{show(cp)}"
     for phase in ("lock", "setup", "upload", "link", "build", "switch", "health", "cleanup"):
         assert any(re.search(rf"\s{host.name}\s+{phase}\s+ok\b", l) for l in out), (phase, show(cp))
     assert re.match(rf"^\d\d:\d\d:\d\d {host.name}\s+OK: v1 is live\b", out[-1]), out[-1]
+    # piped output ends with the summary the README promises: host, outcome, version, time, trips, sent
+    assert summary[0] == "summary: 1 of 1 host ok", summary
+    assert summary[1].split() == ["host", "outcome", "version", "time", "trips", "sent", "message"], summary
+    assert re.match(rf"^\s+{host.name}\s+ok\s+v1\s+\d+\.\d+s\s+7\s+\d+(\.\d)? (B|KiB|MiB)\s+v1 is live", summary[2]), summary
     assert "\x1b" not in cp.stdout  # no colours or cursor movement on a pipe
     assert app.get() == (200, "v1")
 
@@ -278,7 +296,10 @@ def test_exit_codes_0_1_2_3_4(host, tmp_path):
     pid = app.main_pid()
     cp = release_cli(cfg, "v2", "--source", str(tmp_path / "src-bad"))
     assert cp.returncode == 1, show(cp)
-    assert re.search(rf"{host.name}\s+FAILED:", lines(cp.stdout)[-1]), show(cp)
+    out, summary = split_summary(cp.stdout)
+    assert re.search(rf"{host.name}\s+FAILED at build \(reason above\)", out[-1]), show(cp)
+    # the reason is printed twice: where it happened, and in the summary (not three times)
+    assert cp.stdout.count("build failed (exit") == 2, show(cp)
     assert app.current() == "releases/v1" and app.main_pid() == pid and app.get() == (200, "v1")
     assert app.release_json("v2")["state"] == "failed"
     assert app.sh(f"test -e {dp}/.capview/lock && echo held || echo free").strip() == "free"
@@ -313,7 +334,7 @@ def test_exit_codes_0_1_2_3_4(host, tmp_path):
     cfg4 = write_config(tmp_path / "closed.yaml", [app], entries=[host_entry(app, port=free_port())])
     cp = release_cli(cfg4, "v4")
     assert cp.returncode == 4, show(cp)
-    assert re.search(rf"{host.name}\s+FAILED:.*(refused|unreachable)", cp.stdout, re.I), show(cp)
+    assert re.search(rf"{host.name}\s+lock\s+FAILED .*(refused|unreachable)", cp.stdout, re.I), show(cp)
 
     # and the host still takes the next release
     cp = release_cli(cfg, "v5")
@@ -366,7 +387,7 @@ def test_rollback_serves_the_previous_version(host, tmp_path):
     assert cp.returncode == 0, show(cp)
     assert app.get() == (200, "v1")
     assert app.current() == "releases/v1"
-    out = lines(cp.stdout)
+    out, _ = split_summary(cp.stdout)
     assert all(STAMP.match(l) for l in out), show(cp)
     assert re.search(rf"{host.name}\s+OK: .*v1", out[-1]), out[-1]
 

@@ -779,3 +779,50 @@ async def test_server_does_not_hang_on_a_background_job_holding_stdout(server, t
         assert r.exit_status == 0 and time.monotonic() - t0 < 5
     finally:
         os.kill(int(r.stdout.strip()), signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_cli_demo_serve_and_the_commands_its_deploy_yaml_prints(tmp_path):
+    """``capview demo --serve`` keeps the hosts up without a dashboard; the commands the
+    sandbox's deploy.yaml comment prints work exactly as printed; Ctrl-C stops everything (issue 20)."""
+    d = tmp_path / "sandbox"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    p = subprocess.Popen([sys.executable, "-m", "capview", "demo", "--serve", "--dir", str(d)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        for line in p.stdout:
+            if "serving until Ctrl-C" in line:
+                break
+        else:
+            pytest.fail("demo --serve never said it was serving: " + p.stderr.read())
+        comment = [ln[4:] for ln in (d / "deploy.yaml").read_text().splitlines() if ln.startswith("#   ")]
+        assert comment[0].endswith(f"demo --serve --dir {d}"), comment
+        printed = {c.split(" -c ", 1)[1].split(" ", 1)[1]: c for c in comment[1:]}
+        assert set(printed) >= {"releases prod", "release v2.0.0 prod", "rollback prod",
+                                "migrate-data legacy --dry-run", "ui"}, printed
+        outs = {}
+        for what in ("releases prod", "migrate-data legacy --dry-run", "release v2.0.0 prod", "rollback prod"):
+            cp = subprocess.run(["sh", "-c", printed[what]], capture_output=True, text=True, timeout=120,
+                                cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+            assert cp.returncode == 0, (what, cp.stdout, cp.stderr)
+            assert "Traceback" not in cp.stdout + cp.stderr
+            outs[what] = cp.stdout
+        assert "current v1.1.0" in outs["releases prod"], outs["releases prod"]
+        assert "legacy-1: layout legacy" in outs["migrate-data legacy --dry-run"]
+        assert "v2.0.0 is live" in outs["release v2.0.0 prod"]
+        assert "rolled back v2.0.0 -> v1.1.0" in outs["rollback prod"]
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, out + err
+    assert "stopped (SIGINT)" in out and "Traceback" not in err, out + err
+    assert not (d / "demo.pid").exists()
+    assert not list(d.glob("hosts/*/shared/run/app.pid"))
+    assert procs_mentioning(str(d)) == []
+    # with the demo stopped, the CLI says why the host is unreachable and how to bring it up
+    cp = subprocess.run(["sh", "-c", printed["releases prod"]], capture_output=True, text=True, timeout=60)
+    assert cp.returncode == 4
+    assert f"demo --serve --dir {d}" in cp.stderr, cp.stdout + cp.stderr

@@ -35,7 +35,6 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -53,7 +52,7 @@ from capview.engine.events import PhaseStarted
 from capview.engine.rollback import rollback
 from capview.errors import EXIT_LOCKED
 from capview.remote.ssh import SshTransport
-from realhost import make_source, new_app
+from realhost import app_on_tmpfs, make_source, new_app
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -383,7 +382,7 @@ async def test_deploy_and_prune_from_two_processes(site):
     src = site.source(v)
     with Hitter(site.app) as hits:
         runs = [CliRun("release", v, "test", "--json", "--source", str(src), "-c", str(site.config)),
-                CliRun("prune", "test", "--keep", "0", "--yes", "--json", "-c", str(site.config))]
+                CliRun("prune", "test", "--keep", "2", "--yes", "--json", "-c", str(site.config))]
         await asyncio.gather(*(r.start() for r in runs))
         rcs = [await r.wait() for r in runs]
         for r in runs:
@@ -398,17 +397,8 @@ async def test_deploy_and_prune_from_two_processes(site):
 @pytest.fixture
 def small_disk(host):
     """The app's deploy_path parent is a 6 MB tmpfs (unmounted at teardown)."""
-    web = host.base / "web"
-    web.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=755", "cv-small", str(web)], check=True)
-    os.chown(web, host.uid, host.pw.pw_gid)
-    app = new_app(host, build=False, tag="full")
-    try:
+    with app_on_tmpfs(host, "size=6m", "full") as app:
         yield app
-    finally:
-        host.systemctl("stop", app.unit)
-        if subprocess.run(["umount", str(web)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(web)], check=False)
 
 
 async def test_disk_full_during_upload(small_disk, tmp_path):

@@ -52,7 +52,7 @@ async def test_deploy_v1_then_v2_layout_hardlinks_and_bytes(host, tmp_path, tran
     assert app.sh(f"readlink {dp}/releases/v2/data").strip() == "../../shared/data"
     assert app.sh(f"stat -c %a {dp}/shared/.env").strip() == "600"
     assert app.sh(f"readlink {dp}/releases/v2/static/latest.css").strip() == "style0.css"
-    assert app.sh(f"stat -c %a {dp}/releases/v2/bin/run.sh").strip() == "755"
+    assert app.sh(f"stat -c %a {dp}/releases/v2/bin/run.sh").strip() == "555"  # uploaded read-only (issue 13)
     manifest = app.sh(f"cat {dp}/releases/v2/.capview/manifest.tsv")
     assert "\ttemplates/page3.html\n" in manifest and "\tapp.py\n" in manifest
     assert app.release_json("v1")["state"] == "superseded"

@@ -415,6 +415,66 @@ async def test_ssh_config_proxyjump(testbed: Testbed, host: TestHost, tmp_path: 
         testbed.stop_host(jump)
 
 
+def _alias_config(host: TestHost, tmp_path: Path, **over: str) -> Path:
+    """An ssh_config for alias 'app' with its options replaced by ``over`` (value '' drops one)."""
+    opts = {"HostName": host.host, "Port": str(host.port), "User": host.user,
+            "IdentityFile": str(host.identity_file), "IdentitiesOnly": "yes",
+            "UserKnownHostsFile": str(host.known_hosts), "GlobalKnownHostsFile": "/dev/null",
+            "StrictHostKeyChecking": "yes", "BatchMode": "yes"}
+    opts.update(over)
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host app\n" + "".join(f"    {k} {v}\n" for k, v in opts.items() if v))
+    return cfg
+
+
+def _alias_host(host: TestHost, tmp_path: Path, cfg: Path, known_hosts: str | None = None) -> HostConfig:
+    return HostConfig(name="web", host="app", settings=Settings(
+        app="t", deploy_path=str(host.base), source=tmp_path,
+        ssh=SshOptions(config_file=str(cfg), known_hosts=known_hosts)))
+
+
+async def test_ssh_config_known_hosts_files_are_followed(host: TestHost, tmp_path: Path):
+    """Without ssh.known_hosts in deploy.yaml, ssh_config's UserKnownHostsFile and
+    GlobalKnownHostsFile vouch for the key, as they do for ssh(1) (issue 20)."""
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    # the key only in the "global" file
+    cfg = _alias_config(host, tmp_path, UserKnownHostsFile=str(empty), GlobalKnownHostsFile=str(host.known_hosts))
+    async with SshTransport() as t:
+        assert (await t.run(_alias_host(host, tmp_path, cfg), "echo global")).stdout == "global"
+    # the key in the second of two user files
+    cfg = _alias_config(host, tmp_path, UserKnownHostsFile=f"{empty} {host.known_hosts}")
+    async with SshTransport() as t:
+        assert (await t.run(_alias_host(host, tmp_path, cfg), "echo second")).stdout == "second"
+    # %d (the local home) is expanded like ssh(1) does
+    rel = os.path.relpath(host.known_hosts, os.path.expanduser("~"))
+    if not rel.startswith(".."):
+        cfg = _alias_config(host, tmp_path, UserKnownHostsFile=f"%d/{rel}")
+        async with SshTransport() as t:
+            assert (await t.run(_alias_host(host, tmp_path, cfg), "echo tokens")).stdout == "tokens"
+    # an explicit deploy.yaml known_hosts replaces ssh_config's files
+    cfg = _alias_config(host, tmp_path)
+    async with SshTransport() as t:
+        with pytest.raises(HostUnreachable, match="unknown host key"):
+            await t.run(_alias_host(host, tmp_path, cfg, known_hosts=str(empty)), "true")
+
+
+@pytest.mark.parametrize("strict", ["no", "accept-new", "off"])
+async def test_strict_host_key_checking_is_never_weaker_than_yes(host: TestHost, tmp_path: Path, strict: str):
+    """StrictHostKeyChecking no / accept-new in ssh_config (with UserKnownHostsFile /dev/null,
+    the classic way to turn checking off): capview still refuses the unknown key and learns nothing."""
+    kh = tmp_path / "kh"
+    kh.write_text("")
+    for files in ({"UserKnownHostsFile": "/dev/null"}, {"UserKnownHostsFile": str(kh)}):
+        cfg = _alias_config(host, tmp_path, StrictHostKeyChecking=strict, **files)
+        before = _accepted_logins(host)
+        async with SshTransport() as t:
+            with pytest.raises(HostUnreachable, match="unknown host key"):
+                await t.run(_alias_host(host, tmp_path, cfg), "touch should-not-exist")
+        assert _accepted_logins(host) == before, "a session was opened with an unverified key"
+        assert kh.read_text() == "", "the key was learned"
+
+
 # --------------------------------------------------------------------------- cancellation
 
 async def _started(t: SshTransport, hc: HostConfig, script: str, **kw) -> tuple[asyncio.Task, asyncio.Event]:

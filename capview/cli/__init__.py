@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
-from pathlib import Path
 
-from capview import __version__
-from capview.errors import EXIT_USAGE, CapviewError
+from capview import __version__, inert
+from capview.cli.output import guard_std_streams
+from capview.errors import EXIT_UNREACHABLE, CapviewError
 
 COMMANDS_HELP = {
     "check": "connect to every host and run the preflight checks",
@@ -29,10 +28,16 @@ COMMANDS_HELP = {
     "pin": "protect a release from prune",
     "unpin": "let prune delete a release again",
     "history": "show the hosts' deploy history",
+    "verify": "re-hash a release on the hosts against its manifest (exit 1 on any difference)",
     "traefik": "print or write the Traefik dynamic config that hides the switch window",
     "demo": "run the whole product on an embedded sandbox host",
     "ui": "open the dashboard (the default with no command)",
+    "completion": "print a shell completion script (bash, zsh or fish)",
 }
+
+# Commands where only some global options mean anything (the others are refused, not ignored).
+GLOBALS_FOR = {"demo": (), "completion": (), "ui": ("config",)}
+_GLOBAL_DEFAULTS = {"config": "deploy.yaml", "host": None, "json": False, "verbose": False}
 
 
 def _global_options(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -60,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def cmd(name: str, *aliases: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, aliases=list(aliases), help=COMMANDS_HELP[name], description=COMMANDS_HELP[name])
-        _global_options(p, top=False)
+        if name not in GLOBALS_FOR:
+            _global_options(p, top=False)
+        elif "config" in GLOBALS_FOR[name]:
+            p.add_argument("-c", "--config", default=argparse.SUPPRESS, metavar="FILE",
+                           help="deploy.yaml to use (default: ./deploy.yaml)")
         return p
 
     def env_arg(p: argparse.ArgumentParser) -> None:
@@ -122,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     env_arg(p)
     p.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="last N records per host (default 20)")
 
+    p = cmd("verify")
+    env_arg(p)
+    p.add_argument("version", metavar="VERSION", nargs="?", help="release to check (default: current)")
+
     p = cmd("traefik")
     env_arg(p)
     p.add_argument("--write", action="store_true", help="write the config (and maintenance page) on each host")
@@ -129,26 +142,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = cmd("demo")
     p.add_argument("--dir", metavar="DIR", help="keep the sandbox in DIR (reused on the next run)")
-    p.add_argument("--headless", action="store_true", help="seed the sandbox and print the releases; no UI")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--headless", action="store_true", help="seed the sandbox and print the releases; no UI")
+    mode.add_argument("--serve", action="store_true",
+                      help="keep the sandbox's SSH host and apps up, no dashboard, until Ctrl-C "
+                           "(use the CLI on it from another terminal)")
 
     p = cmd("ui")
     p.add_argument("--refresh", metavar="INTERVAL",
                    help="wait between the end of one status refresh and the next: 5s (default), 500ms, 2m")
+
+    p = cmd("completion")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete for")
     return parser
 
 
+def _refuse_meaningless_globals(parser: argparse.ArgumentParser, args) -> None:
+    """``capview --json demo`` would silently ignore --json: say so instead."""
+    allowed = GLOBALS_FOR.get(args.command or "ui")
+    if allowed is None:
+        return
+    for name, default in _GLOBAL_DEFAULTS.items():
+        if name not in allowed and getattr(args, name, default) != default:
+            parser.error(f"--{name} does nothing with {args.command or 'the dashboard'}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # A closed pipe or a vanished terminal only stops the output (capview/cli/output.py).
+    guard_std_streams()
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # guarded: a reader that went away turns this into a no-op
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "deploy":
         args.command = "release"
+    _refuse_meaningless_globals(parser, args)
     from capview.cli import commands
 
     try:
         handler = commands.HANDLERS[args.command or "ui"]
-        return _run(handler, args)
+        rc = _run(handler, args)
+        if rc == EXIT_UNREACHABLE:
+            commands.demo_hint(args)
+        return rc
     except CapviewError as exc:
-        print(f"capview: error: {exc}", file=sys.stderr)
+        print(f"capview: error: {inert.line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("capview: interrupted", file=sys.stderr)
@@ -158,13 +202,17 @@ def main(argv: list[str] | None = None) -> int:
 def _exiting_after_signal() -> int:
     """The cleanup is done and we exit 130: another Ctrl-C during interpreter shutdown
     (signal handlers are back to the default then) must not turn that into a kill."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in HANDLED_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     return 130
 
 
+# SIGHUP is the operator's terminal or SSH session going away: the same as SIGTERM.
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _run(handler, args) -> int:
-    """Run a handler; coroutines get a loop where Ctrl-C and SIGTERM cancel the operation.
+    """Run a handler; coroutines get a loop where Ctrl-C, SIGTERM and SIGHUP cancel the operation.
 
     The first signal cancels it: the engine then cleans up the host (removes a half
     release, releases the lock) before exiting 130. A second one only says that cleanup
@@ -190,7 +238,7 @@ def _run(handler, args) -> int:
             else:
                 task.cancel()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in HANDLED_SIGNALS:
             try:
                 loop.add_signal_handler(sig, on_signal)
             except (NotImplementedError, RuntimeError, ValueError):

@@ -5,24 +5,30 @@ Handlers never build shell commands; that is the engine's job.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sys
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from capview.cli.render import human_bytes, inert, make_renderer
+from capview import inert, units
+from capview.cli.output import safe_emit
+from capview.cli.render import json_line, make_renderer
+from capview.cli.tables import (
+    check_json, check_text, history_text, migration_json, migration_text, prune_json, prune_text, releases_json,
+    releases_text,
+)
 from capview.config import Config, Environment, load_config
 from capview.engine.context import Context, OperationResult
-from capview.errors import EXIT_OK, EXIT_UNREACHABLE, UsageError
+from capview.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, UsageError
 
 
 def parse_duration(text: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     t = text.strip()
     for suffix in ("ms", "s", "m", "h"):
         if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
-            return float(t[: -len(suffix)]) * units[suffix]
+            return float(t[: -len(suffix)]) * scale[suffix]
     if t.replace(".", "", 1).isdigit():
         return float(t)
     raise UsageError(f"--wait-lock: {text!r} is not a duration (use e.g. 30s, 2m)")
@@ -45,23 +51,54 @@ async def engine(args, renderer=None):
     from capview.remote.ssh import SshTransport
 
     render = renderer if renderer is not None else make_renderer(json_mode=args.json, verbose=args.verbose)
+    emit = safe_emit(render)  # a rendering failure never reaches the engine
     transport = SshTransport()
     try:
-        yield Context(transport=transport, emit=render), render
+        yield Context(transport=transport, emit=emit), render
     finally:
         if hasattr(render, "close"):
-            render.close()
+            try:
+                render.close()
+            except Exception:  # noqa: BLE001 -- output only
+                pass
         await transport.close()
 
 
-def confirm(args, question: str) -> bool:
-    """Ask on a TTY; without one, --yes is required (scripts must say so explicitly)."""
+def confirm(args, question: str, refusal: str) -> bool:
+    """Ask on a TTY; without one, --yes is required (scripts must say so explicitly).
+    ``refusal``: what would happen, for the one-line error that asks for --yes."""
     if getattr(args, "yes", False):
         return True
     if not sys.stdin.isatty():
-        raise UsageError(f"{question.rstrip('?')} needs confirmation: re-run with --yes")
-    answer = input(f"{question} [y/N] ").strip().lower()
+        raise UsageError(f"{refusal}: re-run with --yes to go ahead (--dry-run shows the plan only)")
+    try:
+        answer = input(f"{question} [y/N] ").strip().lower()
+    except (EOFError, OSError):  # the terminal went away: nothing is done
+        return False
     return answer in ("y", "yes")
+
+
+def _quiet(_event) -> None:
+    pass
+
+
+class _Warnings:
+    """A renderer for the listing commands: keeps the engine's HostWarning events."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def __call__(self, event) -> None:
+        if type(event).__name__ == "HostWarning":
+            self.events.append(event)
+
+    def show(self, json_mode: bool) -> None:
+        for e in self.events:
+            if json_mode:
+                print(json_line(e.to_dict()), end="")
+            else:
+                print(f"capview: warning: {inert.clip(e.host or '-', 40)}: {inert.clip(e.message, 400)}",
+                      file=sys.stderr)
 
 
 # ---- commands ---------------------------------------------------------------
@@ -72,23 +109,8 @@ async def cmd_check(args) -> int:
     _, env = env_of(args)
     async with engine(args, renderer=_quiet) as (ctx, _):
         reports = await check(ctx, env, host=args.host)
-    ok = True
-    for r in reports:
-        ok &= r.ok
-        if args.json:
-            print(json.dumps({"host": r.host, "ok": r.ok, "failures": r.failures, "warnings": r.warnings,
-                              "free_kb": r.free_kb}))
-            continue
-        status = "OK" if r.ok else "FAIL"
-        extra = f" ({human_bytes(r.free_kb * 1024)} free)" if r.ok and r.free_kb is not None else ""
-        print(f"{r.host:<16} {status}{extra}" + ("" if r.ok else ": " + inert("; ".join(r.failures))))
-        for w in r.warnings:
-            print(f"{'':<16} warning: {inert(w)}")
-    return EXIT_OK if ok else EXIT_UNREACHABLE
-
-
-def _quiet(_event) -> None:
-    pass
+    print(check_json(reports) if args.json else check_text(reports, verbose=args.verbose), end="")
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_UNREACHABLE
 
 
 async def cmd_release(args) -> int:
@@ -117,27 +139,38 @@ async def cmd_releases(args) -> int:
     _, env = env_of(args)
     async with engine(args, renderer=_quiet) as (ctx, _):
         hosts = await status(ctx, env, host=args.host)
-    from capview.cli.tables import releases_json, releases_text
-
     print(releases_json(hosts) if args.json else releases_text(hosts, now=time.time()), end="")
     return EXIT_OK if all(h.reachable for h in hosts) else EXIT_UNREACHABLE
 
 
+MIN_KEEP = 2  # deploy.yaml's keep_releases rule (config/schema.py), so --keep follows it too
+
+
+def check_keep(keep: int | None) -> int | None:
+    if keep is not None and keep < MIN_KEEP:
+        raise UsageError(f"--keep: must be at least {MIN_KEEP}, got {keep} (the previous release is kept for "
+                         "rollback; keep_releases in deploy.yaml has the same rule)")
+    return keep
+
+
 async def cmd_prune(args) -> int:
     from capview.engine.prune import plan_prune, prune
-    from capview.cli.tables import prune_text
 
+    keep = check_keep(args.keep)
     _, env = env_of(args)
     async with engine(args) as (ctx, render):
-        plans = await plan_prune(ctx, env, keep=args.keep, host=args.host)
-        if not args.json:
-            print(prune_text(plans), end="")
-        if args.dry_run or not any(i.action == "delete" for p in plans for i in p.items):
-            return EXIT_OK
-        if not confirm(args, "Delete the releases marked delete?"):
+        plans = await plan_prune(ctx, env, keep=keep, host=args.host)
+        print(prune_json(plans) if args.json else prune_text(plans), end="")
+        code = EXIT_OK if all(p.reachable for p in plans) else EXIT_UNREACHABLE
+        deleting = sum(len(p.deletions) for p in plans)
+        if args.dry_run or not deleting:
+            return code
+        hosts = sum(1 for p in plans if p.deletions)
+        what = f"prune would delete {units.plural(deleting, 'release')} on {units.plural(hosts, 'host')}"
+        if not confirm(args, f"{what}. Delete them?", what):
             print("nothing deleted")
             return EXIT_OK
-        result = await prune(ctx, env, keep=args.keep, host=args.host)
+        result = await prune(ctx, env, keep=keep, host=args.host)
     return result.exit_code
 
 
@@ -152,16 +185,20 @@ async def cmd_init(args) -> int:
 
 async def cmd_migrate(args) -> int:
     from capview.engine.migrate import migrate, plan_migration
-    from capview.cli.tables import migration_text
 
     _, env = env_of(args)
     async with engine(args) as (ctx, _):
         plans = await plan_migration(ctx, env, host=args.host)
-        if not args.json:
-            print(migration_text(plans), end="")
-        if args.dry_run or not any(p.needed for p in plans):
-            return EXIT_OK
-        if not confirm(args, "Migrate these hosts now (the service is stopped during the move)?"):
+        if args.json:
+            print(migration_json(plans), end="")
+        else:
+            print(migration_text(plans, rewrite_unit=args.rewrite_unit), end="")
+        code = EXIT_OK if all(p.reachable for p in plans) else EXIT_UNREACHABLE
+        needed = sum(1 for p in plans if p.needed)
+        if args.dry_run or not needed:
+            return code
+        what = f"migrate-data would stop the service on {units.plural(needed, 'host')} while it moves files"
+        if not confirm(args, f"{what}. Migrate now?", what):
             print("nothing changed")
             return EXIT_OK
         result = await migrate(ctx, env, host=args.host, rewrite_unit=args.rewrite_unit)
@@ -193,18 +230,33 @@ async def cmd_unpin(args) -> int:
 async def cmd_history(args) -> int:
     from capview.engine.ops import history
 
+    if args.limit < 1:
+        raise UsageError(f"--limit: must be at least 1, got {args.limit}")
     _, env = env_of(args)
-    async with engine(args, renderer=_quiet) as (ctx, _):
+    warnings = _Warnings()
+    async with engine(args, renderer=warnings) as (ctx, _):
         per_host = await history(ctx, env, host=args.host)
-    from capview.cli.tables import history_text
-
+    warnings.show(args.json)
     if args.json:
         for host, records in per_host.items():
             for r in records[-args.limit:]:
-                print(json.dumps({"host": host, **r}, sort_keys=True))
+                print(json_line({"host": host, **r}), end="")
     else:
         print(history_text(per_host, limit=args.limit), end="")
     return EXIT_OK
+
+
+async def cmd_verify(args) -> int:
+    from capview.engine.verify import verify
+    from capview.cli.tables import verify_json, verify_text
+
+    _, env = env_of(args)
+    async with engine(args, renderer=_quiet) as (ctx, _):
+        results = await verify(ctx, env, args.version, host=args.host)
+    print(verify_json(results) if args.json else verify_text(results), end="")
+    if not all(r.reachable for r in results):
+        return EXIT_UNREACHABLE
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
 async def cmd_traefik(args) -> int:
@@ -212,22 +264,28 @@ async def cmd_traefik(args) -> int:
 
     _, env = env_of(args)
     async with engine(args, renderer=_quiet) as (ctx, _):
-        code = EXIT_OK
         for h in env.select(args.host):
             if h.settings.traefik is None:
                 raise UsageError(f"{args.config}: no 'traefik:' section for {h.name} - add one (see docs/traefik.md)")
             text, plan = await traefik_config(ctx.transport, h)
-            print(f"# --- {h.name} ---")
-            print(text, end="")
-            if plan.warning:
-                print(f"capview: warning: {h.name}: {plan.warning}", file=sys.stderr)
+            written = None
             if args.write:
                 page = None
                 if h.settings.traefik.maintenance_page:
                     page = Path(h.settings.traefik.maintenance_page).read_bytes()
-                where = await write_traefik_config(ctx.transport, h, text, page)
-                print(f"# written on {h.name}: {where}")
-    return code
+                written = await write_traefik_config(ctx.transport, h, text, page)
+            if args.json:
+                print(json_line({"event": "TraefikConfig", "host": h.name, "yaml": text,
+                                 "plan": dataclasses.asdict(plan),
+                                 "written": dataclasses.asdict(written) if written else None}), end="")
+                continue
+            print(f"# --- {h.name} ---")
+            print(text, end="")
+            if plan.warning:
+                print(f"capview: warning: {h.name}: {inert.line(plan.warning)}", file=sys.stderr)
+            if written is not None:
+                print(f"# written on {h.name}: {written}")
+    return EXIT_OK
 
 
 def cmd_demo(args) -> int:
@@ -235,7 +293,8 @@ def cmd_demo(args) -> int:
 
     from capview.demo.runner import run_demo
 
-    return asyncio.run(run_demo(Path(args.dir) if args.dir else None, headless=args.headless, out=sys.stdout))
+    return asyncio.run(run_demo(Path(args.dir) if args.dir else None, headless=args.headless,
+                                serve=args.serve, out=sys.stdout))
 
 
 def cmd_ui(args) -> int:
@@ -244,6 +303,24 @@ def cmd_ui(args) -> int:
     path = Path(args.config)
     load_config(path)  # a broken deploy.yaml is a one-line error, not a crashed UI
     return run_app(path, refresh=getattr(args, "refresh", None))  # parsed (and refused) by the dashboard
+
+
+def cmd_completion(args) -> int:
+    from capview.cli.completion import script
+
+    print(script(args.shell), end="")
+    return EXIT_OK
+
+
+def demo_hint(args) -> None:
+    """A host of a demo sandbox is unreachable: its SSH host runs only while a demo runs."""
+    path = Path(getattr(args, "config", "deploy.yaml"))
+    if not (path.parent / "sandbox.json").is_file():
+        return
+    from capview.demo.config_text import serve_command
+
+    print(f"capview: hint: {inert.line(path)} is a capview demo sandbox; its SSH host runs only while a demo "
+          f"runs - start one with: {serve_command(path.parent.resolve())}", file=sys.stderr)
 
 
 def _exit(result) -> int:
@@ -264,7 +341,9 @@ HANDLERS = {
     "pin": cmd_pin,
     "unpin": cmd_unpin,
     "history": cmd_history,
+    "verify": cmd_verify,
     "traefik": cmd_traefik,
     "demo": cmd_demo,
     "ui": cmd_ui,
+    "completion": cmd_completion,
 }

@@ -1,6 +1,9 @@
 """Render the engine's event stream for a terminal: JSON lines, plain lines, or a live view.
 
 The engine emits the same events for every front; this module only formats them.
+Every string that came from a host goes through :mod:`capview.inert` (escape
+sequences are shown, never obeyed; cells are clipped) and every size or duration
+through :mod:`capview.units`, so the CLI prints what the dashboard prints.
 """
 
 from __future__ import annotations
@@ -10,8 +13,12 @@ import sys
 import time
 from typing import TextIO
 
+from capview import inert, units
 from capview.engine import events as ev
 from capview.engine.events import PHASES
+
+LOG_LIMIT = 2000  # one log line from the host, as printed (a 10 MB line is cut, marked "…")
+MESSAGE_LIMIT = 400  # a host's final message in the summary
 
 
 def _json_default(obj):
@@ -20,112 +27,120 @@ def _json_default(obj):
     return str(obj)
 
 
+def json_line(doc: dict) -> str:
+    """One JSON document on one line (plain bytes and seconds; ensure_ascii keeps it one line)."""
+    return json.dumps(doc, default=_json_default, sort_keys=True) + "\n"
+
+
 class JsonRenderer:
     """One JSON object a line: machine-readable, stable keys."""
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
+    def __init__(self, out: TextIO) -> None:
         self.out = out
 
     def __call__(self, event: ev.Event) -> None:
-        self.out.write(json.dumps(event.to_dict(), default=_json_default, sort_keys=True) + "\n")
+        self.out.write(json_line(event.to_dict()))
         self.out.flush()
 
     def close(self) -> None:
         pass
 
 
-def human_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def inert(text: str) -> str:
-    """Remote text made safe for a terminal: no escape sequences or control characters."""
-    return "".join(ch if ch.isprintable() or ch == "\t" else f"\\x{ord(ch):02x}" for ch in text)
-
-
 class PlainRenderer:
-    """Timestamped lines: for logs, CI and pipes."""
+    """Timestamped lines: for logs, CI and pipes. Ends with the summary table."""
 
-    def __init__(self, out: TextIO = sys.stdout, *, verbose: bool = False) -> None:
+    def __init__(self, out: TextIO, *, verbose: bool = False) -> None:
         self.out = out
         self.verbose = verbose
         self._last_progress: dict[str, float] = {}
+        self._failed_phase: dict[str, tuple[str, str]] = {}  # host -> (phase, detail) already printed
 
     def line(self, at: float, host: str | None, text: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(at))
-        self.out.write(f"{stamp} {host or '-':<12} {inert(text)}\n")
+        self.out.write(f"{stamp} {inert.clip(host or '-', 40):<12} {text}\n")
         self.out.flush()
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.OperationStarted):
-            what = f"{e.operation} {e.version or ''}".strip()
-            self.line(e.at, None, f"{what} on {e.env}: {', '.join(e.hosts)}" + (" (dry run)" if e.dry_run else ""))
+            what = f"{e.operation} {inert.clip(e.version or '')}".strip()
+            hosts = ", ".join(inert.clip(h, 40) for h in e.hosts)
+            self.line(e.at, None, f"{what} on {inert.clip(e.env)}: {hosts}" + (" (dry run)" if e.dry_run else ""))
         elif isinstance(e, ev.PhaseStarted):
             if self.verbose:
                 self.line(e.at, e.host, f"{e.phase} ...")
         elif isinstance(e, ev.PhaseFinished):
             status = "ok" if e.ok else "FAILED"
-            detail = f"  {e.detail}" if e.detail else ""
-            self.line(e.at, e.host, f"{e.phase:<8} {status} {e.duration:6.2f}s{detail}")
+            detail = f"  {inert.clip(e.detail, LOG_LIMIT)}" if e.detail else ""
+            if not e.ok:
+                self._failed_phase[e.host or ""] = (e.phase, e.detail)
+            self.line(e.at, e.host, f"{e.phase:<8} {status:<6} {units.duration(e.duration):>6}{detail}")
         elif isinstance(e, ev.LogLine):
             if self.verbose or e.stream == "stderr" or e.phase == "build":
-                self.line(e.at, e.host, f"  | {e.line}")
+                self.line(e.at, e.host, f"  | {inert.clip(e.line, LOG_LIMIT)}")
         elif isinstance(e, ev.UploadProgress):
             last = self._last_progress.get(e.host or "", 0.0)
             done = e.files_done == e.files_total
             if done or e.at - last >= 2.0:
                 self._last_progress[e.host or ""] = e.at
                 if e.files_total and (self.verbose or not done):
-                    self.line(e.at, e.host, f"  upload {e.files_done}/{e.files_total} files, "
-                                            f"{human_bytes(e.bytes_done)}/{human_bytes(e.bytes_total)}")
+                    self.line(e.at, e.host, f"  upload {e.files_done}/{units.plural(e.files_total, 'file')}, "
+                                            f"{units.size(e.bytes_done)}/{units.size(e.bytes_total)}")
         elif isinstance(e, ev.HostWarning):
-            self.line(e.at, e.host, f"warning: {e.message}")
+            self.line(e.at, e.host, f"warning: {inert.clip(e.message, LOG_LIMIT)}")
         elif isinstance(e, ev.DowntimeMeasured):
             if self.verbose:
                 self.line(e.at, e.host, f"downtime {e.seconds:.3f}s")
         elif isinstance(e, ev.DryRunScript):
             self.line(e.at, e.host, f"--- {e.phase} script (dry run, not executed) ---")
-            for l in e.script.rstrip("\n").splitlines():
-                self.out.write(f"    {inert(l)}\n")
+            for script_line in e.script.rstrip("\n").splitlines():
+                self.out.write(f"    {inert.line(script_line)}\n")
         elif isinstance(e, ev.HostFinished):
-            self.line(e.at, e.host, f"{e.outcome.upper()}: {e.message}")
+            self.line(e.at, e.host, host_outcome(e, self._failed_phase.get(e.host or "")))
         elif isinstance(e, ev.OperationFinished):
-            if len(e.results) > 1 or any(r.outcome == "skipped" for r in e.results):
-                self.out.write(summary_table(e.results))
+            self.out.write(summary_table(e.results))
             self.out.flush()
 
     def close(self) -> None:
         pass
 
 
+def host_outcome(e: ev.HostFinished, failed_phase: tuple[str, str] | None = None) -> str:
+    """``OK: v2 is live``; a failure whose reason its phase line already printed says
+    where instead of printing the same reason again (the summary repeats it once)."""
+    if e.outcome != "ok" and failed_phase and failed_phase[1] == e.message:
+        return f"{e.outcome.upper()} at {failed_phase[0]} (reason above)"
+    return f"{e.outcome.upper()}: {inert.clip(e.message, LOG_LIMIT)}"
+
+
 def summary_table(results: tuple[ev.HostFinished, ...]) -> str:
-    rows = [("host", "outcome", "version", "time", "trips", "sent", "message")]
+    """The end-of-run table. Round trips and bytes sent appear when the operation counted them."""
+    if not results:
+        return "\nsummary: no hosts\n"
+    counted = any(r.round_trips or r.bytes_sent for r in results)
+    head = ("host", "outcome", "version", "time") + (("trips", "sent") if counted else ()) + ("message",)
+    rows = [head]
     for r in results:
-        rows.append((r.host or "-", r.outcome, r.version or "-", f"{r.duration:.1f}s", str(r.round_trips),
-                     human_bytes(r.bytes_sent), inert(r.message)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["", "summary:"]
+        cells = (inert.clip(r.host or "-", 40), r.outcome, inert.clip(r.version or "-", 64), units.duration(r.duration))
+        if counted:
+            cells += (str(r.round_trips), units.size(r.bytes_sent))
+        rows.append(cells + (inert.clip(r.message, MESSAGE_LIMIT),))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
+    ok = sum(r.outcome == "ok" for r in results)
+    lines = ["", f"summary: {ok} of {units.plural(len(results), 'host')} ok"]
     for row in rows:
-        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        lines.append(("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1]).rstrip())
     return "\n".join(lines) + "\n"
 
 
 class LiveRenderer:
     """On a TTY: a per-host phase table with an upload bar, redrawn in place (rich)."""
 
-    def __init__(self, out: TextIO = sys.stdout, *, verbose: bool = False) -> None:
+    def __init__(self, out: TextIO, *, verbose: bool = False) -> None:
         from rich.console import Console
         from rich.live import Live
 
         self.console = Console(file=out)
-        self.plain = PlainRenderer(out, verbose=verbose)
+        self.verbose = verbose
         self.hosts: dict[str, dict] = {}
         self.title = ""
         self.live = Live(console=self.console, refresh_per_second=8, transient=False)
@@ -136,7 +151,8 @@ class LiveRenderer:
 
     def __call__(self, e: ev.Event) -> None:
         if isinstance(e, ev.OperationStarted):
-            self.title = f"{e.operation} {e.version or ''} -> {e.env}" + (" (dry run)" if e.dry_run else "")
+            self.title = f"{e.operation} {inert.clip(e.version or '')} -> {inert.clip(e.env)}" + (
+                " (dry run)" if e.dry_run else "")
             for h in e.hosts:
                 self._row(h)
             self.live.start()
@@ -167,7 +183,7 @@ class LiveRenderer:
         import io
 
         buf = io.StringIO()
-        PlainRenderer(buf)(e)
+        PlainRenderer(buf, verbose=self.verbose)(e)
         return buf.getvalue()
 
     def render(self):
@@ -181,18 +197,19 @@ class LiveRenderer:
         table.add_column("result")
         marks = {"running": ("…", "yellow"), "ok": ("✓", "green"), "failed": ("✗", "red")}
         for host, row in self.hosts.items():
-            cells = [Text(host)]
+            cells = [Text(inert.clip(host, 40))]
             for p in PHASES:
                 st = row["phases"].get(p)
                 if st is None:
                     cells.append(Text("·", style="dim"))
                     continue
                 sym, style = marks[st[0]]
-                label = sym if st[0] == "running" else f"{sym} {st[1]:.1f}s"
+                label = sym if st[0] == "running" else f"{sym} {units.duration(st[1])}"
                 if p == "upload" and st[0] == "running" and row["upload"] is not None:
                     label = upload_bar(row["upload"])
                 cells.append(Text(label, style=style))
-            cells.append(Text(inert(row["message"] or ""), style="red" if row["outcome"] not in (None, "ok") else ""))
+            cells.append(Text(inert.clip(row["message"] or "", MESSAGE_LIMIT),
+                              style="red" if row["outcome"] not in (None, "ok") else ""))
             table.add_row(*cells)
         return table
 
@@ -202,13 +219,14 @@ class LiveRenderer:
 
 
 def upload_bar(u: ev.UploadProgress, width: int = 10) -> str:
-    """``▰▰▰▱▱▱ 42% 12/40 3.1 MB``: bytes decide the bar, files and bytes are shown."""
+    """``▰▰▰▱▱▱ 42% 12/40 3.1 MiB``: bytes decide the bar, files and bytes are shown."""
     frac = (u.bytes_done / u.bytes_total) if u.bytes_total else (u.files_done / u.files_total if u.files_total else 1.0)
     filled = int(round(frac * width))
-    return f"{'▰' * filled}{'▱' * (width - filled)} {frac:4.0%} {u.files_done}/{u.files_total} {human_bytes(u.bytes_done)}"
+    return f"{'▰' * filled}{'▱' * (width - filled)} {frac:4.0%} {u.files_done}/{u.files_total} {units.size(u.bytes_done)}"
 
 
-def make_renderer(*, json_mode: bool, verbose: bool, out: TextIO = sys.stdout):
+def make_renderer(*, json_mode: bool, verbose: bool, out: TextIO | None = None):
+    out = sys.stdout if out is None else out  # looked up now: main() guards sys.stdout
     if json_mode:
         return JsonRenderer(out)
     if out.isatty():

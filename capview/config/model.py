@@ -52,6 +52,7 @@ class HealthConfig:
 @dataclass(frozen=True)
 class UploadConfig:
     method: UploadMethod = "tar"
+    writable: tuple[str, ...] = ()  # globs: files kept writable, sent every deploy, never hard-linked
 
 
 @dataclass(frozen=True)

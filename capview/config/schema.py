@@ -410,7 +410,7 @@ SECTIONS: dict[str, dict[str, Callable[[YNode], Any]]] = {
         "interval": v_duration,
         "expect_status": lambda n: v_int(n, 100, 599, "an HTTP status code"),
     },
-    "upload": {"method": v_enum(UPLOAD_METHODS)},
+    "upload": {"method": v_enum(UPLOAD_METHODS), "writable": v_str_list(v_str)},
     "ssh": {
         "known_hosts": v_local_file,
         "identity_file": v_local_file,

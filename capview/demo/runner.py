@@ -25,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Awaitable, Callable, TextIO
 
+from capview import inert, units
+from capview.demo.config_text import serve_command
 from capview.demo.sandbox import SEED, DemoError, Sandbox, prepare
 from capview.errors import CapviewError, EXIT_FAILED, EXIT_OK
 
@@ -43,30 +45,20 @@ def _say(out: TextIO, text: str = "") -> None:
         pass
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(size) < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
 def releases_table(statuses) -> list[str]:
     """Plain text: one row per release (host, version, current marker, state, size, unique)."""
     rows: list[tuple[str, ...]] = [("HOST", "VERSION", "", "STATE", "SIZE", "UNIQUE")]
     notes: list[str] = []
     for st in statuses:
         if not st.reachable:
-            notes.append(f"{st.host}: unreachable: {st.error}")
+            notes.append(f"{st.host}: unreachable: {inert.clip(st.error, 400)}")
             continue
         if st.needs_migration:
             notes.append(f"{st.host}: {st.layout} layout (files directly in deploy_path): needs `capview migrate-data`")
-        for r in st.releases:
+        for r in reversed(st.releases):  # newest first, as `capview releases` and the dashboard
             mark = "*" if r.current else ("<" if r.previous else "")
-            rows.append((st.host, r.version, mark, r.state, _size(r.size_bytes), _size(r.unique_bytes)))
+            rows.append((st.host, inert.clip(r.version, 64), mark, inert.clip(r.state, 16),
+                         units.size(r.size_bytes), units.size(r.unique_bytes)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.append("(* current, < previous)")
@@ -227,6 +219,7 @@ async def run_demo(
     err: TextIO | None = None,
     port: int | None = None,
     on_ready: ReadyHook | None = None,
+    serve: bool = False,
 ) -> int:
     """Run ``capview demo``; returns the exit code. Never raises for a sandbox problem.
 
@@ -237,20 +230,26 @@ async def run_demo(
     """
     err = err or sys.stderr
     got: list[int] = []
-    restore = _cancel_on_signals(got)
+    served: list[bool] = []
+    # --serve runs until stopped: Ctrl-C is its normal end, so it is handled here too
+    restore = _cancel_on_signals(got, (signal.SIGINT,) if serve else ())
     try:
-        return await _run_demo(demo_dir, headless=headless, out=out, err=err, port=port, on_ready=on_ready)
+        return await _run_demo(demo_dir, headless=headless, out=out, err=err, port=port, on_ready=on_ready,
+                               serve=serve, served=served)
     except asyncio.CancelledError:
         if not got:
             raise  # Ctrl-C (asyncio.run turns it into KeyboardInterrupt) or a caller's cancel
+        if served:
+            _say(out, f"capview demo: stopped ({signal.Signals(got[0]).name}); the hosts and apps are down")
+            return EXIT_OK
         _say(err, f"capview demo: stopped by {signal.Signals(got[0]).name}; everything it started was stopped")
         return 128 + got[0]
     finally:
         restore()
 
 
-def _cancel_on_signals(got: list[int]) -> Callable[[], None]:
-    """SIGTERM / SIGHUP cancel the demo like Ctrl-C does, so the teardown still runs."""
+def _cancel_on_signals(got: list[int], extra: tuple[int, ...] = ()) -> Callable[[], None]:
+    """SIGTERM / SIGHUP (and ``extra``) cancel the demo like Ctrl-C does, so the teardown still runs."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     installed = []
@@ -261,7 +260,7 @@ def _cancel_on_signals(got: list[int]) -> Callable[[], None]:
             task.cancel()
 
     if task is not None:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGHUP, *extra):
             try:
                 loop.add_signal_handler(sig, handler, sig)
                 installed.append(sig)
@@ -278,7 +277,21 @@ def _cancel_on_signals(got: list[int]) -> Callable[[], None]:
     return restore
 
 
-async def _run_demo(demo_dir, *, headless, out, err, port, on_ready) -> int:
+async def serve_forever(sandbox: Sandbox, server, out: TextIO, served: list[bool]) -> None:
+    """``--serve``: say how to use the sandbox, then keep its SSH host and apps up until cancelled."""
+    from capview.demo.config_text import cli_hints
+
+    _say(out)
+    _say(out, f"capview demo: serving until Ctrl-C: SSH host 127.0.0.1:{server.port}, apps "
+              + ", ".join(f"{h.name} {h.url}" for h in sandbox.hosts if h.env == "prod"))
+    _say(out, "  use it from another terminal, e.g.:")
+    for line in cli_hints(sandbox):
+        _say(out, f"    {line}")
+    served.append(True)  # from here a signal is the normal, clean stop
+    await asyncio.Event().wait()
+
+
+async def _run_demo(demo_dir, *, headless, out, err, port, on_ready, serve=False, served=None) -> int:
     temp = demo_dir is None
     if temp:
         try:
@@ -299,7 +312,7 @@ async def _run_demo(demo_dir, *, headless, out, err, port, on_ready) -> int:
         from capview.engine.status import status
         from capview.remote.ssh import SshTransport
 
-        if not headless:
+        if not headless and not serve:
             _check_terminal()
         sandbox = prepare(demo_dir, fresh=temp, ssh_port=port)
         for note in sandbox.notes:
@@ -311,7 +324,7 @@ async def _run_demo(demo_dir, *, headless, out, err, port, on_ready) -> int:
         ctx = Context(transport=transport, clock=time.time, operator=OPERATOR)
 
         preload = None
-        if not headless:  # import Textual and the dashboard while the seed deploys run
+        if not headless and not serve:  # import Textual and the dashboard while the seed deploys run
             preload = asyncio.ensure_future(asyncio.to_thread(_preload_dashboard))
         t_seed = time.monotonic()
         if sandbox.seeded():
@@ -340,6 +353,12 @@ async def _run_demo(demo_dir, *, headless, out, err, port, on_ready) -> int:
             if inspect.isawaitable(maybe):
                 await maybe
 
+        if serve:
+            for line in releases_table(statuses):
+                _say(out, line)
+            await transport.close()  # users connect with their own CLI
+            transport = None
+            await serve_forever(sandbox, server, out, served if served is not None else [])
         if headless:
             _say(out)
             for line in releases_table(statuses):
@@ -354,6 +373,7 @@ async def _run_demo(demo_dir, *, headless, out, err, port, on_ready) -> int:
             else:
                 _say(out, f"sandbox kept in {sandbox.dir} (config: {sandbox.config_path}); "
                           "the next `capview demo --dir` reuses it")
+                _say(out, f"to use it from the CLI, keep its hosts up with: {serve_command(sandbox)}")
             return EXIT_OK if ok else EXIT_FAILED
 
         if preload is not None:
@@ -428,10 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m capview.demo")
     p.add_argument("--dir", type=Path)
     p.add_argument("--headless", action="store_true")
+    p.add_argument("--serve", action="store_true")
     p.add_argument("--port", type=int)
     args = p.parse_args(argv)
     try:
-        return asyncio.run(run_demo(args.dir, headless=args.headless, out=sys.stdout, port=args.port))
+        return asyncio.run(run_demo(args.dir, headless=args.headless, out=sys.stdout, port=args.port,
+                                    serve=args.serve))
     except KeyboardInterrupt:
         print("capview demo: interrupted; everything it started was stopped", file=sys.stderr)
         return 130

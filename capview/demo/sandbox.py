@@ -25,22 +25,20 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
-import shlex
 import shutil
 import socket
 import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
-from capview.errors import CapviewError
+from capview.demo.config_text import HEALTH_INTERVAL, HEALTH_TIMEOUT, KEEP_RELEASES, render_config  # noqa: F401 (re-exported)
+from capview.demo.errors import DemoError
+from capview.demo.trees import LEGACY_VERSION, _tree_files, _write_tree
 
 FORMAT = 1
-APP_NAME = "demo-app"
 HOST = "127.0.0.1"
 # (release name, source tree under src/): the seeded history, oldest first.
 SEED: tuple[tuple[str, str], ...] = (
@@ -48,18 +46,8 @@ SEED: tuple[tuple[str, str], ...] = (
     ("v1.1.0", "v1.1.0"),
     ("v1.2.0", "v1.2.0-broken"),
 )
-LEGACY_VERSION = "v0.9.0"
 PROD_HOSTS = ("prod-1", "prod-2")
 LEGACY_HOSTS = ("legacy-1",)
-HEALTH_TIMEOUT = 2.5  # the demo app starts in ~0.3 s; a short timeout keeps the broken seed quick
-HEALTH_INTERVAL = 0.2
-KEEP_RELEASES = 5
-# Fixed mtime for generated files, so rebuilding a tree changes nothing but content.
-_EPOCH = 1_700_000_000
-
-
-class DemoError(CapviewError):
-    """The sandbox cannot be used; the message is one line."""
 
 
 # --------------------------------------------------------------------------- model
@@ -232,101 +220,6 @@ def _package_appctl() -> Path:
     return Path(__file__).resolve().parent / "appctl.sh"
 
 
-def _app_files() -> dict[str, bytes]:
-    """The sample app as shipped in the package: relative path -> bytes."""
-    root = resources.files("capview.demo").joinpath("app")
-    files: dict[str, bytes] = {}
-
-    def walk(node, prefix: str) -> None:
-        for child in node.iterdir():
-            name = child.name
-            if name == "__pycache__" or name.endswith(".pyc"):
-                continue
-            rel = f"{prefix}{name}"
-            if child.is_dir():
-                walk(child, rel + "/")
-            else:
-                files[rel] = child.read_bytes()
-
-    walk(root, "")
-    if "app.py" not in files:
-        raise DemoError("the sample app is missing from the capview package (capview/demo/app/app.py)")
-    return files
-
-
-def _pattern_svg() -> bytes:
-    """A deterministic ~150 KB background image: gives releases a realistic size."""
-    rnd = random.Random(20240601)
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1200 800" width="1200" height="800">\n']
-    palette = ("#2f6fdf", "#5b8def", "#9db8f5", "#d6e2fb", "#1d4fb0")
-    for _ in range(2600):
-        parts.append(
-            f'<circle cx="{rnd.uniform(0, 1200):.2f}" cy="{rnd.uniform(0, 800):.2f}" r="{rnd.uniform(1, 9):.2f}" '
-            f'fill="{rnd.choice(palette)}" fill-opacity="{rnd.uniform(0.05, 0.35):.2f}"/>\n'
-        )
-    parts.append("</svg>\n")
-    return "".join(parts).encode()
-
-
-def _tree_files(tree: str) -> dict[str, bytes]:
-    """The files of one source tree. v1.1.0 changes one template and one CSS file."""
-    files = _app_files()
-    files["static/pattern.svg"] = _pattern_svg()
-    if tree == "v1.0.0":
-        files["VERSION"] = b"v1.0.0\n"
-    elif tree == "v1.1.0":
-        files["VERSION"] = b"v1.1.0\n"
-        files["templates/index.html"] = files["templates/index.html"].replace(
-            b"</main>",
-            b"  <p class=\"new\">New in v1.1.0: this line, and a new accent colour.</p>\n  </main>",
-        )
-        files["static/style.css"] = files["static/style.css"].replace(b"#2f6fdf", b"#0f9d76") + (
-            b".new { padding: .5rem 1rem; border-left: 4px solid var(--accent); background: #fff; }\n"
-        )
-    elif tree == "v1.2.0-broken":
-        files = _tree_files("v1.1.0")
-        files["VERSION"] = b"v1.2.0\n"
-        files["BROKEN_HEALTH"] = b"This release fails its health check on purpose (capview demo).\n"
-    elif tree == "next":
-        # No VERSION file: the app then reports its release directory's name, so
-        # `capview release ANY-NAME prod` from the dashboard shows that name.
-        files = _tree_files("v1.1.0")
-        del files["VERSION"]
-        files["templates/index.html"] = files["templates/index.html"].replace(
-            b"deployed by capview.", b"deployed by capview from src/next."
-        )
-    else:  # legacy: the app before capview
-        files["VERSION"] = f"{LEGACY_VERSION}\n".encode()
-        files["templates/index.html"] = files["templates/index.html"].replace(
-            b"deployed by capview.", b"copied over the old one in place (the pre-capview way)."
-        )
-    return files
-
-
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    """(Re)write a tree to exactly ``files``; unchanged files are left alone."""
-    wanted = set(files)
-    if root.exists():
-        for p in sorted(root.rglob("*"), reverse=True):
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink() or p.is_file():
-                if rel not in wanted:
-                    p.unlink()
-            elif p.is_dir() and not any(p.iterdir()):
-                p.rmdir()
-    for rel, data in sorted(files.items()):
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if path.read_bytes() == data:
-                continue
-        except OSError:
-            pass
-        path.write_bytes(data)
-        os.chmod(path, 0o755 if rel.endswith((".sh", "app.py")) else 0o644)
-        os.utime(path, (_EPOCH, _EPOCH))
-
-
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -453,74 +346,6 @@ def _clear_stale_locks(sb: Sandbox, stale_pid: int) -> list[str]:
             shutil.rmtree(lock, ignore_errors=True)
             notes.append(f"removed the deploy lock the killed run left on {lock.parent.parent.name}")
     return notes
-
-
-def _yaml_str(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
-
-
-def _service_yaml(sb: Sandbox, h: DemoHost, indent: str) -> str:
-    ctl = shlex.quote(str(sb.appctl))
-    dp = shlex.quote(str(h.deploy_path))
-    log = shlex.quote(str(h.log_file))
-    return (
-        f"{indent}service:\n"
-        f"{indent}  manager: command\n"
-        f"{indent}  start: {_yaml_str(f'sh {ctl} start {dp} {h.app_port}')}\n"
-        f"{indent}  stop: {_yaml_str(f'sh {ctl} stop {dp}')}\n"
-        f"{indent}  status: {_yaml_str(f'sh {ctl} status {dp}')}\n"
-        f"{indent}  logs: {_yaml_str(f'tail -n 200 {log}')}\n"
-    )
-
-
-def _host_yaml(sb: Sandbox, h: DemoHost) -> str:
-    i = "        "
-    return (
-        f"      - name: {h.name}\n"
-        f"{i}host: {HOST}\n"
-        f"{i}port: {sb.ssh_port}\n"
-        f"{i}deploy_path: {_yaml_str(str(h.deploy_path))}\n"
-        f"{i}health:\n"
-        f"{i}  url: {_yaml_str(h.health_url)}\n"
-        f"{i}  timeout: {HEALTH_TIMEOUT:g}\n"
-        f"{i}  interval: {HEALTH_INTERVAL:g}\n"
-        f"{i}  expect_status: 200\n"
-        + _service_yaml(sb, h, i)
-    )
-
-
-def render_config(sb: Sandbox) -> str:
-    prod = "".join(_host_yaml(sb, h) for h in sb.env_hosts("prod"))
-    legacy = "".join(_host_yaml(sb, h) for h in sb.env_hosts("legacy"))
-    first = sb.env_hosts("prod")[0]
-    return f"""\
-# capview demo sandbox: written by `capview demo` ({sb.dir}).
-# Every "host" is a directory under hosts/, reached over a real SSH connection to
-# the demo's embedded SSH server on {HOST}:{sb.ssh_port} (host key pinned in known_hosts).
-# While the demo runs you can use the CLI on it too, e.g.:
-#   capview -c {shlex.quote(str(sb.config_path))} releases prod
-app: {APP_NAME}
-# default deploy_path; every demo host sets its own below
-deploy_path: {_yaml_str(str(first.deploy_path))}
-# what `capview release NAME prod` uploads (the demo seeds src/v1.0.0 ... with source=)
-source: src/next
-keep_releases: {KEEP_RELEASES}
-exclude: [".git", "*.pyc", "__pycache__"]
-shared:
-  dirs: [data]
-  files: [.env]
-build: null
-ssh:
-  known_hosts: {_yaml_str(str(sb.known_hosts))}
-  identity_file: {_yaml_str(str(sb.client_key))}
-  config_file: {_yaml_str(str(sb.ssh_config))}
-environments:
-  prod:
-    strategy: parallel
-    hosts:
-{prod}  legacy:
-    hosts:
-{legacy}"""
 
 
 def _write_config(sb: Sandbox) -> None:

@@ -18,6 +18,7 @@ class HostCheck:
     failures: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     free_kb: int | None = None
+    passed: tuple[str, ...] = ()  # the checks that passed (check -v)
 
 
 async def check_host(ctx: Context, host: HostConfig) -> HostCheck:
@@ -31,7 +32,7 @@ async def check_host(ctx: Context, host: HostConfig) -> HostCheck:
     failures = report.failures
     if res.exit_status not in (0, 4) and not failures:
         failures = (f"preflight script failed (exit {res.exit_status}): {res.stderr.strip()[:200]}",)
-    return HostCheck(host.name, not failures, failures, report.warnings, report.free_kb)
+    return HostCheck(host.name, not failures, failures, report.warnings, report.free_kb, report.passed)
 
 
 async def check(ctx: Context, env: Environment, *, host: str | None = None) -> list[HostCheck]:

@@ -12,7 +12,7 @@ from capview.config import HostConfig
 from capview.engine.frames import Frames
 from capview.engine.model import ReleaseInfo
 from capview.engine.prune import choose_deletions, prune_script
-from capview.engine.releases_meta import ReleaseMeta
+from capview.engine.releases_meta import ReleaseMeta, referenced_releases
 from capview.engine.script import q
 from capview.engine.status import IN_PROGRESS
 
@@ -32,6 +32,7 @@ def as_release_info(meta: ReleaseMeta, *, state: str | None = None) -> ReleaseIn
         pinned=meta.pinned,
         started_at=_num(raw.get("started_at")),
         deployed_at=_num(raw.get("deployed_at")),
+        references=referenced_releases(raw),  # issue 13: prune keeps what retained releases name
     )
 
 

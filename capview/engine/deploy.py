@@ -22,18 +22,21 @@ from capview.engine.cleanup import cleanup_script, finish_trash_script
 from capview.engine.frames import Frames
 from capview.engine.prune import parse_prune
 from capview.engine.hostrun import HostRun, PhaseFailed, await_through_cancel
-from capview.engine.layout import default_version, git_commit, is_version, validate_version
+from capview.engine.layout import default_version, git_commit, git_dirty, is_version, validate_version
 from capview.engine.lock import (
     LockOwner, acquire_script, describe_holder, heartbeat_script, parse_owner, release_script, stale_hint,
 )
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
-from capview.engine.preflight import parse_preflight, preflight_script
+from capview.engine.preflight import build_tool, parse_preflight, preflight_script
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload, write_manifest_script
 from capview.engine.releases_meta import ReleaseMeta, release_listing_script, parse_release_listing
 from capview.engine.script import MARK, append_line, parse_markers, q, write_json
 from capview.engine.usage_cache import refresh_script
-from capview.engine.upload import part_script, split_delta, tar_stream, upload_script
+from capview.engine.upload import DRIFT, drift_warning, part_script, readonly_hint, split_delta, tar_stream, upload_script
+from capview.engine.shared_links import link_shared_script
+from capview.engine.verify import after_build_script, inherited_references, judge_after_build, parse_after_build
 from capview.remote.transport import RunResult
+from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 HEARTBEAT_EVERY = 30.0
@@ -47,6 +50,7 @@ class Source:
     root: Path
     scan: Scan
     commit: str | None
+    dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
 
 
 def scan_source(settings: Settings, root: Path | None = None) -> Source:
@@ -57,10 +61,15 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
     for path in reserved:  # deploy.yaml checks these too; Settings may come from code
         if not safe_relpath(path) or path.split("/")[0] == ".capview":
             raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
-    scan = scan_tree(root, tuple(settings.exclude), reserved)
+    try:
+        scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable))  # issue 13: read-only files
+    except OSError as exc:  # an unreadable file or directory: one line naming it, nothing sent
+        raise UsageError(f"cannot read {exc.filename or root}: {exc.strerror or exc} - "
+                         "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
     if not scan.entries:
         raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
-    return Source(root, scan, git_commit(root))
+    commit = git_commit(root)
+    return Source(root, scan, commit, git_dirty(root) if commit else None)
 
 
 async def release(
@@ -242,7 +251,7 @@ class HostDeploy(HostRun):
             self.meta = {
                 "version": self.version, "state": "uploading", "operator": self.ctx.operator,
                 "started_at": self.ctx.clock(), "deployed_at": None, "finished_at": None,
-                "commit": self.src.commit, "image": self.image_tag(), "files": self.src.scan.files,
+                "commit": self.src.commit, "dirty": self.src.dirty, "image": self.image_tag(), "files": self.src.scan.files,
                 "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
                 "health": None, "error": None, "previous": None,
             }
@@ -283,7 +292,7 @@ class HostDeploy(HostRun):
             script = upload_script(self.paths, self.version, self.previous)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
-                info["detail"] = f"would send {total_files} changed files ({total_bytes} bytes), hard-link the rest"
+                info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
                 return
             self.ctx.event(UploadProgress, self.host.name, files_done=0, files_total=total_files,
                            bytes_done=0, bytes_total=total_bytes)
@@ -299,23 +308,36 @@ class HostDeploy(HostRun):
                 info["detail"] = f"rsync --link-dest {self.previous or '(first release)'}"
                 return
             res = await self.send_parts(delta, progress)
+            if res.exit_status == DRIFT:  # issue 13: the previous release changed in place: link nothing, send all
+                self.ctx.event(HostWarning, self.host.name, message=drift_warning(res.stdout, delta, self.previous, self.host.env or "ENV"))
+                delta = diff(self.src.scan.entries, {})
+                total_files, total_bytes = delta.send_files, delta.send_bytes
+                res = await self.send_parts(delta, progress, previous=None)
             if res.exit_status != 0:
                 reason = cause_line(res.stderr) or f"exit {res.exit_status}"
-                free = parse_markers(res.stdout).get("free_kb", [""])[-1].strip()
-                if free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
-                    reason = (f"no space left on {self.host.name} ({free} KB free for {self.settings.deploy_path}, "
+                marks = parse_markers(res.stdout)
+                free = marks.get("free_kb", [""])[-1].strip()
+                inodes = marks.get("free_inodes", [""])[-1].split()
+                if ("No space left" in reason and len(inodes) == 2 and all(x.isdigit() for x in inodes)
+                        and int(inodes[0]) > 0 and int(inodes[1]) < total_files + 16):
+                    reason = (f"no free inodes on {self.host.name}: {inodes[1]} of {inodes[0]} left for "
+                              f"{self.settings.deploy_path} ({free or '?'} KiB of blocks free; this release "
+                              f"creates {total_files} new files; see df -i): {reason}")
+                elif free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
+                    reason = (f"no space left on {self.host.name} ({free} KiB free for {self.settings.deploy_path}, "
                               f"this release sends {total_bytes} bytes): {reason}")
                 raise PhaseFailed(f"upload failed: {reason}")
             self.meta["bytes_sent"] = self.bytes_sent - before
             self.uploaded = True
             linked = self.src.scan.files - total_files
-            info["detail"] = f"{total_files} files sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+            info["detail"] = f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
 
-    async def send_parts(self, delta: Delta, progress) -> RunResult:
+    async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
         script waits for the others, then assembles the release)."""
         parts = split_delta(delta)
-        main_script = upload_script(self.paths, self.version, self.previous, parts=len(parts))
+        previous = self.previous if previous is True else previous
+        main_script = upload_script(self.paths, self.version, previous, parts=len(parts))
         if len(parts) == 1:
             return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress))
         done = [(0, 0)] * len(parts)
@@ -348,7 +370,7 @@ class HostDeploy(HostRun):
                                      exclude=tuple(s.exclude), reserved=tuple(s.shared.dirs) + tuple(s.shared.files))
         if rc != 0:
             raise PhaseFailed(f"rsync failed (exit {rc}): {last_line(err)}")
-        res = await self.run(write_manifest_script(self.paths, self.version), stdin=manifest_bytes(self.src.scan))
+        res = await self.run(write_manifest_script(self.paths, self.version, self.previous), stdin=manifest_bytes(self.src.scan))
         if res.exit_status != 0:
             raise PhaseFailed(f"writing the manifest failed: {last_line(res.stderr)}")
 
@@ -356,6 +378,9 @@ class HostDeploy(HostRun):
         rel = self.paths.release(self.version)
         link = self.link_script(rel)
         build = self.build_script(rel)
+        # issue 13: after the build, in the same script: the previous release's shared files
+        # unchanged, the release as built recorded (for verify), references to other releases
+        after = after_build_script(self.paths, self.version, self.previous, record=build is not None)
         if self.dry_run:
             for phase, script in (("link", link), ("build", build or "# no build configured\n")):
                 async with self.timed(phase) as info:
@@ -365,9 +390,11 @@ class HostDeploy(HostRun):
             return
         if build is None:
             async with self.timed("link"):
-                res = await self.run(link + self.state_script("ready"), on_marker=self.on_link_marker)
+                res = await self.run(link + after + self.state_script("ready"), on_marker=self.on_link_marker)
                 if res.exit_status != 0:
+                    self.uploaded = False  # issue 13: a refused link removes the release
                     raise PhaseFailed(f"linking shared paths failed: {last_line(res.stderr)}")
+                self.check_after_build(res.stdout)
             async with self.timed("build") as info:
                 info["detail"] = "no build configured"
             return
@@ -381,7 +408,7 @@ class HostDeploy(HostRun):
                 self.phase_start("build")
 
         try:
-            res = await self.run(link + f"printf '%s linked\\n' {MARK}\n" + self.state_script("building") + build,
+            res = await self.run(link + f"printf '%s linked\\n' {MARK}\n" + self.state_script("building") + build + after,
                                  on_marker=on_marker)
         except BaseException as exc:
             self.phase_end(self.phase or "link", False, f"{type(exc).__name__}: {exc}")
@@ -389,36 +416,43 @@ class HostDeploy(HostRun):
         if self.phase == "link":  # never saw the marker: linking failed
             reason = f"linking shared paths failed: {last_line(res.stderr)}"
             self.phase_end("link", False, reason)
+            self.uploaded = False  # issue 13: a refused link removes the release
             raise PhaseFailed(reason)
         rc = parse_markers(res.stdout).get("build_rc", ["1"])[-1].strip()
+        try:
+            self.check_after_build(res.stdout)
+        except PhaseFailed as exc:
+            self.phase_end("build", False, str(exc))
+            raise
         if res.exit_status != 0 or rc != "0":
             reason = f"build failed (exit {rc}); see releases/{self.version}/.capview/build.log"
             self.phase_end("build", False, reason)
-            raise PhaseFailed(reason)
-        self.phase_end("build", True, "image " + (self.image_tag() or "built"))
+            raise PhaseFailed(reason, hint=readonly_hint(res.stdout))
+        tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
+        self.phase_end("build", True, f"image {tag} built" if tag else "build command succeeded")
+
+    def check_after_build(self, stdout: str) -> None:
+        """issue 13: fail when the build wrote into the previous release's files; warn
+        (and record in release.json and history) when this release names another one."""
+        prev_meta = next((m.raw for m in self.listing if m.version == self.previous), None)
+        kept = {p for p, e in self.src.scan.entries.items() if self.prev_manifest.get(p) == e}
+        found = parse_after_build(parse_markers(stdout), self.src.scan.entries,
+                                  inherited_references(prev_meta, kept, self.version))
+        if found.references:
+            self.meta["references"] = [{"release": o, "path": p} for o, p in found.references]
+        warnings, failure = judge_after_build(found, self.version, self.previous, self.host.env or "ENV", self.host.name)
+        for w in warnings:
+            self.ctx.event(HostWarning, self.host.name, message=w)
+        if failure:
+            raise PhaseFailed(failure[0], hint=failure[1])
 
     def on_link_marker(self, name: str, value: str) -> None:
         if name == "warn":
             self.ctx.event(HostWarning, self.host.name, message=value)
 
     def link_script(self, rel: str) -> str:
-        """ln -s ../../shared/<p> <p> for every shared path; the release's own copy loses."""
-        lines = [f"cd {q(rel)}"]
-        for path in tuple(self.settings.shared.dirs) + tuple(self.settings.shared.files):
-            depth = path.count("/")
-            target = "../" * (depth + 2) + "shared/" + path
-            parent = path.rsplit("/", 1)[0] if "/" in path else ""
-            if parent:
-                lines.append(f"mkdir -p {q(parent)}")
-            lines.append(
-                f"if [ -L {q(path)} ]; then rm -f {q(path)}; elif [ -e {q(path)} ]; then "
-                f"printf '%s warn %s\\n' {MARK} {q(f'the uploaded {path} was replaced by a link to shared/{path}')}; rm -rf {q(path)}; fi"
-            )
-            lines.append(f"ln -s {q(target)} {q(path)}")
-        for f in self.settings.shared.files:
-            if f.rsplit("/", 1)[-1].startswith(".env"):
-                lines.append(f"chmod 600 {q(self.paths.shared + '/' + f)} 2>/dev/null || true")
-        return "\n".join(lines) + "\n"
+        """ln -s ../../shared/<p> <p> for every shared path (shared_links.py: never through a symlink)."""
+        return link_shared_script(rel, self.version, self.settings, self.paths.shared)
 
     def build_script(self, rel: str) -> str | None:
         b = self.settings.build
@@ -426,8 +460,14 @@ class HostDeploy(HostRun):
             return None
         cmd = b.command.format(image=q(b.image or ""), version=q(self.version), release_path=q(rel))
         log = f"{rel}/.capview/build.log"
+        # The exit status leaves the pipeline on fd 3 (POSIX sh has no pipefail), so build.log
+        # holds only the build's output; the marker then starts a line of its own even
+        # when the output does not end with a newline.
         return (
-            f"{{ rc=0; ( cd {q(rel)} && {cmd} ) || rc=$?; printf '%s build_rc %s\\n' {MARK} \"$rc\"; }} 2>&1 | tee {q(log)}\n"
+            f"{{ cv_rc=$( {{ {{ ( cd {q(rel)} && {cmd} ) 2>&1 3>&- 4>&- && rc=0 || rc=$?; printf '%s' \"$rc\" >&3; }}"
+            f" | tee {q(log)} >&4 3>&-; }} 3>&1 ); }} 4>&1\n"
+            f"[ -z \"$(tail -c 1 {q(log)} 2>/dev/null)\" ] || echo\n"
+            f"printf '%s build_rc %s\\n' {MARK} \"${{cv_rc:-1}}\"\n"
         )
 
     def state_script(self, state: str, **extra) -> str:
@@ -585,6 +625,7 @@ class HostDeploy(HostRun):
             "at": self.ctx.clock(), "op": op, "host": self.host.name, "operator": self.ctx.operator,
             "version": self.version, "from": self.previous, "outcome": outcome, "downtime": self.downtime,
             "phases": dict(self.phases), **extra,
+            **({"references": self.meta["references"]} if self.meta.get("references") else {}),  # issue 13
         }
 
 

@@ -7,6 +7,7 @@ rather than the one that sorts or was modified last.
 from __future__ import annotations
 
 import json
+import math
 from typing import Collection, Iterable
 
 from capview.engine.layout import HostPaths, is_version
@@ -18,7 +19,13 @@ _PUSHING_OPS = ("release", "migrate")
 
 def parse_history(text: str) -> list[dict]:
     """One dict per valid JSON-object line; corrupt or truncated lines are skipped."""
+    return parse_history_counted(text)[0]
+
+
+def parse_history_counted(text: str) -> tuple[list[dict], int]:
+    """parse_history, plus how many non-empty lines were skipped as unreadable."""
     records: list[dict] = []
+    skipped = 0
     for line in text.splitlines():
         line = line.strip()
         if not line:
@@ -26,10 +33,20 @@ def parse_history(text: str) -> list[dict]:
         try:
             obj = json.loads(line)
         except ValueError:
+            skipped += 1
             continue
         if isinstance(obj, dict):
             records.append(obj)
-    return records
+        else:
+            skipped += 1
+    return records, skipped
+
+
+def shown_record(rec: dict) -> bool:
+    """A record a front can show: ``at`` a plausible time (seconds since the epoch) and ``op`` a string."""
+    at = rec.get("at")
+    return (isinstance(at, (int, float)) and not isinstance(at, bool) and math.isfinite(at)
+            and 0 <= at < 1e11 and isinstance(rec.get("op"), str))
 
 
 def _target(rec: dict) -> str | None:

@@ -32,10 +32,24 @@ def is_version(name: str) -> bool:
 
 
 def default_version(source: Path, now: float | None = None) -> str:
-    """UTC timestamp, plus the short git commit when the source is a git tree."""
+    """UTC timestamp, plus the short git commit when the source is a git tree, plus
+    ``-dirty`` when that tree has uncommitted changes (the commit alone would misdescribe it)."""
     stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(now if now is not None else time.time()))
     commit = git_commit(source)
-    return f"{stamp}-{commit}" if commit else stamp
+    if not commit:
+        return stamp
+    return f"{stamp}-{commit}" + ("-dirty" if git_dirty(source) else "")
+
+
+def git_dirty(source: Path) -> bool | None:
+    """True when the git work tree holding ``source`` has uncommitted changes (tracked or
+    untracked, not ignored); None when it is not a git tree."""
+    try:
+        out = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=normal"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def git_commit(source: Path) -> str | None:

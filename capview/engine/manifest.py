@@ -4,6 +4,11 @@ type is f (file), d (dir) or l (symlink); digest is the sha256 of a file, the
 target of a symlink, ``-`` for a dir. Paths and targets are percent-escaped
 (``%``, tab, newline and other control characters) so one entry is one line
 whatever the file is called. The manifest lets a deploy send only what changed.
+
+Regular files are recorded (and uploaded) with their write bits dropped: a release
+shares unchanged files with the previous one as hard links, so a read-only mode is
+what keeps an in-place write by a build or the app from reaching another release.
+Files matching ``upload.writable`` keep their mode and are never shared.
 """
 
 from __future__ import annotations
@@ -99,11 +104,22 @@ class Scan:
         return sum(e.size for e in self.entries.values() if e.type == "f")
 
 
-def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = ()) -> Scan:
+WRITE_BITS = 0o222
+
+
+def writable_path(rel: str, patterns: tuple[str, ...]) -> bool:
+    """``upload.writable``: the path or one of its parent dirs matches a pattern
+    (same matching as ``exclude``)."""
+    return bool(patterns) and any(excluded(p, patterns) for p in (*parent_dirs(rel), rel))
+
+
+def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = (),
+              writable: tuple[str, ...] = ()) -> Scan:
     """Walk the local source tree (never following symlinks) into manifest entries.
 
     ``reserved`` top-level paths (shared dirs/files, ``.capview``) are left out:
-    the release gets links to shared/ there instead.
+    the release gets links to shared/ there instead. Regular files lose their write
+    bits unless ``writable`` matches them (see the module docstring).
     """
     entries: dict[str, Entry] = {}
     skipped: list[str] = []
@@ -127,6 +143,8 @@ def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = 
                 entries[rel] = Entry(rel, "d", mode, 0, "-")
                 walk(Path(d.path), rel)
             elif stat.S_ISREG(st.st_mode):
+                if not writable_path(rel, writable):
+                    mode &= ~WRITE_BITS
                 entries[rel] = Entry(rel, "f", mode, st.st_size, sha256_file(Path(d.path)))
             else:
                 skipped.append(f"{rel}: special file (socket/fifo/device) skipped")
@@ -137,10 +155,16 @@ def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = 
 
 @dataclass(frozen=True)
 class Delta:
-    """What an upload must send and remove, relative to the previous release."""
+    """What an upload must send, relative to the previous release's manifest."""
 
     send: tuple[Entry, ...]  # new or changed entries (dirs included), parents first
-    drop: tuple[str, ...]  # paths to remove from the hard-link copy before adding
+    drop: tuple[str, ...]  # previous manifest paths NOT taken over (changed or gone)
+    keep: tuple[Entry, ...] = ()  # previous manifest entries taken over as they are (its order)
+
+    @property
+    def manifest(self) -> str:
+        """The new release's manifest.tsv exactly as the host assembles it."""
+        return manifest_text(self.keep + self.send)
 
     @property
     def send_files(self) -> int:
@@ -151,22 +175,21 @@ class Delta:
         return sum(e.size for e in self.send if e.type == "f")
 
 
+def shareable(e: Entry) -> bool:
+    """A file with a write bit is private to its release (upload.writable, or a release
+    made before files were uploaded read-only): it is sent again, never hard-linked."""
+    return not (e.type == "f" and e.mode & WRITE_BITS)
+
+
 def diff(new: dict[str, Entry], prev: dict[str, Entry]) -> Delta:
-    send: list[Entry] = []
-    drop: list[str] = []
-    for path in sorted(new):
-        e, old = new[path], prev.get(path)
-        if old == e:
-            continue
-        send.append(e)
-        # A changed file or link is removed and re-added (a new inode, never an
-        # in-place write into a hard-linked file). A dir stays unless its type changed.
-        if old is not None and not (old.type == "d" and e.type == "d"):
-            drop.append(path)
-    for path in sorted(prev):
-        if path not in new:
-            drop.append(path)
-    return Delta(tuple(send), tuple(drop))
+    """Unchanged entries are taken over from the previous manifest (files and links
+    hard-linked, dirs made fresh); the rest is sent. A changed file is always a new
+    inode, never an in-place write into a hard-linked one."""
+    send = [new[p] for p in sorted(new) if prev.get(p) != new[p] or not shareable(new[p])]
+    sent = {e.path for e in send}
+    keep = tuple(e for p, e in prev.items() if p in new and p not in sent)
+    drop = tuple(sorted(p for p in prev if p not in new or p in sent))
+    return Delta(tuple(send), drop, keep)
 
 
 def manifest_text(entries: dict[str, Entry] | tuple[Entry, ...]) -> str:

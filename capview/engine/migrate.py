@@ -22,7 +22,7 @@ from capview.engine.history import history_record
 from capview.engine.layout import HostPaths, validate_version
 from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script
 from capview.engine.manifest import Entry, manifest_text, safe_relpath
-from capview.engine.migrate_script import migrate_script, probe_script, shared_items
+from capview.engine.migrate_script import migrate_script, probe_script, secret_files, shared_items
 from capview.engine.script import q
 from capview.engine.status import LAYOUT_NAMES, current_version, each_host
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
@@ -53,24 +53,30 @@ class MigrationPlan:
     error: str | None = None
 
 
-def unit_refs(text: str, dp: str) -> list[str]:
-    """Unit lines that point into deploy_path but not via current/, shared/ or releases/."""
-    pat = _old_path_re(dp)
+def unit_refs(text: str, dp: str, home: str | None = None) -> list[str]:
+    """Unit lines that point into deploy_path but not via current/, shared/ or releases/
+    (also written as ``%h/...``, systemd's specifier for the user's home, when ``home`` is given)."""
+    pat = _old_path_re(dp, home)
     return [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#") and pat.search(line)]
 
 
-def rewrite_unit(text: str, dp: str) -> str:
-    """Old paths -> ``<dp>/current/...`` (``.env`` and ``data`` resolve through the release's links)."""
-    root = dp.rstrip("/")
+def rewrite_unit(text: str, dp: str, home: str | None = None) -> str:
+    """Old paths -> ``<dp>/current/...`` (``.env`` and ``data`` resolve through the release's links);
+    a ``%h/...`` path keeps its ``%h`` form."""
     out = []
     for line in text.splitlines(keepends=True):
-        out.append(line if line.lstrip().startswith("#") else _old_path_re(dp).sub(root + "/current", line))
+        out.append(line if line.lstrip().startswith("#")
+                   else _old_path_re(dp, home).sub(lambda m: m.group(0) + "/current", line))
     return "".join(out)
 
 
-def _old_path_re(dp: str) -> re.Pattern:
-    root = re.escape(dp.rstrip("/"))
-    return re.compile(root + r"(?![\w.+-])(?!/(?:current|shared|releases|\.capview)(?:[/\s\"';:]|$))")
+def _old_path_re(dp: str, home: str | None = None) -> re.Pattern:
+    dp = dp.rstrip("/")
+    roots = [re.escape(dp)]
+    home = (home or "").rstrip("/")
+    if home and dp.startswith(home + "/"):
+        roots.append(re.escape("%h" + dp[len(home):]))
+    return re.compile("(?:" + "|".join(roots) + r")(?![\w.+-])(?!/(?:current|shared|releases|\.capview)(?:[/\s\"';:]|$))")
 
 
 def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> MigrationPlan:
@@ -135,8 +141,9 @@ def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> Migra
     dbs = tuple(sorted(p for p in got.get("dbs", "").split("\0") if p.strip("\n")))
     unit_path = got.get("unitpath", "").strip() or None
     unit_text = got.get("unit")
-    lines = tuple(unit_refs(unit_text, dp)) if unit_text else ()
-    rewrite = rewrite_unit(unit_text, dp) if unit_text and lines else None
+    home = got.get("home", "").strip() or None
+    lines = tuple(unit_refs(unit_text, dp, home)) if unit_text else ()
+    rewrite = rewrite_unit(unit_text, dp, home) if unit_text and lines else None
     if rewrite is not None and "unitwritable" not in got:
         rewrite = None
     rel = f"releases/{version}"
@@ -146,6 +153,7 @@ def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> Migra
     steps += [f"move {j} -> .capview/legacy-junk/" for j in junk]
     steps.append(f"move {len(app)} app entr{'y' if len(app) == 1 else 'ies'} -> {rel}/")
     steps += [f"link {rel}/{it} -> shared/{it}" for it in items]
+    steps += [f"shared/{it}: mode 0600 (secrets)" for it in secret_files(h)]
     steps.append("verify: same file count and bytes under shared/; PRAGMA integrity_check "
                  + (f"on {len(dbs)} SQLite file(s)" if got.get("sqlite3", "").strip() else "skipped (no sqlite3 on host)"))
     if lines:

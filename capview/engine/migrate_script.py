@@ -16,6 +16,7 @@ from capview.engine import switch as sw
 from capview.engine.frames import Frames
 from capview.engine.layout import HostPaths
 from capview.engine.script import q
+from capview.engine.shared_links import refuse_symlinked_parents
 from capview.engine.status import LAYOUT_NAMES
 
 DB_NAMES = ("*.db", "*.sqlite", "*.sqlite3", "*.db3")
@@ -35,6 +36,11 @@ def shared_items(host: HostConfig) -> list[str]:
     return [*s.dirs, *s.files]
 
 
+def secret_files(host: HostConfig) -> list[str]:
+    """Shared files holding secrets (``.env``, ``.env.production``...): mode 0600 after migrating."""
+    return [f for f in host.settings.shared.files if f.rsplit("/", 1)[-1].startswith(".env")]
+
+
 def _db_find(paths: str) -> str:
     names = " -o ".join(f"-name {q(n)}" for n in DB_NAMES)
     return f"{{ find -H {paths} -type f \\( {names} \\) -print0 2>/dev/null || true; }}"
@@ -47,6 +53,7 @@ def probe_script(host: HostConfig, frames: Frames) -> str:
              "sec dev", "stat -c %d .",
              "sec top", "find . -mindepth 1 -maxdepth 1 -printf '%y %D %P\\0' 2>/dev/null || true",
              "sec current", "if [ -L current ]; then readlink current || true; fi",
+             'sec home; printf "%s\\n" "${HOME:-}"',
              "if [ -d shared ]; then sec shareddev; stat -c %d shared; fi",
              "have=''"]
     for i, p in enumerate(shared_items(host)):
@@ -127,6 +134,12 @@ def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: d
                     lock.rstrip("\n"),
                     "trap on_exit EXIT", "trap 'exit 130' INT TERM HUP",
                     f"t0={sw.now_expr()}"]
+    # 0. issue 13: no shared item is moved or linked through a symlinked parent (the old
+    #    tree's var -> /elsewhere would move data from outside deploy_path)
+    for it in items:
+        L += refuse_symlinked_parents(p.root, it, create=False, fail="fail")
+        L += ["if [ -d shared ]; then (cd shared",
+              *refuse_symlinked_parents(p.shared, it, create=False, fail="fail"), ") || exit 1; fi"]
     # 1. stop
     if s.service.manager == "systemd-user":
         L.append(f"systemctl --user is-active --quiet {q(s.service.unit or '')} || was_active=0")
@@ -214,7 +227,11 @@ def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: d
           "rmdir .capview/legacy-junk 2>/dev/null || true",
           "mkdir -p .capview",
           _json_printf(record, {"downtime": "$downtime"}, ".capview/history.jsonl", append=True).rstrip("\n"),
-          "done=1", unlock.rstrip("\n"),
+          "done=1",
+          # secrets end private whatever mode the legacy file had (never through a symlink)
+          *[f"if [ -f {q('shared/' + f)} ] && [ ! -L {q('shared/' + f)} ]; then chmod 600 {q('shared/' + f)} || true; fi"
+            for f in secret_files(host)],
+          unlock.rstrip("\n"),
           'sec migrated; printf "%s\\n" "$downtime"', "sec end"]
     return "\n".join(L) + "\n"
 

@@ -40,6 +40,7 @@ class ReleaseInfo:
     error: str | None = None  # why it failed
     unique_disk_bytes: int = 0  # disk blocks (du) only this release holds: what prune frees
     symlink: str | None = None  # the releases/ entry is a symlink to this target (never followed)
+    references: tuple[str, ...] = ()  # other releases its files name by absolute path (release.json)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import HostWarning
 from capview.engine.frames import Frames, one_line
-from capview.engine.history import append_record_script, history_record, parse_history
+from capview.engine.history import append_record_script, history_record, parse_history_counted, shown_record
 from capview.engine.hostop import Done, failed, log, run_op
 from capview.engine.layout import HostPaths, validate_version
 from capview.engine.manifest import safe_relpath
 from capview.engine.script import q
+from capview.engine.shared_links import refuse_symlinked_parents
 from capview.engine.status import LAYOUT_NAMES, each_host
 from capview.errors import RemoteError, UsageError
 
@@ -46,6 +47,12 @@ def init_script(host: HostConfig, frames: Frames, record: dict) -> str:
         f'    case ${{n##*/}} in {known}) ;; *) sec legacy; exit 0 ;; esac',
         "  done",
         "fi",
+        # issue 13: shared paths are never created through a symlinked parent inside shared/
+        "refuse() { sec refused; printf '%s\\n' \"$1\"; exit 0; }",
+        'if [ -d "$dp/shared" ]; then cd "$dp/shared"',
+        *(line for path in (*s.shared.dirs, *s.shared.files)
+          for line in refuse_symlinked_parents(p.shared, path, create=False, fail="refuse")),
+        "cd /; fi",
         'mkd "$dp" "$dp"',
     ]
     lines += [f"mkd {q(path)} {q(path)}" for path in (p.releases, p.shared, p.meta)]
@@ -66,9 +73,11 @@ async def init(ctx: Context, env: Environment, host: str | None = None) -> Opera
         out = _run_checked(await ctx.transport.run(h, init_script(h, frames, rec)), "init")
         created, existed = [], []
         for kind, _, body in frames.parse(out):
+            if kind == "refused":
+                return failed(body.strip())
             if kind == "legacy":
                 return failed(f"{h.settings.deploy_path} holds an app deployed in place (old layout): "
-                              "run capview migrate-data ENV instead of init")
+                              f"run capview migrate-data {h.env or 'ENV'} instead of init")
             if kind in ("created", "exists"):
                 path = body.rstrip("\n")
                 (created if kind == "created" else existed).append(path)
@@ -129,16 +138,19 @@ async def unpin(ctx: Context, env: Environment, version: str, host: str | None =
 
 # ---------------------------------------------------------------- history
 
+HISTORY_LINE_BYTES = 16 * 1024  # longer lines are cut on the host (then skipped as unreadable)
+
+
 def history_script(dp: str, frames: Frames, limit: int | None) -> str:
     path = HostPaths(dp).history
-    read = f"tail -n {int(limit)} {q(path)}" if limit else f"cat {q(path)}"
+    read = (f"tail -n {int(limit)} {q(path)}" if limit else f"cat {q(path)}") + f" | cut -b 1-{HISTORY_LINE_BYTES}"
     return frames.prelude() + f"sec history\nif [ -f {q(path)} ]; then {read}; fi\nsec end\n"
 
 
 async def history(ctx: Context, env: Environment, host: str | None = None,
                   limit: int | None = 1000) -> dict[str, list[dict]]:
     """Per host, its history records oldest first (the last ``limit``). An unreachable
-    host maps to [] and a HostWarning event says why."""
+    host maps to [] and a HostWarning event says why; so do skipped unreadable lines."""
 
     async def one(h: HostConfig) -> tuple[str, list[dict]]:
         frames = Frames.new()
@@ -148,7 +160,13 @@ async def history(ctx: Context, env: Environment, host: str | None = None,
             ctx.event(HostWarning, h.name, message=f"history unavailable: {one_line(str(exc))}")
             return h.name, []
         body = next((b for k, _, b in frames.parse(out) if k == "history"), "")
-        return h.name, parse_history(body)
+        records, skipped = parse_history_counted(body)
+        shown = [r for r in records if shown_record(r)]
+        skipped += len(records) - len(shown)
+        if skipped:
+            ctx.event(HostWarning, h.name, message=f"history: skipped {skipped} unreadable "
+                                                   f"line{'' if skipped == 1 else 's'} of {HostPaths(h.settings.deploy_path).history}")
+        return h.name, shown
 
     return dict(await each_host(env, host, one))
 

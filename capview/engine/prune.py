@@ -14,8 +14,6 @@ import json
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-import humanize
-
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import (
@@ -29,6 +27,7 @@ from capview.engine.model import ReleaseInfo
 from capview.engine.script import q
 from capview.engine.status import IN_PROGRESS, Snapshot, each_host, release_order, snapshot
 from capview.engine.usage import freed_disk_bytes
+from capview import units
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 Action = Literal["keep", "delete", "protected"]
@@ -102,6 +101,26 @@ def classify(releases: Sequence[ReleaseInfo], current: str | None, previous: str
         else:
             action, why = "delete", f"older than the newest {keep}"
         items.append(PruneItem(r.version, action, why, r.unique_disk_bytes if action == "delete" else 0))
+    return keep_referenced(items, releases)
+
+
+def keep_referenced(items: list[PruneItem], releases: Sequence[ReleaseInfo]) -> list[PruneItem]:
+    """issue 13: never delete a release that a retained one names by absolute path
+    (a venv's shebangs, a config pointing into releases/<v>/): it would break that one.
+    Repeated until stable, since a release kept this way may name another."""
+    refs = {r.version: set(r.references) for r in releases}
+    changed = True
+    while changed:
+        changed = False
+        retained = {i.version for i in items if i.action != "delete"}
+        for n, i in enumerate(items):
+            if i.action != "delete" or i.reason.startswith("symlink"):
+                continue
+            by = sorted(v for v in retained if i.version in refs.get(v, ()))
+            if by:
+                items[n] = PruneItem(i.version, "protected", f"referenced by {', '.join(by)} "
+                                     f"(absolute paths into releases/{i.version}/)")
+                changed = True
     return items
 
 
@@ -226,7 +245,7 @@ def parse_prune(stdout: str, frames: Frames) -> PruneRun:
 
 
 def size(n: int) -> str:
-    return humanize.naturalsize(n, binary=True)
+    return units.size(n)  # the one format every front prints
 
 
 def _image_names(h: HostConfig) -> list[str]:

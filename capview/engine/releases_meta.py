@@ -15,6 +15,9 @@ from capview.engine.frames import Frames
 from capview.engine.layout import HostPaths, is_version
 from capview.engine.script import q
 
+META_BYTES = 1024 * 1024  # as status.py: what is read of a release.json (cut: unreadable)
+HISTORY_LINE_BYTES = 16 * 1024
+
 
 @dataclass(frozen=True)
 class ReleaseMeta:
@@ -51,13 +54,23 @@ def release_listing_script(paths: HostPaths, *, manifest_of_current: bool, frame
         '  n=${d#releases/}',
         # Only names that are valid versions are framed (no newline can reach the marker line).
         '  case "$n" in *[!A-Za-z0-9._+-]*) continue;; esac',
-        '  sec release "$n"; cat "$d/.capview/release.json" 2>/dev/null || true',
+        f'  sec release "$n"; head -c {META_BYTES} "$d/.capview/release.json" 2>/dev/null || true',
         '  if [ -e "$d/.capview/pinned" ]; then sec pinned "$n"; fi',
         "done",
-        "sec history; tail -n 500 .capview/history.jsonl 2>/dev/null || true",
+        f"sec history; tail -n 500 .capview/history.jsonl 2>/dev/null | cut -b 1-{HISTORY_LINE_BYTES} || true",
         "sec end",
     ]
     return "\n".join(lines) + "\n"
+
+
+def referenced_releases(raw: dict | None) -> tuple[str, ...]:
+    """release.json "references" ([{"release": v, "path": p}], written after the build):
+    the other releases this one names by absolute path. Untrusted: only valid names."""
+    refs = raw.get("references") if isinstance(raw, dict) else None
+    if not isinstance(refs, list):
+        return ()
+    names = (r.get("release") for r in refs if isinstance(r, dict))
+    return tuple(sorted({n for n in names if isinstance(n, str) and is_version(n)}))
 
 
 # One fixed nonce per process is enough here: the listing's sections carry only

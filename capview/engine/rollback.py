@@ -124,16 +124,16 @@ class HostRollback(HostRun):
         assert self.listing is not None and self.target is not None
         current, target = self.listing.current, self.target
         if not await self.switch(target, check_image=True):
-            return "failed", f"switch to {target} failed; {current} restarted"
+            return "failed", f"switch to {target} failed; " + (f"{current} restarted" if current else "nothing was live")
         if await self.health(target, current):
-            return "ok", f"rolled back {current} -> {target}" + (
+            return "ok", (f"rolled back {current} -> {target}" if current else f"{target} is live (nothing was live before)") + (
                 f" (downtime {self.downtime:.2f}s)" if self.downtime is not None else "")
         self.ctx.event(HostWarning, self.host.name, message=f"{target} is unhealthy; switching back to {current}")
         if current:
             await self.switch(current, check_image=False)
         await self.finish_script(append_line(self.paths.history, self.record(current, "rolled_back",
                                                                              error=f"{target} unhealthy")))
-        return "failed", f"{target} was unhealthy; {current} is live again"
+        return "failed", f"{target} was unhealthy; " + (f"{current} is live again" if current else "nothing was live before it")
 
     async def switch(self, version: str, *, check_image: bool) -> bool:
         async with self.timed("switch") as info:

@@ -25,10 +25,15 @@ from capview.engine.lock import owner_from_json
 from capview.engine.model import HostStatus, LockInfo, ReleaseInfo
 from capview.engine.script import q
 from capview.engine.usage_cache import FINGERPRINT, cache_begin, cache_commit, cache_read, parse_cache
+from capview.engine.releases_meta import referenced_releases
 from capview.engine.usage import InodeListing, Summary, find_command, parse_inode_listing, parse_sums, sums_function, unique_bytes
 from capview.errors import RemoteError
 
 HISTORY_TAIL = 500
+# What the listing reads from files a host (or someone on it) may have made huge.
+META_BYTES = 1024 * 1024  # release.json (ours are ~1 KiB); one byte more is read to detect "too big"
+OWNER_BYTES = 16 * 1024  # the lock's owner.json
+HISTORY_LINE_BYTES = 16 * 1024  # a longer history line is cut, then skipped as unreadable
 # Top-level names that belong to the releases layout; anything else is "stray".
 LAYOUT_NAMES = frozenset({"releases", "shared", ".capview", "current", "traefik"})
 IN_PROGRESS = ("uploading", "building", "ready")
@@ -67,8 +72,8 @@ sec top
 find . -mindepth 1 -maxdepth 1 -printf '%y %P\\0' 2>/dev/null || true
 sec current
 if [ -L current ]; then readlink current || true; fi
-if [ -d .capview/lock ]; then sec lock; cat .capview/lock/owner.json 2>/dev/null || true; fi
-if [ -f .capview/history.jsonl ]; then sec history; tail -n {HISTORY_TAIL} .capview/history.jsonl 2>/dev/null || true; fi
+if [ -d .capview/lock ]; then sec lock; head -c {OWNER_BYTES} .capview/lock/owner.json 2>/dev/null || true; fi
+if [ -f .capview/history.jsonl ]; then sec history; tail -n {HISTORY_TAIL} .capview/history.jsonl 2>/dev/null | cut -b 1-{HISTORY_LINE_BYTES} || true; fi
 sec df
 df -Pk . 2>/dev/null | tail -n 1 || true
 if [ -d releases ]; then
@@ -84,7 +89,7 @@ if [ -d releases ]; then
     if [ ! -d "$r" ]; then j=$((j+1)); continue; fi
     sec rel "$n"
     if [ -e "$r/.capview/pinned" ]; then sec pinned "$n"; fi
-    if [ -f "$r/.capview/release.json" ]; then sec json "$n"; cat "$r/.capview/release.json" 2>/dev/null || true; fi
+    if [ -f "$r/.capview/release.json" ]; then sec json "$n"; head -c {META_BYTES + 1} "$r/.capview/release.json" 2>/dev/null || true; fi
     {sizes}  done
   sec junk; printf '%s\\n' "$j"
 {cache_end}fi
@@ -155,6 +160,7 @@ def _release_info(version: str, meta: dict | None, pinned: bool, lst: InodeListi
         health=_str(m.get("health")),
         downtime=_num(m.get("downtime")),
         error=_str(m.get("error")) if meta is not None else "release.json missing or unreadable",
+        references=referenced_releases(m),  # issue 13
     )
 
 
@@ -181,6 +187,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         raise ValueError("status output was cut short")
     metas: dict[str, dict | None] = {}
     pinned: set[str] = set()
+    oversized: set[str] = set()  # release.json over META_BYTES: not parsed
     listings: dict[str, InodeListing] = {}
     summaries: dict[str, Summary] = {}
     symlinks: dict[str, str] = {}
@@ -219,10 +226,12 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             pinned.add(arg)
         elif kind == "json":
             try:
-                meta = json.loads(body)
+                meta = json.loads(body) if len(body) <= META_BYTES else None
             except ValueError:
                 meta = None
             metas[arg] = meta if isinstance(meta, dict) else None
+            if len(body) > META_BYTES:
+                oversized.add(arg)
         elif kind == "find":
             listings[arg] = parse_inode_listing(body)
         elif kind == "link":
@@ -236,6 +245,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, InodeListing()), current, lock)
         for v in metas
     ]
+    releases = [replace(r, error=f"release.json is over {META_BYTES // 1024} KiB: not read")
+                if r.version in oversized else r for r in releases]
     releases += [
         ReleaseInfo(version=v, state="incomplete", current=v == current,
                     error=f"release entry is a symlink to {target!r} (not followed)", symlink=target)

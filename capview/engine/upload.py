@@ -1,16 +1,27 @@
-"""Upload: one tar stream of the changed files into a hard-link copy of the previous release.
+"""Upload: one tar stream of the changed files; the rest is taken from the previous
+release's *manifest*, never from whatever else lies in its directory.
 
-On the host, one script: extract the stream into ``<release>/.capview/incoming``,
-hard-link every top-level entry of the previous release (``cp -al``, except its
-own ``.capview``), remove what changed or disappeared, hard-link the new files
-into place and write the merged manifest. Unchanged files therefore share their
-inode with the previous release and never cross the wire; changed files are new
-inodes, so nothing in an existing release is ever modified.
+On the host, one script: extract the stream into ``<release>/.capview/incoming``;
+with awk, merge the previous ``manifest.tsv`` (minus the paths the client dropped)
+and the sent entries into the new manifest, checked against the client's sha256 of
+it; create every listed directory fresh; hard-link the previous release's listed
+files and links *by path* (the list is derived on the host, so it never crosses the
+wire or reaches argv); put the sent files in place; set the directory modes. Build
+outputs, files an app wrote at run time, stray links and the old ``.capview/`` are
+never carried over. Uploaded files are read-only (manifest.py), so the shared
+inodes cannot be written in place.
+
+Before linking, the previous release's listed files are checked against its
+manifest (type, mode, size): if one was changed in place, the script empties the
+new release and exits ``DRIFT``; the deploy then sends every file instead.
+The stat lines of the shared files are kept in ``.capview/shared.stat`` for the
+check after the build (verify.after_build_script).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import tarfile
 import threading
@@ -19,22 +30,63 @@ from typing import AsyncIterator, Callable
 
 from capview.engine.layout import HostPaths
 from capview.engine.manifest import Delta, Entry, escape
-from capview.engine.script import MARK, q
+from capview.engine.script import MARK, parse_markers, q
 
 CHUNK = 256 * 1024
 ProgressFn = Callable[[int, int], None]  # (files_done, bytes_done)
+DRIFT = 7  # upload script exit: the previous release differs from its manifest; send all
+SHARED_STAT = "%f %s %i %.9Y"  # stat -c: raw mode, size, inode, mtime (ns)
+
+# awk helpers: percent-unescape, octal, and the validity rule of manifest.parse_manifest.
+AWK_HELPERS = r"""
+BEGIN { FS = "\t"; for (i = 1; i < 256; i++) ch[sprintf("%02X", i)] = sprintf("%c", i); nd = 0 }
+function un(s,   o, i) { o = ""; while ((i = index(s, "%")) > 0) { o = o substr(s, 1, i - 1) ch[substr(s, i + 1, 2)]; s = substr(s, i + 3) } return o s }
+function oct(s,   n, i) { n = 0; for (i = 1; i <= length(s); i++) n = n * 8 + substr(s, i, 1); return n }
+function valid(p,   n, i, c) {
+  if (NF != 5 || $1 !~ /^[fdl]$/ || $2 !~ /^[0-7]+$/ || $3 !~ /^[0-9]+$/ || p == "" || substr(p, 1, 1) == "/") return 0
+  if ($1 == "f" && (length($4) != 64 || $4 ~ /[^0-9a-f]/)) return 0
+  n = split(p, c, "/"); for (i = 1; i <= n; i++) if (c[i] == "" || c[i] == "." || c[i] == "..") return 0
+  return 1
+}
+"""
+# awk: the new manifest (man=) and the lists the host builds the release from (in out=).
+# part=drop: escaped paths not taken over; part=prev: the previous manifest (only valid
+# lines count); part=add: the sent entries. Writes link.nul ("./path" NUL-separated:
+# files and links to hard-link), link.expect (what stat -c '%f %s' must print for each),
+# dirs.nul (every dir) and mode-<m>.nul + modes (dirs by mode, deepest first).
+MERGE_AWK = AWK_HELPERS + r"""
+function dir(p, m) { nd++; dp[nd] = p; dm[nd] = m; printf "./%s%c", p, 0 > (out "/dirs.nul") }
+part == "drop" { d[$0] = 1; next }
+part == "prev" {
+  if ($5 in d) next
+  p = un($5); if (!valid(p)) next
+  print > man
+  if ($1 == "d") dir(p, $2)
+  else {
+    printf "./%s%c", p, 0 > (out "/link.nul")
+    if ($1 == "f") printf "%x %s\n", 32768 + oct($2), $3 > (out "/link.expect")
+    else printf "a1ff %d\n", length(un($4)) > (out "/link.expect")
+  }
+  next
+}
+part == "add" { print > man; if ($1 == "d") dir(un($5), $2) }
+END {
+  for (i = nd; i >= 1; i--) { printf "./%s%c", dp[i], 0 > (out "/mode-" dm[i] ".nul"); if (!(dm[i] in seen)) { seen[dm[i]] = 1; print dm[i] > (out "/modes") } }
+}
+"""
 
 
 def upload_script(paths: HostPaths, version: str, previous: str | None, parts: int = 1) -> str:
     rel = paths.release(version)
     inc = f"{rel}/.capview/incoming"
     lines = [
-        f"rel={q(rel)}; inc={q(inc)}",
+        f"rel={q(rel)}; inc={q(inc)}; m={q(inc + '/meta')}",
         # On failure say how much room is left (tar's own message on ENOSPC may be only
         # "Wrote only N of M bytes"), so a full disk is named as such.
-        f"""trap 'rc=$?; [ "$rc" = 0 ] || printf "%s free_kb %s\\n" {MARK} "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {{print \\$4}}")"' EXIT""",
+        f"""trap 'rc=$?; [ "$rc" = 0 ] || [ "$rc" = {DRIFT} ] || printf "%s free_kb %s\\n%s free_inodes %s\\n" {MARK} "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {{print \\$4}}")" {MARK} "$(df -Pi "$rel" 2>/dev/null | awk "NR==2 {{print \\$2, \\$4}}")"' EXIT""",
         'mkdir -p "$inc"',  # setup created it empty; the other parts' channels extract into it too
-        'tar -xf - -C "$inc" --no-same-owner',
+        # -p: the modes in the stream are the manifest's (files read-only), not umask's
+        'tar -xpf - -C "$inc" --no-same-owner',
     ]
     if parts > 1:
         # Wait for the other parts (parallel channels) to finish extracting.
@@ -49,33 +101,70 @@ def upload_script(paths: HostPaths, version: str, previous: str | None, parts: i
             "  done",
             "done",
         ]
-    if previous:
-        prev = paths.release(previous)
-        lines += [
-            f"prev={q(prev)}",
-            # Hard-link copy of the previous release, minus its own metadata.
-            'find "$prev" -mindepth 1 -maxdepth 1 ! -name .capview -exec cp -al -t "$rel" {} +',
-            '(cd "$rel" && xargs -0 -r rm -rf -- < "$inc/meta/drop.nul")',
-        ]
+    prev_manifest = f"{q(paths.release(previous))}/.capview/manifest.tsv" if previous else "/dev/null"
+    lines += [
+        "export LC_ALL=C",
+        f"prev={q(paths.release(previous)) if previous else q('')}",
+        ': > "$m/link.nul"; : > "$m/link.expect"; : > "$m/dirs.nul"; : > "$m/modes"',
+        f'awk -v out="$m" -v man="$rel/.capview/manifest.tsv.tmp" {q(MERGE_AWK)} '
+        f'part=drop "$m/drop.tsv" part=prev {prev_manifest} part=add "$m/add.tsv"',
+        # drift: say which entry (its index in link.nul), empty the release, let the client resend all
+        "drift() {",
+        f"  printf '%s drift %s %s\\n' {MARK} \"$1\" \"$2\"",
+        '  find "$rel" -mindepth 1 -maxdepth 1 ! -name .capview -exec rm -rf -- {} +',
+        '  find "$inc" -type d ! -perm -u+w -exec chmod u+w {} + 2>/dev/null || true',
+        f'  rm -rf "$inc"; mkdir "$inc"; exit {DRIFT}',
+        "}",
+        # the host's merge must be exactly the manifest the client expects
+        'want=$(cat "$m/manifest.sha256")',
+        'got=$(sha256sum < "$rel/.capview/manifest.tsv.tmp"); got=${got%% *}',
+        '[ "$got" = "$want" ] || drift manifest 0',
+        'if [ -s "$m/link.nul" ]; then',
+        f"  (cd \"$prev\" && xargs -0 stat -c '{SHARED_STAT}' -- < \"$m/link.nul\") > \"$m/link.stat\" 2>/dev/null || drift missing 0",
+        "  bad=$(awk 'NR == FNR { w[FNR] = $0; n = FNR; next } { g = $1 \" \" $2 } g != w[FNR] { print FNR; exit } "
+        "END { if (FNR != n && !bad) print FNR + 1 }' \"$m/link.expect\" \"$m/link.stat\")",
+        '  [ -z "$bad" ] || drift changed "$bad"',
+        "fi",
+        '(cd "$rel" && xargs -0 -r mkdir -p -- < "$m/dirs.nul")',
+        'if [ -n "$prev" ]; then (cd "$prev" && xargs -0 -r cp -P -l --parents -t "$rel" -- < "$m/link.nul"); fi',
+    ]
     # The other parts hold only regular files (their parent dirs were made by tar with
-    # default modes): link them in without copying any directory's mode (cp -lR, no -a);
-    # part 0 follows with the real directory entries.
-    lines += [f'if [ -d "$inc/part-{i}/files" ]; then cp -lR "$inc/part-{i}/files/." "$rel/"; fi'
+    # default modes): link them in; the directory modes are set last, from the manifest.
+    lines += [f'if [ -d "$inc/part-{i}/files" ]; then cp -P -lR "$inc/part-{i}/files/." "$rel/"; fi'
               for i in range(1, parts)]
     lines += [
-        'if [ -d "$inc/files" ]; then cp -al "$inc/files/." "$rel/"; fi',
-        "{",
-    ]
-    if previous:
-        # The first drop.tsv line is a lone tab, so the file is never empty (awk's NR==FNR trick).
-        lines.append("  awk -F '\\t' 'FNR==NR {d[$0]=1; next} !($5 in d)' \"$inc/meta/drop.tsv\" \"$prev/.capview/manifest.tsv\"")
-    lines += [
-        '  cat "$inc/meta/add.tsv"',
-        '} > "$rel/.capview/manifest.tsv.tmp"',
+        'if [ -d "$inc/files" ]; then cp -P -lR "$inc/files/." "$rel/"; fi',
+        '(cd "$rel" && while read -r md; do xargs -0 -r chmod -- "$md" < "$m/mode-$md.nul"; done < "$m/modes")',
         'mv -f "$rel/.capview/manifest.tsv.tmp" "$rel/.capview/manifest.tsv"',
+        # what the check after the build compares the previous release's shared files with
+        'mv -f "$m/link.nul" "$rel/.capview/shared.nul"',
+        'if [ -e "$m/link.stat" ]; then mv -f "$m/link.stat" "$rel/.capview/shared.stat"; else : > "$rel/.capview/shared.stat"; fi',
+        'find "$inc" -type d ! -perm -u+w -exec chmod u+w {} + 2>/dev/null || true',
         'rm -rf "$inc"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def drift_warning(stdout: str, delta: Delta, previous: str | None, env: str = "ENV") -> str:
+    """The upload script's ``drift KIND INDEX`` marker as one line for the operator."""
+    kind, _, index = (parse_markers(stdout).get("drift", ["changed 0"])[-1] + " ").partition(" ")
+    linked = [e.path for e in delta.keep if e.type != "d"]
+    i = int(index) if index.strip().isdigit() else 0
+    what = {"manifest": "its manifest.tsv is not the one read at setup",
+            "missing": "a file its manifest lists is missing",
+            "changed": "a file differs from its manifest (type, mode or size)"}.get(kind, "it differs from its manifest")
+    example = f" (e.g. {linked[i - 1]})" if kind == "changed" and 0 < i <= len(linked) else ""
+    return (f"releases/{previous}: {what}{example}; nothing was hard-linked from it, every file was sent - "
+            f"check it with capview verify {env} {previous}")
+
+
+def readonly_hint(output: str) -> str | None:
+    """A build that failed writing into a read-only (shared) file: say why and what to do."""
+    if not any(s in output for s in ("Permission denied", "EACCES", "Errno 13", "Read-only file")):
+        return None
+    return ("uploaded files are read-only on the host: unchanged ones are hard links shared with older "
+            "releases; write new files instead (or replace one: write a copy, then mv it over), or list "
+            "the file in upload.writable to get a private, writable copy that is never linked")
 
 
 def part_script(paths: HostPaths, version: str, index: int) -> str:
@@ -109,6 +198,10 @@ def split_delta(delta: Delta) -> list[tuple[Entry, ...]]:
         parts[i].append(e)
         load[i] += e.size
     return [tuple(p) for p in parts]
+
+
+def manifest_sha256(delta: Delta) -> str:
+    return hashlib.sha256(delta.manifest.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _meta_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -185,8 +278,9 @@ async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = Non
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 if meta:
                     _meta_member(tar, "add.tsv", "".join(e.line() + "\n" for e in delta.send).encode("utf-8", "surrogateescape"))
+                    # The first drop.tsv line is a lone tab, so the file is never empty (awk's part= needs a line).
                     _meta_member(tar, "drop.tsv", ("\t\n" + "".join(escape(p) + "\n" for p in delta.drop)).encode("utf-8", "surrogateescape"))
-                    _meta_member(tar, "drop.nul", b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in delta.drop))
+                    _meta_member(tar, "manifest.sha256", manifest_sha256(delta).encode() + b"\n")
                 files = size = 0
                 for e in (delta.send if entries is None else entries):
                     _entry_member(tar, root, e)

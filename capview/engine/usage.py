@@ -7,6 +7,9 @@ file names cannot break parsing)::
 
 An inode is freed by deleting a set of releases when every one of its links is
 inside that set (occurrences >= nlink); directories are never hard-linked.
+"size" and "unique" count the same files -- the release's regular files outside
+its .capview, each inode once -- so unique never exceeds size; the disk figure
+(what prune frees) also counts the .capview metadata and directories.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class InodeListing:
     nodes: Mapping[str, Node] = field(default_factory=dict)
     files: int = 0  # regular files outside .capview
     size_bytes: int = 0  # their apparent size, each inode once
+    app: frozenset[str] = frozenset()  # inode keys of those files (what "unique" may count)
 
 
 def find_command(rel_dir: str) -> str:
@@ -55,7 +59,7 @@ _SUMS_AWK = (
     "awk -v out=\"$out\" 'function flush(  k, disk, app, line) {"
     " if (name != \"\") {disk=0; app=0;"
     " for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
-    " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (ty[k]==\"f\") app+=sz[k]}}"
+    " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}}"
     " line=sprintf(\"%s %d %d %d %d\", name, files, size, disk, app); print line;"
     " if (out != \"\") print line >> out}"
     " split(\"\", c); split(\"\", nl); split(\"\", bl); split(\"\", sz); split(\"\", ty); split(\"\", seen);"
@@ -121,16 +125,18 @@ def parse_inode_listing(text: str) -> InodeListing:
             if key not in seen_app:
                 seen_app.add(key)
                 size += node.size
-    return InodeListing(dict(counts), nodes, files, size)
+    return InodeListing(dict(counts), nodes, files, size, frozenset(seen_app))
 
 
 def _freed(listings: Iterable[InodeListing]) -> tuple[int, int]:
     """(disk bytes, apparent bytes of regular files) freed by deleting all of ``listings``."""
     counts: Counter[str] = Counter()
     nodes: dict[str, Node] = {}
+    app: set[str] = set()
     for lst in listings:
         counts.update(lst.counts)
         nodes.update(lst.nodes)
+        app |= lst.app
     disk = apparent = 0
     for key, n in counts.items():
         node = nodes[key]
@@ -138,7 +144,7 @@ def _freed(listings: Iterable[InodeListing]) -> tuple[int, int]:
             disk += node.blocks * 512 * n  # dirs: one inode per occurrence
         elif n >= node.nlink:
             disk += node.blocks * 512
-            if node.type == "f":
+            if key in app:  # the same files "size" counts (not .capview)
                 apparent += node.size
     return disk, apparent
 

@@ -26,7 +26,8 @@ from capview.engine.usage import Summary, parse_sums, sums_function
 CACHE = ".capview/usage.cache"
 
 # sh, run in deploy_path: one line that changes whenever the sums could.
-FINGERPRINT = "find releases releases/*/.capview -maxdepth 1 -printf '%p %i %C@\\n' 2>/dev/null | cksum"
+# "sums-2": sums made before unique counted only the files size counts are stale (issue 13).
+FINGERPRINT = "{ echo sums-2; find releases releases/*/.capview -maxdepth 1 -printf '%p %i %C@\\n' 2>/dev/null; } | cksum"
 
 
 def cache_read() -> str:

@@ -33,7 +33,6 @@ leader, and its first act is to print its PID on stderr behind a marker, which
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import os
 import re
@@ -47,6 +46,7 @@ import asyncssh
 
 from capview.config import HostConfig, SshOptions
 from capview.errors import HostUnreachable
+from capview.remote.ssh_target import Target, expand, known_hosts_name, resolve_target
 from capview.remote.transport import LineCallback, RunResult, ScriptPreamble
 
 # asyncssh logs every command (our whole script) and env at INFO/DEBUG.
@@ -81,35 +81,11 @@ def _sig_number(name: str) -> int:
         return 0
 
 
-@dataclass(frozen=True)
-class _Target:
-    """What a HostConfig resolves to after ssh_config (for messages and known_hosts)."""
-
-    alias: str
-    hostname: str
-    port: int
-    user: str
-    known_hosts: tuple[str, ...]  # files that exist; checked in order
-    known_hosts_hint: str  # the file a user should add the key to
-    config_paths: tuple[str, ...]
-    proxy_jump: str | None
-
-    @property
-    def hostport(self) -> str:
-        return f"{self.hostname}:{self.port}"
-
-    @property
-    def label(self) -> str:
-        if self.alias != self.hostname:
-            return f"{self.alias} ({self.hostname}:{self.port})"
-        return self.hostport
-
-
 @dataclass
 class _Pooled:
     conn: asyncssh.SSHClientConnection
     channels: asyncio.Semaphore
-    target: _Target
+    target: Target
     lost: bool = False
 
 
@@ -118,14 +94,6 @@ class _ProcState:
     pid: int | None = None
     marker_seen: bool = False
     done: bool = False
-
-
-def _expand(p: str) -> str:
-    return os.path.expanduser(os.path.expandvars(p))
-
-
-def _known_hosts_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 class _Client(asyncssh.SSHClient):
@@ -201,48 +169,8 @@ class SshTransport:
         # shield: one caller being cancelled must not abort the connect others share
         return await asyncio.shield(task)
 
-    def _resolve(self, host: HostConfig) -> _Target:
-        ssh = host.settings.ssh
-        if ssh.config_file:
-            cfg_path = _expand(ssh.config_file)
-            if cfg_path == os.devnull:  # the OpenSSH idiom for "no config file"
-                config_paths: tuple[str, ...] = ()
-            elif not os.path.isfile(cfg_path):
-                raise HostUnreachable(f"{host.host}: ssh config file {ssh.config_file} not found")
-            else:
-                config_paths = (cfg_path,)
-        else:
-            default = os.path.expanduser("~/.ssh/config")
-            config_paths = (default,) if os.access(default, os.R_OK) else ()
-        local_user = getpass.getuser()
-        hostname, port, user, proxy_jump = host.host, host.port or 22, host.user or local_user, None
-        user_kh: list[str] = []
-        try:
-            from asyncssh.config import SSHClientConfig
-
-            cfg = SSHClientConfig.load(
-                None, list(config_paths), False, False, False, local_user,
-                host.user if host.user else (), host.host, host.port if host.port else (),
-            )
-            hostname = str(cfg.get("Hostname", host.host))
-            port = int(cfg.get("Port", 22))  # type: ignore[arg-type]
-            user = str(cfg.get("User", local_user))
-            pj = cfg.get("ProxyJump")
-            proxy_jump = str(pj) if pj and str(pj).lower() != "none" else None
-            user_kh = [str(p) for p in (cfg.get("UserKnownHostsFile", []) or [])]  # type: ignore[union-attr]
-        except Exception as exc:  # a broken ssh config: asyncssh will say the same on connect
-            raise HostUnreachable(f"{host.host}: cannot read ssh config {', '.join(config_paths)}: {exc}") from None
-        if ssh.known_hosts:
-            candidates = [_expand(ssh.known_hosts)]
-        elif user_kh:  # "UserKnownHostsFile none" parses to []: checking stays on regardless
-            candidates = [_expand(p) for p in user_kh]
-        else:
-            candidates = [os.path.expanduser("~/.ssh/known_hosts")]
-        hint = ssh.known_hosts or (user_kh[0] if user_kh else "~/.ssh/known_hosts")
-        if not ssh.known_hosts:
-            candidates.append("/etc/ssh/ssh_known_hosts")
-        existing = tuple(p for p in candidates if os.path.isfile(p))
-        return _Target(host.host, hostname, port, user, existing, hint, config_paths, proxy_jump)
+    def _resolve(self, host: HostConfig) -> Target:
+        return resolve_target(host)
 
     async def _connect(self, key: tuple, host: HostConfig) -> _Pooled:
         ssh: SshOptions = host.settings.ssh
@@ -269,7 +197,7 @@ class SshTransport:
         if host.user:
             kwargs["username"] = host.user
         if ssh.identity_file:
-            ident = _expand(ssh.identity_file)
+            ident = expand(ssh.identity_file)
             if not os.path.isfile(ident):
                 raise HostUnreachable(f"{target.label}: identity_file {ssh.identity_file} not found")
             kwargs["client_keys"] = [ident]
@@ -291,7 +219,7 @@ class SshTransport:
         self._pool[key] = pooled
         return pooled
 
-    async def _connect_error(self, exc: BaseException, t: _Target, ssh: SshOptions, client: _Client) -> BaseException:
+    async def _connect_error(self, exc: BaseException, t: Target, ssh: SshOptions, client: _Client) -> BaseException:
         hp = t.label
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             return HostUnreachable(await self._host_key_message(exc, t, client))
@@ -316,7 +244,7 @@ class SshTransport:
             return HostUnreachable(f"{hp}: ssh connection failed: {exc}")
         return exc  # KeyboardInterrupt, SystemExit: not ours to translate
 
-    async def _host_key_message(self, exc: asyncssh.HostKeyNotVerifiable, t: _Target, client: _Client) -> str:
+    async def _host_key_message(self, exc: asyncssh.HostKeyNotVerifiable, t: Target, client: _Client) -> str:
         addr = ""
         if client.offered is not None:
             kh_host, addr, port, key = client.offered
@@ -338,7 +266,7 @@ class SshTransport:
             except Exception:
                 key = None
         fp = key.get_fingerprint("sha256") if key is not None else "a key that could not be read"
-        name = _known_hosts_name(kh_host, port)
+        name = known_hosts_name(kh_host, port)
         known: list = []
         if t.known_hosts:
             try:
