@@ -237,9 +237,11 @@ class ReleasesTable(NavTable[Text]):
         rows = self._visible(rows)
         keep = self.highlighted.version if self.highlighted else None
         with self.app.batch_update():
-            if reset:
-                self.clear()
+            if reset:  # another host or environment: columns re-measured for its releases
+                self.clear(columns=True)
                 self.rows_by_version.clear()
+                for key in self.shown_columns:
+                    self.add_column(header(key, dict(COLUMNS)[key]), key=key)
             if self._refit(rows, now):
                 if not self.select_version(keep):
                     self._select_current(rows)
