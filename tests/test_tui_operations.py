@@ -26,9 +26,8 @@ from capview.tui.screens.prune import PruneScreen
 from capview.tui.screens.viewer import TextScreen
 from capview.tui.widgets.host_list import HostList, Target
 from capview.tui.widgets.log_pane import LogPane
-from capview.tui.widgets.releases_table import ReleasesTable
 from tui_pilot import SIZE, footer, notes, screen_text, select, settle, until
-from tui_world import HOSTILE, make_hostile, tree, world, write_tree  # noqa: F401
+from tui_world import HOSTILE, make_hostile, world  # noqa: F401
 
 
 def detail(app) -> str:

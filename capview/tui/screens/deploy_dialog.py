@@ -37,7 +37,8 @@ class DeployRequest:
 
 
 def problems(version: str, hosts: list[str], status: dict[str, HostStatus]) -> list[str]:
-    """Why deploying ``version`` to ``hosts`` would fail before it changes anything ([] if it would not)."""
+    """Why deploying ``version`` to ``hosts`` would fail before it changes anything ([] if it would not).
+    A warning the engine can give before a deploy (schema changes) belongs here too."""
     from capview.engine.layout import validate_version
 
     try:

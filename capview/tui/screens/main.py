@@ -306,6 +306,8 @@ class MainScreen(Screen[None]):
         return t
 
     def _detail(self, target: Target, statuses: list[HostStatus], now: float) -> Text:
+        """The side panel. A new HostStatus fact (service state, split environment, verify
+        result) is one more line here and one more flag in widgets/host_list.host_flags."""
         t = Text()
         if target.host is None:
             env = self.capp.env(target.env)
