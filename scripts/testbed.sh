@@ -198,6 +198,21 @@ stop_fixture_sshds() {
     done
 }
 
+start_journald() {
+    # A VPS has systemd-journald; this VM (not booted with systemd) has none, so
+    # `journalctl --user -u UNIT` (capview logs, health.log) would see nothing. Persistent
+    # storage from the start: only then does journald split user-UID.journal files,
+    # which is what `journalctl --user` reads.
+    [ -x /lib/systemd/systemd-journald ] || { log "no systemd-journald: service logs stay empty"; return 0; }
+    if pgrep -x systemd-journal >/dev/null 2>&1; then return 0; fi
+    install -d /etc/systemd/journald.conf.d /run/systemd/journal /var/log/journal
+    printf '[Journal]\nStorage=persistent\nSplitMode=uid\n' > /etc/systemd/journald.conf.d/capview-testbed.conf
+    setsid /lib/systemd/systemd-journald >"$STATE/journald.log" 2>&1 < /dev/null &
+    local i=0
+    while [ ! -S /run/systemd/journal/stdout ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+    [ -S /run/systemd/journal/stdout ] || die "systemd-journald did not start (see $STATE/journald.log)"
+}
+
 cmd_up() {
     need_root
     command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || die "openssh-server missing (run: $0 install)"
@@ -210,6 +225,7 @@ cmd_up() {
     fi
     local u
     for u in "${SD_USERS[@]}" "${PLAIN_USERS[@]}"; do ensure_user "$u"; done
+    start_journald
     for u in "${SD_USERS[@]}"; do start_user_manager "$u"; done
     # the "no user manager" user must really have none
     for u in "${PLAIN_USERS[@]}"; do stop_user_manager "$u"; done

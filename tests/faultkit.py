@@ -179,7 +179,8 @@ def leftovers(dp: str | Path) -> list[str]:
 
 
 def remote_scripts(dp: str) -> list[int]:
-    """pids of capview scripts (``sh -c '...'`` naming dp) still running on the host."""
+    """pids of capview scripts (``sh -c '...'`` naming dp, or a detached switch transaction
+    ``sh <dp>/.capview/ops/<token>/txn.sh``) still running on the host."""
     pids = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -190,6 +191,9 @@ def remote_scripts(dp: str) -> list[int]:
             continue
         if len(argv) >= 3 and argv[0].endswith(b"sh") and argv[1] == b"-c" and dp.encode() in argv[2] \
                 and b"capview-pid" in argv[2]:
+            pids.append(int(d))
+        elif len(argv) >= 2 and argv[0].endswith(b"sh") and argv[1].startswith(dp.encode() + b"/") \
+                and argv[1].endswith(b"/txn.sh"):
             pids.append(int(d))
     return pids
 

@@ -30,6 +30,7 @@ COMMAND_OPTS = {
     "release": ["VERSION", "ENV", "--dry-run", "--wait-lock DURATION", "--source DIR", "-y, --yes"],
     "deploy": ["VERSION", "ENV", "--dry-run", "--wait-lock DURATION", "--source DIR", "-y, --yes"],
     "rollback": ["ENV", "--to VERSION", "--force", "-y, --yes"],
+    "restart": ["ENV"],
     "releases": ["ENV"],
     "prune": ["ENV", "--keep N", "--dry-run", "-y, --yes"],
     "init": ["ENV", "-y, --yes"],
@@ -39,6 +40,7 @@ COMMAND_OPTS = {
     "unpin": ["ENV", "VERSION", "-y, --yes"],
     "history": ["ENV", "-n N, --limit N"],
     "verify": ["ENV", "VERSION"],
+    "logs": ["ENV", "-n N, --lines N", "-f, --follow", "--since T"],
     "traefik": ["ENV", "--write", "-y, --yes"],
     "demo": ["--dir DIR", "--headless", "--serve"],
     "ui": ["-c FILE, --config FILE"],
@@ -242,7 +244,7 @@ def test_release_plain_output_is_timestamped_and_ends_with_the_outcome(app1, hos
     # piped output ends with the summary the README promises: host, outcome, version, time, trips, sent
     assert summary[0] == "summary: 1 of 1 host ok", summary
     assert summary[1].split() == ["host", "outcome", "version", "time", "trips", "sent", "message"], summary
-    assert re.match(rf"^\s+{host.name}\s+ok\s+v1\s+\d+\.\d+s\s+7\s+\d+(\.\d)? (B|KiB|MiB)\s+v1 is live", summary[2]), summary
+    assert re.match(rf"^\s+{host.name}\s+ok\s+v1\s+\d+\.\d+s\s+\d+\s+\d+(\.\d)? (B|KiB|MiB)\s+v1 is live", summary[2]), summary
     assert "\x1b" not in cp.stdout  # no colours or cursor movement on a pipe
     assert app.get() == (200, "v1")
 

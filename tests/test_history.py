@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from capview.engine.history import (
-    append_record_script, history_record, live_stack, parse_history, previous_live,
-)
+from capview.engine.history import history_record, live_stack, parse_history, previous_live
+from capview.engine.layout import HostPaths
+from capview.engine.scripts.ops import append_record
 
 
 def rel(v, prev=None, outcome="ok"):
@@ -66,7 +66,7 @@ def test_append_record_script_is_one_safe_line(tmp_path):
     nasty = "it's \"quoted\"\nnew line $(touch pwned) `x`"
     rec = history_record("pin", "h1", "me@box", 12.5, version="v1", error=nasty)
     for _ in range(2):
-        subprocess.run(["sh", "-c", append_record_script(str(dp), rec)], check=True, cwd=tmp_path)
+        subprocess.run(["sh", "-c", append_record(HostPaths(str(dp)), rec)], check=True, cwd=tmp_path)
     lines = (dp / ".capview" / "history.jsonl").read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[0]) == rec
     assert not (tmp_path / "pwned").exists()

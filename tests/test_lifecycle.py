@@ -104,7 +104,8 @@ async def test_unhealthy_release_is_rolled_back(host, tmp_path, transport):
     log = app.sh(f"cat {app.deploy_path}/releases/v3/.capview/health.log")
     assert app.unit in log  # the unit's status/journal was captured
     assert app.history()[-1]["outcome"] == "rolled_back"
-    assert app.sh(f"ls -A {app.deploy_path}/.capview").split() == ["history.jsonl", "usage.cache"]  # lock released
+    # lock released (ops/ keeps the last switch transaction's result for a client that lost the link)
+    assert app.sh(f"ls -A {app.deploy_path}/.capview").split() == ["history.jsonl", "ops", "usage.cache"]
 
 
 async def test_failed_build_leaves_current_and_service_untouched(host, tmp_path, transport):
@@ -235,7 +236,7 @@ async def test_large_upload_is_split_over_parallel_channels(host, tmp_path, tran
     r = await release(ctx_for(transport, events), app.env(src), "v1")
     assert r.ok, r
     fin = [e for e in events if isinstance(e, HostFinished)][0]
-    assert fin.round_trips >= 7 + 2  # the upload used extra channels
+    assert fin.round_trips >= 5 + 2  # the upload used extra channels (a deploy is 5 trips)
     assert fin.bytes_sent >= 3 * 14 * 1024 * 1024 > 2 * SPLIT_BYTES
     # Every file on the host matches the manifest's sha256; nothing left in incoming/.
     dp = app.deploy_path

@@ -141,3 +141,37 @@ async def test_prune_keep3_with_failed_pinned_and_rolled_back_current(host, tmp_
     hosts = await status(ctx(transport), env("v7"))
     h = hosts[0]
     assert h.current == "v6" and [r.version for r in h.releases if r.pinned] == ["v2"]
+
+
+async def test_restart_runs_the_live_release_again_and_records_it(host, tmp_path, transport):
+    """``capview restart``: stop -> start -> health of current, in the history, lock released;
+    an unhealthy restart never marks the live release failed (there is nothing to go back to)."""
+    import os
+
+    from capview.config import HealthConfig
+    from capview.engine.restart import restart
+    from invariants import assert_states_consistent
+
+    app = new_app(host, build=False)
+    env = app.env(make_source(tmp_path, "v1"))
+    assert (await release(ctx(transport), env, "v1")).ok
+    pid = app.main_pid()
+    events: list = []
+    r = await restart(ctx(transport, events), env)
+    assert r.ok, r.hosts[0].message
+    assert app.main_pid() not in (pid, "0") and app.get() == (200, "v1") and app.current() == "releases/v1"
+    last = app.history()[-1]
+    assert (last["op"], last["outcome"], last["version"]) == ("restart", "ok", "v1") and last["downtime"] > 0
+    fin = [e for e in events if isinstance(e, HostFinished)][0]
+    assert fin.round_trips == 2 and "v1 restarted" in fin.message
+    assert not os.path.exists(f"{app.deploy_path}/.capview/lock")
+
+    app.sh(f"touch {app.deploy_path}/releases/v1/BROKEN")  # comes back unhealthy
+    quick = app.env(tmp_path, health=HealthConfig(url=f"http://127.0.0.1:{app.port}/health", timeout=2, interval=0.2))
+    r = await restart(ctx(transport), quick)
+    assert not r.ok and "health check failed" in r.hosts[0].message
+    assert app.current() == "releases/v1" and app.release_json("v1")["state"] == "live"
+    assert_states_consistent(app.deploy_path)
+    log = f"{app.deploy_path}/releases/v1/.capview/health.log"
+    assert app.unit in app.sh(f"cat {log}") and app.sh(f"stat -c %a {log}").strip() == "600"
+    assert app.history()[-1]["outcome"] == "failed" and not os.path.exists(f"{app.deploy_path}/.capview/lock")

@@ -13,7 +13,7 @@ from capview.engine.context import Context
 from capview.engine.events import HostFinished, LogLine
 from capview.engine.ops import history, init, pin, unpin
 from capview.engine.prune import prune
-from capview.engine.unlock import unlock
+from capview.engine.ops import unlock
 from capview.remote.local import LocalTransport
 from fakehost import FakeHost, environment, host_config
 
@@ -152,11 +152,15 @@ async def test_unlock_force_and_unreadable_owner(tmp_path):
 
 
 async def test_unlock_never_removes_a_lock_taken_meanwhile(tmp_path):
-    from capview.engine.frames import Frames
-    from capview.engine.unlock import remove_script
+    from capview.engine.layout import HostPaths
+    from capview.engine.scripts.lock import remove_if_unchanged
+    from capview.engine.scripts.ops import append_record
+    from capview.engine.scripts.shell import Frames
     fh = FakeHost(tmp_path / "app")
     lock_owner(fh, heartbeat=1)
     frames = Frames.new()
-    out = await LocalTransport().run(host_config(fh.dp), remove_script(str(fh.dp), '{"other": "owner"}', frames, {"op": "unlock"}))
+    paths = HostPaths(str(fh.dp))
+    script = remove_if_unchanged(paths, '{"other": "owner"}', frames, append_record(paths, {"op": "unlock"}))
+    out = await LocalTransport().run(host_config(fh.dp), script)
     assert [k for k, _, _ in frames.parse(out.stdout)] == ["changed"]
     assert (fh.dp / ".capview/lock/owner.json").exists()

@@ -11,7 +11,7 @@ import pytest
 from capview.engine.context import Context
 from capview.engine.events import DryRunScript, HostFinished, LogLine, PhaseFinished, HostWarning
 from capview.engine.model import ReleaseInfo
-from capview.engine.prune import choose_deletions, classify, cleanup_after_deploy, plan_prune, prune
+from capview.engine.prune import choose_deletions, classify, plan_prune, prune
 from capview.engine.status import snapshot
 from capview.errors import UsageError
 from capview.remote.local import LocalTransport
@@ -157,16 +157,17 @@ async def test_host_rechecks_current_and_pinned(tmp_path):
     for i in range(1, 4):
         fh.release(f"v{i}", {"a": str(i)}, deployed_at=i)
     fh.set_current("v1")
-    from capview.engine.frames import Frames
-    from capview.engine.prune import parse_prune, prune_script
+    from capview.engine.layout import HostPaths
+    from capview.engine.prune import parse_prune
+    from capview.engine.scripts.cleanup import prune_script, stdin_list
+    from capview.engine.scripts.shell import Frames
     (fh.rel("v2") / ".capview" / "pinned").touch()  # pinned after the plan was made
     frames = Frames.new()
-    out = await LocalTransport().run(host_config(fh.dp), prune_script(str(fh.dp), ["v1", "v2", "v3", "gone"], None, frames=frames))
-    run = parse_prune(out.stdout, frames)
+    out = await LocalTransport().run(host_config(fh.dp), prune_script(HostPaths(str(fh.dp)), frames),
+                                     stdin=stdin_list(["v1", "v2", "v3", "gone", "../etc", "-rf", ".."]))
+    run = parse_prune((k, a) for k, a, _ in frames.parse(out.stdout))
     assert run.deleted == ("v3",) and dict(run.skipped) == {"v1": "it is current", "v2": "pinned", "gone": "no longer exists"}
-    assert surviving(fh) == ["v1", "v2"]
-    with pytest.raises(UsageError):
-        prune_script(str(fh.dp), ["../etc"], None)
+    assert surviving(fh) == ["v1", "v2"]  # a name that is not a release name is never touched (the list is on stdin)
 
 
 async def test_locked_host_exits_3_and_deletes_nothing(tmp_path):
@@ -189,8 +190,21 @@ async def test_in_progress_release_of_the_lock_holder_is_protected(tmp_path):
     fh.release("v3", {"a": "3"}, state="building")  # crashed earlier deploy
     fh.set_current("v1")
     fh.hold_lock(version="v2")  # the deploy running now: its cleanup prunes under its own lock
-    run = await cleanup_after_deploy(mkctx(), host_config(fh.dp, keep_releases=1))
-    assert run.deleted == ("v3",) and surviving(fh) == ["v1", "v2"]
+    from capview.engine.layout import HostPaths
+    from capview.engine.releases_meta import parse_release_listing
+    from capview.engine.retention import after_deploy
+    from capview.engine.scripts.cleanup import prune_script, stdin_list
+    from capview.engine.scripts.release import listing
+    from capview.engine.scripts.shell import Frames
+    frames = Frames.new()
+    h = host_config(fh.dp, keep_releases=1)
+    paths = HostPaths(str(fh.dp))
+    out = await LocalTransport().run(h, listing(paths, frames, manifest_of_current=False))
+    lst = parse_release_listing(out.stdout, frames, str(fh.dp))
+    deleting = after_deploy(lst.releases, "v2", "v1", 1, 10.0)  # the deploy's own rule (the one it runs)
+    assert deleting == ["v3"]
+    res = await LocalTransport().run(h, prune_script(paths, frames), stdin=stdin_list(deleting))
+    assert res.ok and surviving(fh) == ["v1", "v2"]
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Round-trip budget (issue 7): counts, not timings, so they hold on a noisy machine.
 
-Targets after connect: a deploy without a build <= 8 (we use 7), a rollback <= 4 (3),
-listing releases 1 per host. LocalTransport counts every script it runs.
+Targets after connect: a deploy without a build <= 8 (we use 5: lock+preflight,
+setup+listing, upload, link, the switch transaction), a rollback <= 4 (2: lock+listing,
+the transaction), a restart 2, listing releases 1 per host. LocalTransport counts every
+script it runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from capview.config import Environment, HostConfig, Settings
 from capview.engine.context import Context
 from capview.engine.deploy import release
 from capview.engine.events import HostFinished
+from capview.engine.restart import restart
 from capview.engine.rollback import rollback
 from capview.engine.status import status
 from capview.remote.local import LocalTransport
@@ -46,13 +49,16 @@ async def test_deploy_and_rollback_round_trips(tmp_path: Path) -> None:
         (src / "VERSION").write_text(v)
         before = t.round_trips
         assert (await release(ctx, env, v)).ok
-        assert t.round_trips - before == 7 <= DEPLOY_BUDGET
+        assert t.round_trips - before == 5 <= DEPLOY_BUDGET
     assert sorted(os.listdir(env.hosts[0].settings.deploy_path + "/releases")) == ["v2", "v3", "v4"]
     before = t.round_trips
     assert (await rollback(ctx, env)).ok
-    assert t.round_trips - before == 3 <= ROLLBACK_BUDGET
+    assert t.round_trips - before == 2 <= ROLLBACK_BUDGET
+    before = t.round_trips
+    assert (await restart(ctx, env)).ok
+    assert t.round_trips - before == 2
     fin = [e for e in events if isinstance(e, HostFinished)]
-    assert [e.round_trips for e in fin] == [7, 7, 7, 7, 3]
+    assert [e.round_trips for e in fin] == [5, 5, 5, 5, 2, 2]
 
 
 async def test_status_is_one_round_trip_per_host(tmp_path: Path) -> None:

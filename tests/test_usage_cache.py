@@ -11,9 +11,10 @@ import pytest
 from capview.config import Environment, HostConfig, Settings
 from capview.engine.context import Context
 from capview.engine.deploy import release
-from capview.engine.frames import Frames
-from capview.engine.status import snapshot, status_script
-from capview.engine.usage_cache import CACHE
+from capview.engine.scripts.shell import Frames
+from capview.engine.scripts.status import status_script
+from capview.engine.scripts.usage import CACHE
+from capview.engine.status import snapshot
 from capview.remote.local import LocalTransport
 
 
@@ -105,7 +106,7 @@ async def test_a_forged_cache_line_is_ignored_and_odd_versions_never_trusted(sit
 
 
 def test_the_fingerprint_is_stable_without_changes_and_moves_with_a_rename(tmp_path: Path) -> None:
-    from capview.engine.usage_cache import FINGERPRINT
+    from capview.engine.scripts.usage import FINGERPRINT
     rel = tmp_path / "releases" / "v1" / ".capview"
     rel.mkdir(parents=True)
     fp = lambda: subprocess.run(["sh", "-c", FINGERPRINT], cwd=tmp_path, capture_output=True, text=True).stdout  # noqa: E731

@@ -20,6 +20,7 @@ COMMANDS_HELP = {
     "check": "connect to every host and run the preflight checks",
     "release": "deploy a new release (alias: deploy)",
     "rollback": "switch back to the previous (or any retained) release",
+    "restart": "restart the live release (stop, start, health check), recorded in the history",
     "releases": "list each host's releases: current, state, age, size",
     "prune": "delete old releases beyond keep_releases",
     "init": "create releases/, shared/ and .capview/ on the hosts",
@@ -29,6 +30,7 @@ COMMANDS_HELP = {
     "unpin": "let prune delete a release again",
     "history": "show the hosts' deploy history",
     "verify": "re-hash a release on the hosts against its manifest (exit 1 on any difference)",
+    "logs": "print (or follow) the service's logs on each host",
     "traefik": "print or write the Traefik dynamic config that hides the switch window",
     "demo": "run the whole product on an embedded sandbox host",
     "ui": "open the dashboard (the default with no command)",
@@ -96,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="allow a failed release as the target")
     yes(p)
 
+    p = cmd("restart")
+    env_arg(p)
+
     p = cmd("releases")
     env_arg(p)
 
@@ -126,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         env_arg(p)
         p.add_argument("version", metavar="VERSION")
         yes(p)
+
+    p = cmd("logs")
+    env_arg(p)
+    p.add_argument("-n", "--lines", type=int, default=100, metavar="N", help="last N lines per host (default 100)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    p.add_argument("--since", metavar="T", help="only lines since T: 10m, 2h, 1d, today, 2026-12-01 10:00")
 
     p = cmd("history")
     env_arg(p)

@@ -133,6 +133,15 @@ async def cmd_rollback(args) -> int:
     return result.exit_code
 
 
+async def cmd_restart(args) -> int:
+    from capview.engine.restart import restart
+
+    _, env = env_of(args)
+    async with engine(args) as (ctx, _):
+        result = await restart(ctx, env, host=args.host)
+    return result.exit_code
+
+
 async def cmd_releases(args) -> int:
     from capview.engine.status import status
 
@@ -257,6 +266,39 @@ async def cmd_verify(args) -> int:
     if not all(r.reachable for r in results):
         return EXIT_UNREACHABLE
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+async def cmd_logs(args) -> int:
+    import asyncio
+
+    from capview.engine.logs import logs
+
+    _, env = env_of(args)
+    several = len(env.select(args.host)) > 1
+    width = max(len(h.name) for h in env.select(args.host))
+
+    def show(host: str, line: str) -> None:
+        if args.json:
+            sys.stdout.write(json_line({"host": host, "line": line}))
+        else:
+            text = inert.line(line)
+            sys.stdout.write(f"{host:<{width}} | {text}\n" if several else text + "\n")
+        sys.stdout.flush()
+        if getattr(sys.stdout, "dead", False):  # output closed (| head): nothing left to show
+            raise SystemExit(0)
+
+    async with engine(args, renderer=_quiet) as (ctx, _):
+        try:
+            results = await logs(ctx, env, host=args.host, lines=args.lines, follow=args.follow,
+                                 since=args.since, on_line=show)
+        except asyncio.CancelledError:
+            if args.follow:  # Ctrl-C is how -f ends
+                return EXIT_OK
+            raise
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        print(f"capview: {r.host}: {inert.line(r.error or 'failed')}", file=sys.stderr)
+    if any(r.unreachable for r in failed):
+        return EXIT_UNREACHABLE
+    return EXIT_OK if not failed else 1
 
 
 async def cmd_traefik(args) -> int:
@@ -333,6 +375,7 @@ HANDLERS = {
     "check": cmd_check,
     "release": cmd_release,
     "rollback": cmd_rollback,
+    "restart": cmd_restart,
     "releases": cmd_releases,
     "prune": cmd_prune,
     "init": cmd_init,
@@ -342,6 +385,7 @@ HANDLERS = {
     "unpin": cmd_unpin,
     "history": cmd_history,
     "verify": cmd_verify,
+    "logs": cmd_logs,
     "traefik": cmd_traefik,
     "demo": cmd_demo,
     "ui": cmd_ui,

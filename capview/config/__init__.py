@@ -5,12 +5,14 @@ Import from here: ``from capview.config import Settings, load_config``.
 
 from capview.config.loader import load_config
 from capview.config.model import (
-    BuildConfig, Config, Environment, HealthConfig, HostConfig, ServiceConfig, ServiceManager, Settings, SharedConfig,
+    HOOK_POINTS, BuildConfig, Compression, Config, DataConfig, Environment, HealthConfig, HooksConfig, HostConfig,
+    OnFailure, Rollout, ServiceConfig, ServiceManager, Settings, SharedConfig,
     SshOptions, Strategy, TraefikConfig, TraefikMode, UploadConfig, UploadMethod,
 )
 
 __all__ = [
-    "BuildConfig", "Config", "Environment", "HealthConfig", "HostConfig", "ServiceConfig", "ServiceManager",
+    "HOOK_POINTS", "BuildConfig", "Compression", "Config", "DataConfig", "Environment", "HealthConfig",
+    "HooksConfig", "HostConfig", "OnFailure", "Rollout", "ServiceConfig", "ServiceManager",
     "Settings", "SharedConfig", "SshOptions", "Strategy", "TraefikConfig", "TraefikMode", "UploadConfig",
     "UploadMethod", "load_config",
 ]

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from capview.config.model import (
-    BuildConfig, Config, Environment, HealthConfig, HostConfig, ServiceConfig, Settings, SharedConfig, SshOptions,
-    TraefikConfig, UploadConfig,
+    BuildConfig, Config, DataConfig, Environment, HealthConfig, HooksConfig, HostConfig, Rollout, ServiceConfig,
+    Settings, SharedConfig, SshOptions, TraefikConfig, UploadConfig,
 )
 from capview.config.schema import (
     EXAMPLE_PATH, MISSING, NULLABLE_SECTIONS, SCALAR_SETTINGS, SECTION_EXAMPLES, SECTIONS, WRONG_LEVEL, ENV_KEYS,
-    ENV_NAME_RE, HOST_KEYS, HOST_NAME_RE, MAX_FILE_BYTES, SERVICE_MANAGERS, STRATEGIES, TOP_KEYS, NodeError, fail_at,
-    kind_of, suggest, v_enum, v_host_addr, v_host_name, v_int, v_port, v_user,
+    ENV_NAME_RE, HOST_KEYS, HOST_NAME_RE, MAX_FILE_BYTES, ON_FAILURE, SERVICE_MANAGERS, STRATEGIES, TOP_KEYS, NodeError, fail_at,
+    kind_of, suggest, v_batch_size, v_duration_or_zero, v_enum, v_host_addr, v_host_name, v_int, v_port, v_user,
 )
 from capview.config.yaml_nodes import Pos, YamlProblem, YMap, YNode, YScalar, YSeq, join, show
 from capview.config.yaml_nodes import parse as parse_yaml
@@ -130,16 +130,30 @@ class _Loader:
         return layer
 
     def env_options(self, node: YMap) -> _Layer:
+        checks: dict[str, Callable[[YNode], Any]] = {
+            "strategy": v_enum(STRATEGIES),
+            "max_parallel": lambda n: v_int(n, 1, None, ""),
+            "batch_size": v_batch_size,
+            "canary": lambda n: v_int(n, 0, None, "hosts switched and checked first"),
+            "canary_wait": v_duration_or_zero,
+            "on_failure": v_enum(ON_FAILURE),
+        }
         out: _Layer = {}
-        if "strategy" in node.items:
-            v = self.attempt(v_enum(STRATEGIES), node.items["strategy"])
-            if v is not MISSING:
-                out["strategy"] = _F(v, node.items["strategy"])
-        if "max_parallel" in node.items:
-            v = self.attempt(v_int, node.items["max_parallel"], 1, None, "")
-            if v is not MISSING:
-                out["max_parallel"] = _F(v, node.items["max_parallel"])
+        for key, check in checks.items():
+            if key in node.items:
+                v = self.attempt(check, node.items[key])
+                if v is not MISSING:
+                    out[key] = _F(v, node.items[key])
         return out
+
+    @staticmethod
+    def rollout(opts: _Layer) -> Rollout:
+        size, percent = opts["batch_size"].value if "batch_size" in opts else (None, None)
+        kw: dict[str, Any] = {"batch_size": size, "batch_percent": percent}
+        for key in ("canary", "canary_wait", "on_failure"):
+            if key in opts:
+                kw[key] = opts[key].value
+        return Rollout(**kw)
 
     def host_entry(self, node: YNode) -> tuple[str, YNode, str, str | None, int | None, _Layer] | None:
         """(name, name_node, host, user, port, settings layer) or None if invalid."""
@@ -203,6 +217,8 @@ class _Loader:
             ("service", self.build_service),
             ("health", self.build_health),
             ("upload", self.build_upload),
+            ("hooks", self.build_hooks),
+            ("data", self.build_data),
             ("ssh", self.build_ssh),
             ("traefik", self.build_traefik),
         ):
@@ -210,7 +226,23 @@ class _Loader:
                 v = self.attempt(builder, m[key])
                 if v is not MISSING:
                     kwargs[key] = v
+        if "data" in m and "data" in kwargs:
+            self.attempt(self.check_data_is_shared, m["data"], kwargs["data"], kwargs.get("shared", SharedConfig()))
         return Settings(app=app, deploy_path=m["deploy_path"].value, source=source, **kwargs)
+
+    @staticmethod
+    def check_data_is_shared(s: _S, data: DataConfig, shared: SharedConfig) -> None:
+        """A snapshotted database must live in shared/ (a shared dir or a shared file)."""
+        field_node = (s.fields or {}).get("sqlite")
+        for i, db in enumerate(data.sqlite):
+            if db in shared.files or any(db.startswith(d + "/") for d in shared.dirs):
+                continue
+            node: YNode = s.node
+            if field_node is not None and isinstance(field_node.node, YSeq) and i < len(field_node.node.items):
+                node = field_node.node.items[i]
+            dirs = ", ".join(shared.dirs) or "none"
+            raise fail_at(node, f"{show(db)} is not inside a shared path (shared.dirs: {dirs}); "
+                                "list databases by their path in shared/, e.g. data/app.db")
 
     @staticmethod
     def _vals(s: _S) -> dict[str, Any]:
@@ -261,7 +293,9 @@ class _Loader:
             )
         manager = f["manager"].value
         needs = {"systemd-user": ("unit",), "command": ("start", "stop"), "none": ()}[manager]
-        allowed = {"systemd-user": ("unit",), "command": ("start", "stop", "status", "logs"), "none": ()}[manager]
+        # logs: any manager (an app that logs to files names the command that prints them)
+        allowed = {"systemd-user": ("unit", "logs"), "command": ("start", "stop", "status", "logs"),
+                   "none": ("logs",)}[manager]
         for key in needs:
             if key not in f:
                 raise fail_at(
@@ -295,6 +329,12 @@ class _Loader:
 
     def build_upload(self, s: _S) -> UploadConfig:
         return UploadConfig(**self._vals(s))
+
+    def build_hooks(self, s: _S) -> HooksConfig:
+        return HooksConfig() if s.fields is None else HooksConfig(**self._vals(s))
+
+    def build_data(self, s: _S) -> DataConfig:
+        return DataConfig() if s.fields is None else DataConfig(**self._vals(s))
 
     def build_ssh(self, s: _S) -> SshOptions:
         vals = self._vals(s)
@@ -371,6 +411,7 @@ class _Loader:
                     settings=env_settings,
                     strategy=opts["strategy"].value if "strategy" in opts else "rolling",
                     max_parallel=opts["max_parallel"].value if "max_parallel" in opts else 10,
+                    rollout=self.rollout(opts),
                 )
             )
         if self.errors:

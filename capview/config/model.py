@@ -16,6 +16,8 @@ from capview.errors import ConfigError
 ServiceManager = Literal["systemd-user", "command", "none"]
 Strategy = Literal["rolling", "parallel"]
 UploadMethod = Literal["tar", "rsync"]
+Compression = Literal["auto", "never", "always"]
+OnFailure = Literal["revert_all", "stop"]
 TraefikMode = Literal["retry", "maintenance"]
 
 
@@ -53,6 +55,37 @@ class HealthConfig:
 class UploadConfig:
     method: UploadMethod = "tar"
     writable: tuple[str, ...] = ()  # globs: files kept writable, sent every deploy, never hard-linked
+    compress: Compression = "auto"  # compress the stream when the host can and the link is slow
+
+
+HOOK_POINTS = ("after_upload", "before_start", "after_switch", "after_rollback", "on_failure")
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    """Shell commands run on the host, in the release directory, at points of an operation.
+
+    after_upload: old release still serving; before_start: the old release is stopped and
+    the new one not started (schema migrations); after_switch / after_rollback: after a
+    healthy switch; on_failure: never fails the operation. Each command gets ``timeout``."""
+
+    after_upload: tuple[str, ...] = ()
+    before_start: tuple[str, ...] = ()
+    after_switch: tuple[str, ...] = ()
+    after_rollback: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+    timeout: float = 300.0
+
+    def at(self, point: str) -> tuple[str, ...]:
+        return getattr(self, point)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """SQLite databases (paths relative to shared/) snapshotted in the switch window."""
+
+    sqlite: tuple[str, ...] = ()
+    snapshots: int = 5  # snapshots kept per database; 0 takes none
 
 
 @dataclass(frozen=True)
@@ -89,6 +122,8 @@ class Settings:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     health: HealthConfig | None = None
     upload: UploadConfig = field(default_factory=UploadConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     ssh: SshOptions = field(default_factory=SshOptions)
     traefik: TraefikConfig | None = None
 
@@ -104,12 +139,24 @@ class HostConfig:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """How an environment's hosts switch once every host is ready (stage 2)."""
+
+    batch_size: int | None = None  # hosts switched together; None: 1 (rolling) or all (parallel)
+    batch_percent: int | None = None  # batch_size as a share of the hosts, rounded up
+    canary: int = 0  # this many hosts first, then canary_wait of health checks, then the rest
+    canary_wait: float = 30.0
+    on_failure: OnFailure = "revert_all"  # stop: leave switched hosts switched (the env is split)
+
+
+@dataclass(frozen=True)
 class Environment:
     name: str
     hosts: tuple[HostConfig, ...]
     settings: Settings
     strategy: Strategy = "rolling"
     max_parallel: int = 10
+    rollout: Rollout = field(default_factory=Rollout)
 
     def host(self, name: str) -> HostConfig:
         for h in self.hosts:

@@ -19,9 +19,9 @@ MAX_FILE_BYTES = 1024 * 1024
 
 SETTINGS_KEYS = (
     "app", "deploy_path", "source", "keep_releases", "exclude", "shared",
-    "build", "service", "health", "upload", "ssh", "traefik",
+    "build", "service", "health", "upload", "hooks", "data", "ssh", "traefik",
 )  # fmt: skip
-ENV_OPTION_KEYS = ("strategy", "max_parallel")
+ENV_OPTION_KEYS = ("strategy", "max_parallel", "batch_size", "canary", "canary_wait", "on_failure")
 HOST_OWN_KEYS = ("name", "host", "user", "port")
 TOP_KEYS = SETTINGS_KEYS + ENV_OPTION_KEYS + ("environments",)
 ENV_KEYS = SETTINGS_KEYS + ENV_OPTION_KEYS + ("hosts",)
@@ -31,6 +31,8 @@ BUILD_PLACEHOLDERS = ("image", "version", "release_path")
 SERVICE_MANAGERS = ("systemd-user", "command", "none")
 STRATEGIES = ("rolling", "parallel")
 UPLOAD_METHODS = ("tar", "rsync")
+COMPRESSIONS = ("auto", "never", "always")
+ON_FAILURE = ("revert_all", "stop")
 TRAEFIK_MODES = ("retry", "maintenance")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")  # app, service.unit
@@ -61,6 +63,10 @@ WRONG_LEVEL = {
     ("env", "environments"): "environments may only be defined at the top level",
     ("host", "strategy"): "strategy is set per environment, not per host",
     ("host", "max_parallel"): "max_parallel is set per environment, not per host",
+    ("host", "batch_size"): "batch_size is set per environment, not per host",
+    ("host", "canary"): "canary is set per environment, not per host",
+    ("host", "canary_wait"): "canary_wait is set per environment, not per host",
+    ("host", "on_failure"): "on_failure is set per environment, not per host (hooks.on_failure is the hook)",
     ("host", "hosts"): "hosts may not be nested",
     ("host", "environments"): "environments may only be defined at the top level",
 }
@@ -385,6 +391,32 @@ def v_host_name(node: YNode) -> str:
     return s
 
 
+def v_commands(node: YNode) -> tuple[str, ...]:
+    """A hook point: one shell command or a list of them."""
+    if isinstance(node, YScalar) and isinstance(node.value, str):
+        return (v_command(node),)
+    return v_str_list(v_command, unique=False)(node)
+
+
+def v_duration_or_zero(node: YNode) -> float:
+    if isinstance(node, YScalar) and node.value in (0, "0", "0s"):
+        return 0.0
+    return v_duration(node)
+
+
+def v_batch_size(node: YNode) -> tuple[int | None, int | None]:
+    """``N`` hosts or ``P%`` of them -> (N, None) or (None, P)."""
+    v = node.value if isinstance(node, YScalar) else None
+    if isinstance(v, str) and (m := re.fullmatch(r"\s*(\d{1,3})\s*%\s*", v)):
+        pct = int(m.group(1))
+        if not 1 <= pct <= 100:
+            raise fail_at(node, f"must be between 1% and 100%, got {pct}%")
+        return None, pct
+    if isinstance(v, str):
+        raise fail_at(node, f"{show(v)} is not a batch size; write a number of hosts (e.g. 2) or a share (e.g. 25%)")
+    return v_int(node, 1, None, "hosts switched together"), None
+
+
 SCALAR_SETTINGS: dict[str, Callable[[YNode], Any]] = {
     "app": v_name,
     "deploy_path": v_deploy_path,
@@ -410,7 +442,16 @@ SECTIONS: dict[str, dict[str, Callable[[YNode], Any]]] = {
         "interval": v_duration,
         "expect_status": lambda n: v_int(n, 100, 599, "an HTTP status code"),
     },
-    "upload": {"method": v_enum(UPLOAD_METHODS), "writable": v_str_list(v_str)},
+    "upload": {"method": v_enum(UPLOAD_METHODS), "writable": v_str_list(v_str), "compress": v_enum(COMPRESSIONS)},
+    "hooks": {
+        "after_upload": v_commands,
+        "before_start": v_commands,
+        "after_switch": v_commands,
+        "after_rollback": v_commands,
+        "on_failure": v_commands,
+        "timeout": v_duration,
+    },
+    "data": {"sqlite": v_str_list(v_shared_path), "snapshots": lambda n: v_int(n, 0, 1000, "snapshots kept per database")},
     "ssh": {
         "known_hosts": v_local_file,
         "identity_file": v_local_file,
@@ -428,13 +469,15 @@ SECTIONS: dict[str, dict[str, Callable[[YNode], Any]]] = {
         "dynamic_dir": v_remote_dir,
     },
 }
-NULLABLE_SECTIONS = {"build", "health", "traefik", "shared", "service"}
+NULLABLE_SECTIONS = {"build", "health", "traefik", "shared", "service", "hooks", "data"}
 SECTION_EXAMPLES = {
     "shared": "{dirs: [data], files: [.env]}",
     "build": '{command: "podman build -t {image}:{version} .", image: my-app}',
     "service": "{manager: systemd-user, unit: my-app}",
     "health": '{url: "http://127.0.0.1:8080/health"}',
     "upload": "{method: tar}",
+    "hooks": '{before_start: ["./manage.py migrate"]}',
+    "data": "{sqlite: [data/app.db], snapshots: 5}",
     "ssh": "{identity_file: ~/.ssh/id_ed25519}",
     "traefik": '{rule: "Host(`app.example.com`)", port: 8080}',
 }

@@ -121,7 +121,7 @@ def stop_everything(config, sandbox: Sandbox) -> list[str]:
 async def _start_current(ctx, config, sandbox: Sandbox, out: TextIO) -> None:
     """A reused sandbox: start each host's app on its current release, over SSH with the
     engine's own service-start script (a legacy host not yet migrated stays stopped)."""
-    from capview.engine.switch import service_start
+    from capview.engine.scripts.service import service_start
 
     hosts = [h for env in config.environments for h in env.hosts
              if (Path(h.settings.deploy_path) / "current").exists()]

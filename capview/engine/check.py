@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context
-from capview.engine.preflight import parse_preflight, preflight_script
+from capview.engine.hosts import each_host
+from capview.engine.preflight import parse_preflight
+from capview.engine.scripts.shell import Frames
+from capview.engine.scripts.status import preflight
 from capview.errors import CapviewError
 
 
@@ -22,13 +25,14 @@ class HostCheck:
 
 
 async def check_host(ctx: Context, host: HostConfig) -> HostCheck:
+    frames = Frames.new()
     try:
-        res = await ctx.transport.run(host, preflight_script(host, for_deploy=True), timeout=60)
+        res = await ctx.transport.run(host, frames.prelude() + preflight(host, for_deploy=True), timeout=60)
     except CapviewError as exc:
         return HostCheck(host.name, False, (str(exc),))
     except asyncio.TimeoutError:
         return HostCheck(host.name, False, ("preflight timed out after 60s",))
-    report = parse_preflight(res.stdout)
+    report = parse_preflight(frames.parse(res.stdout))
     failures = report.failures
     if res.exit_status not in (0, 4) and not failures:
         failures = (f"preflight script failed (exit {res.exit_status}): {res.stderr.strip()[:200]}",)
@@ -36,10 +40,4 @@ async def check_host(ctx: Context, host: HostConfig) -> HostCheck:
 
 
 async def check(ctx: Context, env: Environment, *, host: str | None = None) -> list[HostCheck]:
-    gate = asyncio.Semaphore(env.max_parallel)
-
-    async def one(h: HostConfig) -> HostCheck:
-        async with gate:
-            return await check_host(ctx, h)
-
-    return list(await asyncio.gather(*(one(h) for h in env.select(host))))
+    return await each_host(env, host, lambda h: check_host(ctx, h))

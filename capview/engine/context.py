@@ -22,12 +22,41 @@ def default_operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+class GuardedSink:
+    """An Emit that never lets the front break an operation: an exception from the sink
+    (a closed stdout, a terminal that went away, a renderer bug) is remembered and the
+    operation carries on; its result does not depend on what could be shown."""
+
+    def __init__(self, sink: Emit) -> None:
+        self.sink = sink
+        self.error: Exception | None = None  # the first failure
+        self.failures = 0
+
+    def __call__(self, ev: Event) -> None:
+        try:
+            self.sink(ev)
+        except Exception as exc:
+            self.failures += 1
+            if self.error is None:
+                self.error = exc
+
+
 @dataclass
 class Context:
     transport: Transport
     clock: Callable[[], float] = time.time
     emit: Emit = discard
     operator: str = field(default_factory=default_operator)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.emit, GuardedSink):
+            self.emit = GuardedSink(self.emit)
+
+    @property
+    def sink_error(self) -> Exception | None:
+        """The first exception the event sink raised (the events after it were dropped
+        by the sink, never by the operation)."""
+        return self.emit.error if isinstance(self.emit, GuardedSink) else None
 
     def event(self, cls: type[Event], host: str | None, **fields) -> Event:
         """Build an event stamped with the engine clock and emit it."""

@@ -1,4 +1,4 @@
-"""``.capview/history.jsonl``: parse it, replay which release was live when, append to it.
+"""The history (``history.jsonl``): parse it, replay which release was live when, build records.
 
 The replay is what makes "rollback" go to the release that was live before,
 rather than the one that sorts or was modified last.
@@ -10,8 +10,7 @@ import json
 import math
 from typing import Collection, Iterable
 
-from capview.engine.layout import HostPaths, is_version
-from capview.engine.script import q
+from capview.engine.layout import is_version
 
 # Ops whose successful record puts "to" live (a migration creates the first live release).
 _PUSHING_OPS = ("release", "migrate")
@@ -101,12 +100,3 @@ def history_record(op: str, host: str, operator: str, at: float, **fields) -> di
     rec = {"at": at, "op": op, "host": host, "operator": operator}
     rec.update(fields)
     return rec
-
-
-def append_record_script(dp: str, record: dict) -> str:
-    """sh lines appending ``record`` as one JSON line (single printf, O_APPEND).
-
-    ensure_ascii keeps it one line whatever the values contain."""
-    paths = HostPaths(dp)
-    line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return f"mkdir -p {q(paths.meta)}\nprintf '%s\\n' {q(line)} >> {q(paths.history)}\n"

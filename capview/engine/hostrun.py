@@ -12,24 +12,9 @@ from capview.config import HostConfig
 from capview.engine.context import Context
 from capview.engine.events import HostFinished, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.layout import HostPaths
-from capview.engine.script import MARK
-from capview.errors import CapviewError
+from capview.engine.scripts.shell import Frames
+from capview.errors import EXIT_UNREACHABLE, CapviewError, HostUnreachable
 from capview.remote.transport import RunResult
-
-
-async def await_through_cancel(task: asyncio.Future):
-    """Wait for a shielded task (a switch in progress) to finish even while the caller is
-    being cancelled; return its result, or None if it failed or was cancelled itself."""
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            continue
-        except BaseException:
-            break
-    if task.cancelled() or task.exception() is not None:
-        return None
-    return task.result()
 
 
 class PhaseFailed(CapviewError):
@@ -38,6 +23,18 @@ class PhaseFailed(CapviewError):
     def __init__(self, message: str, code: int = 1, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.code = code
+
+
+def failure(exc: Exception) -> tuple[str, int]:
+    """(one-line message, exit code) for a host's failure before anything switched."""
+    if isinstance(exc, PhaseFailed):
+        return str(exc), exc.code
+    if isinstance(exc, HostUnreachable):
+        return str(exc), EXIT_UNREACHABLE
+    return f"unexpected error: {type(exc).__name__}: {exc}", 1  # a bug or an odd host answer: this host only
+
+
+_LEGACY = Frames("@@cv")  # scripts that print only the legacy marker (scripts/shell.py)
 
 
 class HostRun:
@@ -50,6 +47,7 @@ class HostRun:
         self.bytes_sent = 0
         self.phases: dict[str, float] = {}
         self.phase: str | None = None
+        self.switch_result = None  # switching.SwitchResult, once a switch transaction ended
         self.started = ctx.clock()
         self._mono = time.monotonic()
 
@@ -61,19 +59,26 @@ class HostRun:
         script: str,
         *,
         stdin: bytes | AsyncIterable[bytes] | None = None,
-        on_marker: Callable[[str, str], None] | None = None,
+        frames: Frames | None = None,
+        on_frame: Callable[[str, str], None] | None = None,
+        on_line: Callable[[str], None] | None = None,
         quiet: bool = False,
         timeout: float | None = None,
     ) -> RunResult:
-        """Run one script (one round trip). Non-marker lines become LogLine events."""
+        """Run one script (one round trip). Frame lines (of ``frames``, or the legacy
+        marker) go to ``on_frame(kind, arg)`` as they arrive; other lines to ``on_line``
+        and, unless ``quiet``, become LogLine events."""
         self.round_trips += 1
+        frames = frames or _LEGACY
 
-        def on_line(stream: str, line: str) -> None:
-            if line.startswith(MARK + " "):
-                if on_marker:
-                    name, _, value = line[len(MARK) + 1:].partition(" ")
-                    on_marker(name, value)
+        def handle(stream: str, line: str) -> None:
+            frame = frames.line(line)
+            if frame is not None:
+                if on_frame:
+                    on_frame(*frame)
                 return
+            if on_line:
+                on_line(line)
             if not quiet:
                 self.ctx.event(LogLine, self.host.name, line=line, stream=stream, phase=self.phase)
 
@@ -81,7 +86,7 @@ class HostRun:
             stdin = self._count(stdin)
         elif stdin is not None:
             self.bytes_sent += len(stdin)
-        return await self.ctx.transport.run(self.host, script, stdin=stdin, on_line=on_line, timeout=timeout)
+        return await self.ctx.transport.run(self.host, script, stdin=stdin, on_line=handle, timeout=timeout)
 
     async def _count(self, stream: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         async for chunk in stream:

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from capview.config import HostConfig
 from capview.engine.context import Context
-from capview.engine.frames import Frames, one_line
-from capview.engine.layout import HostPaths, validate_version
+from capview.engine.layout import validate_version
 from capview.engine.manifest import Entry as ManifestEntry
 from capview.engine.manifest import parse_manifest, safe_relpath
-from capview.engine.script import q
+from capview.engine.scripts import inspect as sh
+from capview.engine.scripts.inspect import LOG_LIMIT
+from capview.engine.scripts.shell import Frames, bodies, kinds, one_line
 from capview.errors import CapviewError, RemoteError
 
-LOG_LIMIT = 256_000
 _TYPES = {"f": "file", "d": "dir", "l": "link"}
 
 
@@ -62,24 +62,6 @@ def _relpath(relpath: str) -> str:
     return rel
 
 
-def _resolve(dp: str, version: str, rel: str, want_dir: bool) -> str:
-    """sh: check the release, resolve the directory (of ``rel``) physically, refuse an escape.
-    Leaves ``$real`` = that directory and ``$name`` = the file's name (file mode)."""
-    release = HostPaths(dp).release(version)
-    d, _, name = rel.rpartition("/") if not want_dir else (rel, "", "")
-    target = f"{release}/{d}" if d else release
-    return (
-        f"rel={q(release)}\n"
-        'if [ -L "$rel" ] || [ ! -d "$rel" ]; then sec missing; exit 0; fi\n'
-        'root=$(cd -P "$rel" && pwd -P)\n'
-        f"t={q(target)}\n"
-        'if [ ! -d "$t" ]; then sec notfound; exit 0; fi\n'
-        'real=$(cd -P "$t" && pwd -P)\n'
-        'case $real in "$root"|"$root"/*) ;; *) sec escapes; exit 0 ;; esac\n'
-        f"name={q(name)}\n"
-    )
-
-
 def _check(kinds: set[str], version: str, relpath: str) -> None:
     if "missing" in kinds:
         raise InspectError(f"no release {version}")
@@ -118,11 +100,9 @@ async def list_dir(ctx: Context, host: HostConfig, version: str, relpath: str = 
     validate_version(version)
     rel = _relpath(relpath)
     frames = Frames.new()
-    script = _resolve(host.settings.deploy_path, version, rel, True) + (
-        "sec list\ncd \"$real\"\nfind . -mindepth 1 -maxdepth 1 -printf '%y\\0%s\\0%m\\0%P\\0%l\\0'\nsec end\n"
-    )
+    script = sh.list_dir(host.settings.deploy_path, version, rel)
     parts = await _run(ctx, host, script, frames)
-    _check({k for k, _, _ in parts}, version, rel)
+    _check(kinds(parts), version, rel)
     return next((parse_entries(b) for k, _, b in parts if k == "list"), [])
 
 
@@ -134,17 +114,10 @@ async def read_text(ctx: Context, host: HostConfig, version: str, relpath: str, 
     if not rel:
         raise InspectError("a file path is required")
     frames = Frames.new()
-    script = _resolve(host.settings.deploy_path, version, rel, False) + (
-        'f="$real/$name"\n'
-        'if [ -L "$f" ] || [ ! -f "$f" ]; then sec notfile; exit 0; fi\n'
-        # a NUL byte in the first 8 KiB means binary
-        'if [ "$(head -c 8192 "$f" | tr -d \'\\000\' | wc -c)" -ne "$(head -c 8192 "$f" | wc -c)" ]; then sec binary; exit 0; fi\n'
-        'sec size\nwc -c < "$f"\n'
-        f'sec text\nhead -c {int(limit)} "$f"\nsec end\n'
-    )
+    script = sh.read_text(host.settings.deploy_path, version, rel, limit)
     parts = await _run(ctx, host, script, frames)
-    _check({k for k, _, _ in parts}, version, rel)
-    got = {k: b for k, _, b in parts}
+    _check(kinds(parts), version, rel)
+    got = bodies(parts)
     size = int(got.get("size", "0").strip() or 0)
     text = got.get("text", "")  # the framing consumes its own newlines: this is the content
     if size > limit:
@@ -214,14 +187,9 @@ async def read_pair(ctx: Context, host: HostConfig, a: str, b: str, relpath: str
 
 async def release_logs(ctx: Context, host: HostConfig, version: str) -> dict[str, str | None]:
     """{"build": ..., "health": ...} from the release's .capview (None when absent; tails of 256 KB)."""
-    meta = HostPaths(host.settings.deploy_path).release_meta(version)
     frames = Frames.new()
-    script = "".join(
-        f"if [ -f {q(meta + '/' + n + '.log')} ] && [ ! -L {q(meta + '/' + n + '.log')} ]; then "
-        f"sec {n}; tail -c {LOG_LIMIT} {q(meta + '/' + n + '.log')}; fi\n"
-        for n in ("build", "health")
-    ) + "sec end\n"
-    got = {k: b for k, _, b in await _run(ctx, host, script, frames)}
+    script = sh.release_logs(host.settings.deploy_path, version)
+    got = bodies(await _run(ctx, host, script, frames))
     return {n: got.get(n) for n in ("build", "health")}
 
 
@@ -235,13 +203,8 @@ def diff_manifests(a: str, ma: dict[str, ManifestEntry], b: str, mb: dict[str, M
 
 async def compare(ctx: Context, host: HostConfig, a: str, b: str) -> Comparison:
     """What changed from release ``a`` to ``b``, from their manifest.tsv files (one round trip)."""
-    paths = HostPaths(host.settings.deploy_path)
     frames = Frames.new()
-    script = ""
-    for i, v in enumerate((a, b)):
-        m = paths.release_meta(v) + "/manifest.tsv"
-        script += f"if [ -f {q(m)} ]; then sec m{i}; cat {q(m)}; fi\n"
-    got = {k: body for k, _, body in await _run(ctx, host, script + "sec end\n", frames)}
+    got = bodies(await _run(ctx, host, sh.manifests(host.settings.deploy_path, a, b), frames))
     for i, v in enumerate((a, b)):
         if f"m{i}" not in got:
             raise InspectError(f"release {v} has no manifest (missing, or not deployed by capview)")

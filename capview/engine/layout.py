@@ -64,38 +64,86 @@ def git_commit(source: Path) -> str | None:
     return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{4,40}", commit) else None
 
 
+# The host layout contract (README "The host layout"), by name. Scripts that ``cd`` into
+# deploy_path use the relative forms (``HostPaths("")``); nothing else in the engine
+# spells a ``.capview`` path (tests/test_structure.py checks it).
+META = ".capview"
+# Top-level names that belong to the releases layout; anything else is "stray".
+LAYOUT_NAMES = frozenset({"releases", "shared", META, "current", "traefik"})
+# Inside a release (relative to it).
+RELEASE_META = META
+RELEASE_JSON = f"{META}/release.json"
+MANIFEST = f"{META}/manifest.tsv"
+BUILD_LOG = f"{META}/build.log"
+HEALTH_LOG = f"{META}/health.log"
+HOOKS_LOG = f"{META}/hooks.log"
+PINNED = f"{META}/pinned"
+INCOMING = f"{META}/incoming"
+TRASH_PREFIX = ".trash-"  # releases/.trash-<v>: a release being deleted
+CURRENT_TMP = "current.tmp."  # current.tmp.<pid>: the link before its rename over current
+
+
+def _top(rel: str) -> property:
+    return property(lambda self: self._at(rel), doc=f"<deploy_path>/{rel}")
+
+
+def _inside(rel: str):
+    def path(self, version: str) -> str:
+        return f"{self.release(version)}/{rel}"
+    path.__doc__ = f"releases/<version>/{rel}"
+    return path
+
+
 @dataclass(frozen=True)
 class HostPaths:
-    """Absolute paths on one host, derived from deploy_path."""
+    """Every path of the layout on one host, from deploy_path ("" gives the relative forms)."""
 
     root: str
 
-    @property
-    def releases(self) -> str:
-        return f"{self.root}/releases"
+    def _at(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if self.root else rel
 
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
+    releases = _top("releases")
+    current = _top("current")
+    shared = _top("shared")
+    snapshots = _top("shared/.snapshots")  # consistent SQLite copies (issue 18)
+    meta = _top(META)
+    lock = _top(f"{META}/lock")
+    owner_json = _top(f"{META}/lock/owner.json")
+    history = _top(f"{META}/history.jsonl")
+    usage_cache = _top(f"{META}/usage.cache")
+    switch_pid = _top(f"{META}/switch.pid")  # the running switch transaction
+    legacy_junk = _top(f"{META}/legacy-junk")  # *.bak a migration set aside
+    ops = _top(f"{META}/ops")  # switch transactions' files, one dir per lock token
 
-    @property
-    def shared(self) -> str:
-        return f"{self.root}/shared"
-
-    @property
-    def meta(self) -> str:
-        return f"{self.root}/.capview"
-
-    @property
-    def lock(self) -> str:
-        return f"{self.root}/.capview/lock"
-
-    @property
-    def history(self) -> str:
-        return f"{self.root}/.capview/history.jsonl"
+    def op_dir(self, token: str) -> str:
+        """One switch transaction's files (txn.sh, in, out, pid, result), by lock token."""
+        if not re.fullmatch(r"[0-9a-f]{8,64}", token):
+            raise ValueError(f"bad lock token {token!r}")
+        return f"{self.ops}/{token}"
 
     def release(self, version: str) -> str:
         return f"{self.releases}/{validate_version(version)}"
 
-    def release_meta(self, version: str) -> str:
-        return f"{self.release(version)}/.capview"
+    release_meta = _inside(RELEASE_META)
+    release_json = _inside(RELEASE_JSON)
+    manifest = _inside(MANIFEST)
+    build_log = _inside(BUILD_LOG)
+    health_log = _inside(HEALTH_LOG)
+    hooks_log = _inside(HOOKS_LOG)  # issue 18
+    pinned = _inside(PINNED)
+    incoming = _inside(INCOMING)
+
+    def trash(self, version: str) -> str:
+        return f"{self.releases}/{TRASH_PREFIX}{validate_version(version)}"
+
+
+def current_version(target: str, root: str) -> str | None:
+    """What a ``readlink current`` names: ``releases/<v>`` relative (also ``./releases/<v>``),
+    or absolute under deploy_path (Capistrano style), with or without a trailing slash
+    -> ``<v>``; anything else -> None."""
+    t = target.rstrip("/")
+    for prefix in ("releases/", "./releases/", root.rstrip("/") + "/releases/"):
+        if t.startswith(prefix) and is_version(t[len(prefix):]):
+            return t[len(prefix):]
+    return None

@@ -1,9 +1,10 @@
 """``capview migrate-data``: move a host from the old overwrite-in-place layout
 (app files, ``data/``, ``.env`` and ``*.bak`` directly in deploy_path) to releases.
 
-plan (read-only probe) -> one migrate script (see migrate_script.py: stop, move by
-rename, verify, switch, start, health; any failure restores the original tree
-exactly) -> the legacy release's manifest, so the next deploy sends only changes.
+plan (read-only probe) -> the switch transaction (switching.py) with migrate's pieces
+(scripts/migrate.py: stop, move by rename, verify, swap, start, health; any failure
+restores the original tree exactly) -> the legacy release's manifest, so the next
+deploy sends only changes. Hosts go as the environment's strategy says.
 """
 
 from __future__ import annotations
@@ -12,22 +13,24 @@ import re
 from dataclasses import dataclass
 
 from capview.config import Environment, HostConfig
+from capview.engine import switching
 from capview.engine.context import Context, OperationResult
-from capview.engine.events import (
-    DowntimeMeasured, DryRunScript, HostFinished, LogLine, OperationFinished, OperationStarted, PhaseFinished,
-    PhaseStarted, HostWarning,
-)
-from capview.engine.frames import Frames, one_line
+from capview.engine.events import DryRunScript, HostWarning, LogLine
 from capview.engine.history import history_record
-from capview.engine.layout import HostPaths, validate_version
-from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script
+from capview.engine.hostrun import HostRun
+from capview.engine.hosts import HostResult, each_host, operation
+from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, HostPaths, current_version, validate_version
+from capview.engine.lock import LockOwner, describe_holder, owner_from_json
 from capview.engine.manifest import Entry, manifest_text, safe_relpath
-from capview.engine.migrate_script import migrate_script, probe_script, secret_files, shared_items
-from capview.engine.script import q
-from capview.engine.status import LAYOUT_NAMES, current_version, each_host
+from capview.engine.scripts import migrate as sh
+from capview.engine.scripts.migrate import probe_script, secret_files, shared_items
+from capview.engine.scripts.shell import Frames, bodies, one_line
+from capview.engine.scripts.switch import SwitchPlan, transaction
+from capview.engine.scripts.upload import write_manifest_script
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
 
 LEGACY_VERSION = "legacy"
+JUNK = HostPaths("").legacy_junk
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> Migra
     names = {n for _, _, n in top}
     has_releases = "releases" in names
     current = current_version(got.get("current", "").rstrip("\n"), dp) if got.get("current", "").strip() else None
-    stray = sorted(n for _, _, n in top if n not in LAYOUT_NAMES and not n.startswith("current.tmp."))
+    stray = sorted(n for _, _, n in top if n not in LAYOUT_NAMES and not n.startswith(CURRENT_TMP))
     if has_releases:
         layout = "mixed" if stray else "releases"
         msg = "already migrated" if layout == "releases" else ""
@@ -150,7 +153,7 @@ def _parse_probe(h: HostConfig, out: str, frames: Frames, version: str) -> Migra
     steps = [f"stop the service ({h.settings.service.manager})"]
     steps += [f"move {m} -> shared/{m} (rename)" for m in moves]
     steps += [f"create empty shared/{it}" for i, it in enumerate(items) if i not in item_info and i not in targets]
-    steps += [f"move {j} -> .capview/legacy-junk/" for j in junk]
+    steps += [f"move {j} -> {JUNK}/" for j in junk]
     steps.append(f"move {len(app)} app entr{'y' if len(app) == 1 else 'ies'} -> {rel}/")
     steps += [f"link {rel}/{it} -> shared/{it}" for it in items]
     steps += [f"shared/{it}: mode 0600 (secrets)" for it in secret_files(h)]
@@ -201,17 +204,6 @@ def release_doc(version: str, operator: str, now: float) -> dict:
             "previous": None, "migrated": True}
 
 
-def manifest_list_script(dp: str, version: str, frames: Frames) -> str:
-    """NUL-separated listing plus sha256 of every file of the new release (not .capview)."""
-    rel = HostPaths(dp).release(version)
-    return frames.prelude() + (
-        f"cd {q(rel)}\n"
-        "sec list\nfind . -path ./.capview -prune -o -mindepth 1 -printf '%y\\0%m\\0%s\\0%l\\0%P\\0'\n"
-        "sec sums\nfind . -path ./.capview -prune -o -type f -print0 | xargs -0 -r sha256sum -z --\n"
-        "sec end\n"
-    )
-
-
 def build_manifest(listing: str, sums: str, skip: set[str]) -> dict[str, Entry]:
     digests = {}
     for rec in sums.split("\0"):
@@ -230,32 +222,60 @@ def build_manifest(listing: str, sums: str, skip: set[str]) -> dict[str, Entry]:
     return dict(sorted(entries.items()))
 
 
-async def _write_manifest(ctx: Context, h: HostConfig, version: str) -> int:
+async def _write_manifest(run: HostRun, version: str) -> int:
     frames = Frames.new()
-    res = await ctx.transport.run(h, manifest_list_script(h.settings.deploy_path, version, frames))
+    res = await run.run(sh.manifest_list_script(run.paths.root, version, frames), quiet=True)
     if not res.ok:
         raise RuntimeError(one_line(res.stderr or "listing the release failed"))
-    got = {k: b for k, _, b in frames.parse(res.stdout)}
-    entries = build_manifest(got.get("list", ""), got.get("sums", ""), set(shared_items(h)))
-    text = manifest_text(entries)
-    path = HostPaths(h.settings.deploy_path).release_meta(version) + "/manifest.tsv"
-    res = await ctx.transport.run(h, f"cat > {q(path)}.tmp.$$ && mv -f {q(path)}.tmp.$$ {q(path)}\n",
-                                  stdin=text.encode())
+    got = bodies(frames.parse(res.stdout))
+    entries = build_manifest(got.get("list", ""), got.get("sums", ""), set(shared_items(run.host)))
+    res = await run.run(write_manifest_script(run.paths, version), stdin=manifest_text(entries).encode(), quiet=True)
     if not res.ok:
         raise RuntimeError(one_line(res.stderr or "writing the manifest failed"))
     return len(entries)
 
 
-@dataclass(frozen=True)
-class _HostMigrate:
-    ctx: Context
-    host: HostConfig
-    plan: MigrationPlan
+class _HostMigrate(HostRun):
+    def __init__(self, ctx: Context, host: HostConfig, plan: MigrationPlan) -> None:
+        super().__init__(ctx, host)
+        self.plan = plan
 
-    def log(self, line: str, phase: str = "switch") -> None:
+    def note(self, line: str, phase: str = "switch") -> None:
         self.ctx.event(LogLine, self.host.name, line=line, stream="info", phase=phase)
 
-    async def run(self, *, dry_run: bool, rewrite_unit_file: bool, fail_at: str | None) -> tuple[bool, str, int]:
+    def on_frame(self, kind: str, arg: str) -> None:
+        if kind == "note":
+            self.note(arg)
+        elif kind == "junk":
+            self.note(f"kept leftover in {JUNK}/: {arg}")
+        elif kind == "stage":
+            self.note(f"step: {arg}")
+
+    def switch_plan(self, unit_text: str | None, fail_at: str | None) -> SwitchPlan:
+        ctx, h, plan = self.ctx, self.host, self.plan
+        now = ctx.clock()
+        owner = LockOwner.new(ctx.operator, "migrate", plan.version, now)
+        record = history_record("migrate", h.name, ctx.operator, now, version=plan.version, to=plan.version,
+                                moved=list(plan.shared_moves), junk=list(plan.junk),
+                                unit_rewritten=unit_text is not None, **{"from": None})
+        release = release_doc(plan.version, ctx.operator, now)
+        unit_path = plan.unit_path if unit_text is not None else None
+        suffix = f".capview-bak.{int(now)}"
+        return SwitchPlan(
+            op="migrate", settings=h.settings, token=owner.token, target=plan.version, revert="restore",
+            live_doc=sh.live_doc(release), live_host=sh.SIZES, record=record, take_lock=owner.as_json(now),
+            precheck=sh.precheck(h, fail_at),
+            after_stop=sh.moves(h, plan.version, release, unit_path=unit_path, unit_text=unit_text,
+                                backup_suffix=suffix),
+            before_start="stage start\n", before_health="stage health\n",
+            restore=sh.restore(h, plan.version, unit_path=unit_path, suffix=suffix),
+            cleanup=sh.success_cleanup(h), after_finish=sh.undo_meta(), retag=False)
+
+    async def execute(self, *, dry_run: bool, rewrite_unit_file: bool, fail_at: str | None) -> HostResult:
+        ok, msg, code = await self.migrate(dry_run=dry_run, rewrite_unit_file=rewrite_unit_file, fail_at=fail_at)
+        return HostResult(self.finish("ok" if ok else "failed", msg, self.plan.version), EXIT_OK if ok else code)
+
+    async def migrate(self, *, dry_run: bool, rewrite_unit_file: bool, fail_at: str | None) -> tuple[bool, str, int]:
         ctx, h, plan = self.ctx, self.host, self.plan
         if not plan.reachable:
             return False, plan.error or "unreachable", EXIT_UNREACHABLE
@@ -263,9 +283,9 @@ class _HostMigrate:
             return (not plan.blockers), ("; ".join(plan.blockers) or plan.message or "nothing to do"), \
                 (EXIT_FAILED if plan.blockers else EXIT_OK)
         for step in plan.steps:
-            self.log(step, "setup")
+            self.note(step, "setup")
         if plan.junk:
-            self.log("leftovers kept in .capview/legacy-junk/: " + ", ".join(plan.junk), "setup")
+            self.note(f"leftovers kept in {JUNK}/: " + ", ".join(plan.junk), "setup")
         if plan.blockers:
             return False, "cannot migrate: " + "; ".join(plan.blockers), EXIT_FAILED
         for line in plan.unit_lines:
@@ -275,49 +295,30 @@ class _HostMigrate:
             if plan.unit_rewrite is None and plan.unit_lines:
                 return False, f"{plan.unit_path} is not writable: cannot --rewrite-unit", EXIT_FAILED
             unit_text = plan.unit_rewrite
-        now = ctx.clock()
-        owner = LockOwner.new(ctx.operator, "migrate", plan.version, now)
-        paths = HostPaths(h.settings.deploy_path)
-        frames = Frames.new()
-        record = history_record("migrate", h.name, ctx.operator, now, version=plan.version, to=plan.version,
-                                outcome="ok", moved=list(plan.shared_moves), junk=list(plan.junk),
-                                unit_rewritten=unit_text is not None)
-        record["from"] = None
-        script = migrate_script(
-            h, plan.version, frames, release=release_doc(plan.version, ctx.operator, now), record=record,
-            lock=acquire_script(paths, owner, now), unlock=release_script(paths, owner),
-            unit_path=plan.unit_path if unit_text is not None else None, unit_text=unit_text,
-            backup_suffix=f".capview-bak.{int(now)}", fail_at=fail_at)
+        sp = self.switch_plan(unit_text, fail_at)
         if dry_run:
-            ctx.event(DryRunScript, h.name, phase="switch", script=script)
+            ctx.event(DryRunScript, h.name, phase="switch", script=transaction(sp, Frames.new()))
             return True, f"dry run: would migrate to releases/{plan.version}", EXIT_OK
-        res = await ctx.transport.run(h, script)
-        parts = frames.parse(res.stdout)
-        for kind, arg, body in parts:
-            if kind == "note":
-                self.log(body.rstrip("\n"))
-            elif kind == "junk":
-                self.log(f"kept leftover in .capview/legacy-junk/: {body.rstrip(chr(10))}")
-            elif kind == "stage":
-                self.log(f"step: {arg}")
-        kinds = {k for k, _, _ in parts}
-        if res.exit_status == 3:
-            return False, describe_holder(parse_owner(res.stdout), ctx.clock()), EXIT_LOCKED
-        if "already" in kinds:
+        r = await switching.switch(self, sp, on_frame=self.on_frame)
+        v = r.values
+        if r.outcome == "refused" and "already" in v:
             return True, "already migrated", EXIT_OK
-        if not res.ok or "migrated" not in kinds:
-            why = next((b.strip() for k, _, b in parts if k == "fail"), "") or one_line(res.stderr or f"exit {res.exit_status}")
-            restored = "restored" in kinds
+        if r.outcome == "refused" and r.reason == "locked":
+            return False, describe_holder(owner_from_json(v.get("owner", "")), ctx.clock()), EXIT_LOCKED
+        if r.outcome == "refused" and "fail" in v:
+            return False, f"cannot migrate: {v['fail']}", EXIT_FAILED
+        if r.outcome in ("notstarted", "refused"):
+            return False, ("migration did not complete (the connection was lost); the host keeps its original "
+                           "layout"), EXIT_UNREACHABLE
+        if r.outcome == "unknown":
+            return False, switching.unknown(r, h), EXIT_UNREACHABLE
+        if r.outcome != "ok":
+            why = v.get("fail") or r.reason or "unknown error"
             return False, (f"migration failed: {why}; " + ("the original layout was put back"
-                           if restored else "restore did not finish - check the host")), EXIT_FAILED
-        downtime = next((b.strip() for k, _, b in parts if k == "migrated"), "")
+                           if "restored" in v else "restore did not finish - check the host")), EXIT_FAILED
         try:
-            ctx.event(DowntimeMeasured, h.name, seconds=float(downtime))
-        except ValueError:
-            pass
-        try:
-            n = await _write_manifest(ctx, h, plan.version)
-            self.log(f"wrote the manifest of releases/{plan.version} ({n} entries)", "cleanup")
+            n = await _write_manifest(self, plan.version)
+            self.note(f"wrote the manifest of releases/{plan.version} ({n} entries)", "cleanup")
         except Exception as exc:  # the migration itself succeeded; the next deploy just sends everything
             ctx.event(HostWarning, h.name, message=f"manifest not written ({one_line(str(exc))}): the next deploy sends every file")
         return True, f"migrated: current -> releases/{plan.version}", EXIT_OK
@@ -326,37 +327,21 @@ class _HostMigrate:
 async def migrate(ctx: Context, env: Environment, host: str | None = None, dry_run: bool = False,
                   rewrite_unit: bool = False, *, version: str = LEGACY_VERSION,
                   fail_at: str | None = None) -> OperationResult:
-    """Migrate every selected host (rolling: one at a time, stop at the first failure).
+    """Migrate every selected host, as the environment's strategy says (rolling: one at a
+    time, stop at the first failure).
 
     ``fail_at`` (tests only) fails the host script on purpose at a stage: stop,
     shared, junk, app, link, verify, unit, switch, start or health."""
-    plans = await plan_migration(ctx, env, host, version)
-    hosts = env.select(host)
-    ctx.event(OperationStarted, None, operation="migrate", env=env.name, hosts=tuple(h.name for h in hosts),
-              version=version, dry_run=dry_run)
-    results: list[tuple[HostFinished, int]] = []
-    stop = False
-    for h, plan in zip(hosts, plans):
-        if stop:
-            hf = HostFinished(host=h.name, at=ctx.clock(), outcome="skipped", message="not started: an earlier host failed")
-            ctx.emit(hf)
-            results.append((hf, 0))
-            continue
-        t0 = ctx.clock()
-        ctx.event(PhaseStarted, h.name, phase="switch")
+    plans = {p.host: p for p in await plan_migration(ctx, env, host, version)}
+
+    async def one(h: HostConfig) -> HostResult:
+        run = _HostMigrate(ctx, h, plans[h.name])
         try:
-            ok, msg, code = await _HostMigrate(ctx, h, plan).run(dry_run=dry_run, rewrite_unit_file=rewrite_unit,
-                                                                 fail_at=fail_at)
+            return await run.execute(dry_run=dry_run, rewrite_unit_file=rewrite_unit, fail_at=fail_at)
         except HostUnreachable as exc:
-            ok, msg, code = False, one_line(str(exc)), EXIT_UNREACHABLE
-        except Exception as exc:
-            ok, msg, code = False, one_line(str(exc) or type(exc).__name__), EXIT_FAILED
-        ctx.event(PhaseFinished, h.name, phase="switch", ok=ok, duration=ctx.clock() - t0, detail=msg)
-        hf = HostFinished(host=h.name, at=ctx.clock(), outcome="ok" if ok else "failed", message=msg,
-                          version=version, duration=ctx.clock() - t0)
-        ctx.emit(hf)
-        results.append((hf, EXIT_OK if ok else code))
-        stop = not ok
-    out = OperationResult.from_hosts(tuple(r for r, _ in results), tuple(c for _, c in results))
-    ctx.event(OperationFinished, None, operation="migrate", ok=out.ok, results=out.hosts)
-    return out
+            return HostResult(run.finish("failed", one_line(str(exc)), version), EXIT_UNREACHABLE)
+        except (UsageError, ValueError, RuntimeError, OSError) as exc:
+            return HostResult(run.finish("failed", one_line(str(exc) or type(exc).__name__), version), EXIT_FAILED)
+
+    return await operation(ctx, env, host, "migrate", one, version=version, dry_run=dry_run,
+                           follow_strategy=True)

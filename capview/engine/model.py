@@ -7,6 +7,8 @@ from typing import Literal
 
 ReleaseState = Literal["uploading", "building", "ready", "live", "superseded", "failed", "incomplete"]
 Layout = Literal["releases", "legacy", "empty", "mixed"]
+# States of a release a deploy is still filling (or a crashed one left behind).
+IN_PROGRESS = ("uploading", "building", "ready")
 
 
 @dataclass(frozen=True)

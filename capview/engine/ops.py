@@ -1,19 +1,21 @@
-"""Small host operations: init, pin/unpin, history. One script per host each."""
+"""Small host operations: init, pin/unpin, history, unlock. One script per host each
+(scripts/ops.py, scripts/lock.py)."""
 
 from __future__ import annotations
+
+import socket
 
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import HostWarning
-from capview.engine.frames import Frames, one_line
-from capview.engine.history import append_record_script, history_record, parse_history_counted, shown_record
-from capview.engine.hostop import Done, failed, log, run_op
+from capview.engine.history import history_record, parse_history_counted, shown_record
+from capview.engine.hosts import Done, each_host, failed, log, small_op
 from capview.engine.layout import HostPaths, validate_version
-from capview.engine.manifest import safe_relpath
-from capview.engine.script import q
-from capview.engine.shared_links import refuse_symlinked_parents
-from capview.engine.status import LAYOUT_NAMES, each_host
-from capview.errors import RemoteError, UsageError
+from capview.engine.lock import describe_holder, owner_from_json, why_not_stale
+from capview.engine.scripts import lock as lock_sh
+from capview.engine.scripts.ops import append_record, history_script, init_script, pin_script
+from capview.engine.scripts.shell import Frames, kinds, one_line
+from capview.errors import EXIT_LOCKED, RemoteError
 
 
 def _run_checked(res, what: str) -> str:
@@ -24,44 +26,6 @@ def _run_checked(res, what: str) -> str:
 
 
 # ---------------------------------------------------------------- init
-
-def init_script(host: HostConfig, frames: Frames, record: dict) -> str:
-    s = host.settings
-    p = HostPaths(s.deploy_path)
-    for rel in (*s.shared.dirs, *s.shared.files):
-        if not safe_relpath(rel):
-            raise UsageError(f"shared path {rel!r} must be relative and stay inside shared/")
-    known = "|".join(sorted(LAYOUT_NAMES))
-    lines = [
-        frames.prelude(),
-        "note() { sec \"$1\"; printf '%s\\n' \"$2\"; }",
-        "mkd() { if [ -d \"$1\" ]; then note exists \"$2\"; else mkdir -p -- \"$1\"; note created \"$2\"; fi; }",
-        # shared files start empty and private (secrets go there)
-        "mkf() { if [ -e \"$1\" ] || [ -L \"$1\" ]; then note exists \"$2\"; else mkdir -p -- \"$(dirname -- \"$1\")\"; "
-        "(umask 077; : > \"$1\"); chmod 600 \"$1\"; note created \"$2\"; fi; }",
-        f"dp={q(p.root)}",
-        # Creating releases/ next to an old in-place app would make a mixed layout.
-        'if [ -d "$dp" ] && [ ! -d "$dp/releases" ]; then',
-        '  for n in "$dp"/* "$dp"/.[!.]* "$dp"/..?*; do',
-        '    [ -e "$n" ] || [ -L "$n" ] || continue',
-        f'    case ${{n##*/}} in {known}) ;; *) sec legacy; exit 0 ;; esac',
-        "  done",
-        "fi",
-        # issue 13: shared paths are never created through a symlinked parent inside shared/
-        "refuse() { sec refused; printf '%s\\n' \"$1\"; exit 0; }",
-        'if [ -d "$dp/shared" ]; then cd "$dp/shared"',
-        *(line for path in (*s.shared.dirs, *s.shared.files)
-          for line in refuse_symlinked_parents(p.shared, path, create=False, fail="refuse")),
-        "cd /; fi",
-        'mkd "$dp" "$dp"',
-    ]
-    lines += [f"mkd {q(path)} {q(path)}" for path in (p.releases, p.shared, p.meta)]
-    lines += [f"mkd {q(p.shared + '/' + d)} {q(p.shared + '/' + d)}" for d in s.shared.dirs]
-    lines += [f"mkf {q(p.shared + '/' + f)} {q(p.shared + '/' + f)}" for f in s.shared.files]
-    lines.append(append_record_script(p.root, record).rstrip("\n"))
-    lines.append("sec end")
-    return "\n".join(lines) + "\n"
-
 
 async def init(ctx: Context, env: Environment, host: str | None = None) -> OperationResult:
     """Create releases/, shared/ (configured dirs; files empty, mode 0600), .capview/.
@@ -86,26 +50,10 @@ async def init(ctx: Context, env: Environment, host: str | None = None) -> Opera
             return Done(True, "already initialised (everything existed)")
         return Done(True, f"created {len(created)}, {len(existed)} already existed")
 
-    return await run_op(ctx, env, host, "init", one)
+    return await small_op(ctx, env, host, "init", one)
 
 
 # ---------------------------------------------------------------- pin / unpin
-
-def pin_script(dp: str, version: str, pin: bool, frames: Frames, record: dict) -> str:
-    p = HostPaths(dp)
-    rel = p.release(version)
-    marker = f"{rel}/.capview/pinned"
-    change = (f"mkdir -p {q(rel + '/.capview')}\n: > {q(marker)}\n" if pin else f"rm -f {q(marker)}\n")
-    already = f"[ -e {q(marker)} ]" if pin else f"[ ! -e {q(marker)} ]"
-    return (
-        frames.prelude()
-        + f"if [ -L {q(rel)} ] || [ ! -d {q(rel)} ]; then sec missing; exit 0; fi\n"
-        + f"if {already}; then sec already; exit 0; fi\n"
-        + change
-        + append_record_script(dp, record)
-        + "sec changed\n"
-    )
-
 
 async def _pin(ctx: Context, env: Environment, version: str, host: str | None, pin: bool) -> OperationResult:
     validate_version(version)
@@ -115,16 +63,16 @@ async def _pin(ctx: Context, env: Environment, version: str, host: str | None, p
         frames = Frames.new()
         rec = history_record(op, h.name, ctx.operator, ctx.clock(), version=version, outcome="ok")
         out = _run_checked(await ctx.transport.run(h, pin_script(h.settings.deploy_path, version, pin, frames, rec)), op)
-        kinds = {k for k, _, _ in frames.parse(out)}
-        if "missing" in kinds:
+        seen = kinds(frames.parse(out))
+        if "missing" in seen:
             return failed(f"no release {version} on {h.name}", version=version)
-        if "already" in kinds:
+        if "already" in seen:
             return Done(True, f"{version} was already {'pinned' if pin else 'not pinned'}", version=version)
-        if "changed" not in kinds:
+        if "changed" not in seen:
             raise RemoteError(f"{op} script ended early")
         return Done(True, f"{version} {'pinned: prune will keep it' if pin else 'unpinned'}", version=version)
 
-    return await run_op(ctx, env, host, op, one, version=version)
+    return await small_op(ctx, env, host, op, one, version=version)
 
 
 async def pin(ctx: Context, env: Environment, version: str, host: str | None = None) -> OperationResult:
@@ -137,15 +85,6 @@ async def unpin(ctx: Context, env: Environment, version: str, host: str | None =
 
 
 # ---------------------------------------------------------------- history
-
-HISTORY_LINE_BYTES = 16 * 1024  # longer lines are cut on the host (then skipped as unreadable)
-
-
-def history_script(dp: str, frames: Frames, limit: int | None) -> str:
-    path = HostPaths(dp).history
-    read = (f"tail -n {int(limit)} {q(path)}" if limit else f"cat {q(path)}") + f" | cut -b 1-{HISTORY_LINE_BYTES}"
-    return frames.prelude() + f"sec history\nif [ -f {q(path)} ]; then {read}; fi\nsec end\n"
-
 
 async def history(ctx: Context, env: Environment, host: str | None = None,
                   limit: int | None = 1000) -> dict[str, list[dict]]:
@@ -171,4 +110,42 @@ async def history(ctx: Context, env: Environment, host: str | None = None,
     return dict(await each_host(env, host, one))
 
 
-from capview.engine.unlock import unlock  # noqa: E402,F401  (the fronts import every small op from here)
+# ---------------------------------------------------------------- unlock
+
+async def unlock(ctx: Context, env: Environment, host: str | None = None, force: bool = False) -> OperationResult:
+    """Show who holds a host's lock; remove it only when it is provably abandoned
+    (lock.why_not_stale) or with ``force``. Removal re-checks on the host that
+    owner.json is still the one we judged, so a lock taken meanwhile is never removed.
+    Exit 3 (with the reason and the --force hint) when a lock is kept."""
+
+    async def one(h: HostConfig) -> Done:
+        paths = HostPaths(h.settings.deploy_path)
+        frames = Frames.new()
+        res = await ctx.transport.run(h, lock_sh.read_owner(paths, frames))
+        if not res.ok:
+            raise RemoteError(one_line(res.stderr or "reading the lock failed"))
+        owner = next((b for k, _, b in frames.parse(res.stdout) if k == "owner"), None)
+        if owner is None:
+            return Done(True, "not locked")
+        seen = owner.rstrip("\n")
+        info = owner_from_json(seen)
+        now = ctx.clock()
+        holder = describe_holder(info, now)
+        log(ctx, h, holder)
+        reason = None if force else why_not_stale(info, now, socket.gethostname())
+        if reason is not None:
+            return failed(f"{holder}; kept because {reason} (use --force if you are sure it is abandoned)", EXIT_LOCKED)
+        rec = history_record("unlock", h.name, ctx.operator, now, outcome="ok", forced=force,
+                             holder=(info.operator if info else None), version=(info.version if info else None))
+        frames = Frames.new()
+        res = await ctx.transport.run(h, lock_sh.remove_if_unchanged(paths, seen, frames, append_record(paths, rec)))
+        if not res.ok:
+            raise RemoteError(one_line(res.stderr or "removing the lock failed"))
+        seen = kinds(frames.parse(res.stdout))
+        if "changed" in seen:
+            return failed("the lock changed hands while we looked; not removed (run unlock again)", EXIT_LOCKED)
+        if "gone" in seen:
+            return Done(True, "the lock was released meanwhile")
+        return Done(True, f"removed lock ({'forced; ' if force else ''}was {holder})")
+
+    return await small_op(ctx, env, host, "unlock", one)

@@ -1,45 +1,29 @@
-"""Prune: delete old releases, never current, the previous live one, pinned ones,
-or anything outside ``releases/``.
+"""``capview prune``: delete old releases, never current, the previous live one, pinned
+ones, or anything outside ``releases/``.
 
-``classify`` is the single source of the rules (the deploy's cleanup phase uses
-it too). Deleting is one script per host: each release is first renamed to
-``releases/.trash-<name>`` (so a half-deleted release is never listed as a
-release), then removed; leftovers from an interrupted prune are finished first.
-The space freed is measured on the host with ``du`` before/after.
+retention.py holds the rules (the deploy's cleanup uses them too); scripts/cleanup.py
+the one script per host that deletes.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Iterable
 
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context, OperationResult
-from capview.engine.events import (
-    DryRunScript, HostFinished, LogLine, OperationFinished, OperationStarted, PhaseFinished, PhaseStarted, HostWarning,
-)
-from capview.engine.frames import Frames, one_line
+from capview.engine.events import DryRunScript, HostFinished, HostWarning, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.history import history_record
-from capview.engine.layout import HostPaths, validate_version
-from capview.engine.lock import LockOwner, acquire_script, describe_holder, parse_owner, release_script
-from capview.engine.model import ReleaseInfo
-from capview.engine.script import q
-from capview.engine.status import IN_PROGRESS, Snapshot, each_host, release_order, snapshot
+from capview.engine.hosts import HostResult, each_host, operation
+from capview.engine.layout import HostPaths
+from capview.engine.lock import HostLock, LockOwner, describe_holder, parse_owner
+from capview.engine.retention import PruneItem, choose_deletions, classify  # noqa: F401  (public)
+from capview.engine.scripts.cleanup import prune_script, stdin_list
+from capview.engine.scripts.shell import Frames, one_line
+from capview.engine.snapshot import Snapshot, snapshot
 from capview.engine.usage import freed_disk_bytes
 from capview import units
 from capview.errors import EXIT_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_UNREACHABLE, HostUnreachable, UsageError
-
-Action = Literal["keep", "delete", "protected"]
-
-
-@dataclass(frozen=True)
-class PruneItem:
-    version: str
-    action: Action
-    reason: str
-    frees_bytes: int = 0  # disk bytes only this release holds
-
 
 @dataclass(frozen=True)
 class PrunePlan:
@@ -69,66 +53,6 @@ class PruneRun:
     freed: int = 0
 
 
-def classify(releases: Sequence[ReleaseInfo], current: str | None, previous: str | None,
-             keep: int) -> list[PruneItem]:
-    """The prune rules, oldest release first.
-
-    Keep the ``keep`` newest successful releases by deploy time (fallback: start
-    time). Failed and incomplete ones are deleted first, whatever their age.
-    Current, previous-live and pinned releases are always protected, as is a
-    release a running deploy holds the lock for.
-    """
-    if keep < 0:
-        raise UsageError(f"keep must be 0 or more, not {keep}")
-    ok = [r for r in releases if r.state in ("live", "superseded") and r.symlink is None]
-    newest = {r.version for r in sorted(ok, key=release_order, reverse=True)[:keep]}
-    items: list[PruneItem] = []
-    for r in sorted(releases, key=release_order):
-        if r.version == current:
-            action, why = "protected", "current"
-        elif r.version == previous:
-            action, why = "protected", "previous live (rollback target)"
-        elif r.pinned:
-            action, why = "protected", "pinned"
-        elif r.symlink is not None:
-            action, why = "delete", f"symlink to {r.symlink!r}: unlinked, not followed"
-        elif r.state in IN_PROGRESS:
-            action, why = "protected", f"{r.state}: deploy in progress"
-        elif r.state in ("failed", "incomplete"):
-            action, why = "delete", r.state
-        elif r.version in newest:
-            action, why = "keep", f"within keep {keep}"
-        else:
-            action, why = "delete", f"older than the newest {keep}"
-        items.append(PruneItem(r.version, action, why, r.unique_disk_bytes if action == "delete" else 0))
-    return keep_referenced(items, releases)
-
-
-def keep_referenced(items: list[PruneItem], releases: Sequence[ReleaseInfo]) -> list[PruneItem]:
-    """issue 13: never delete a release that a retained one names by absolute path
-    (a venv's shebangs, a config pointing into releases/<v>/): it would break that one.
-    Repeated until stable, since a release kept this way may name another."""
-    refs = {r.version: set(r.references) for r in releases}
-    changed = True
-    while changed:
-        changed = False
-        retained = {i.version for i in items if i.action != "delete"}
-        for n, i in enumerate(items):
-            if i.action != "delete" or i.reason.startswith("symlink"):
-                continue
-            by = sorted(v for v in retained if i.version in refs.get(v, ()))
-            if by:
-                items[n] = PruneItem(i.version, "protected", f"referenced by {', '.join(by)} "
-                                     f"(absolute paths into releases/{i.version}/)")
-                changed = True
-    return items
-
-
-def choose_deletions(releases: Sequence[ReleaseInfo], current: str | None, previous: str | None,
-                     keep: int) -> list[str]:
-    return [i.version for i in classify(releases, current, previous, keep) if i.action == "delete"]
-
-
 def plan_from_snapshot(snap: Snapshot, keep: int) -> PrunePlan:
     st = snap.status
     items = tuple(classify(st.releases, st.current, st.previous, keep))
@@ -156,91 +80,27 @@ async def plan_prune(ctx: Context, env: Environment, *, keep: int | None = None,
     return await each_host(env, host, one)
 
 
-def prune_script(dp: str, versions_to_delete: Sequence[str], images: Sequence[str] | None,
-                 *, record: dict | None = None, lock_owner: LockOwner | None = None,
-                 now: float = 0.0, frames: Frames | None = None) -> str:
-    """One sh script deleting ``versions_to_delete`` (re-checking current/pinned on the
-    host), removing ``<image>:<version>`` for each image, appending ``record`` to the
-    history with "deleted" and "freed" filled in. With ``lock_owner`` it takes the
-    lock itself (exit 3 if held); otherwise the caller already holds it."""
-    frames = frames or Frames.new()  # callers that parse the output pass theirs
-    paths = HostPaths(dp)
-    versions = " ".join(q(validate_version(v)) for v in versions_to_delete)
-    imgs = " ".join(q(i) for i in images or ())
-    out = [frames.prelude(), "export LC_ALL=C", "warn() { sec warn; printf '%s\\n' \"$*\"; }",
-           f"cd {q(paths.root)}",
-           '[ ! -L releases ] || { echo "releases is a symlink: refusing to prune through it" >&2; exit 1; }',
-           "[ -d releases ] || { sec freed; echo 0; sec end; exit 0; }"]
-    if lock_owner is not None:
-        out += [acquire_script(paths, lock_owner, now).rstrip("\n"),
-                "unlock_() {", release_script(paths, lock_owner).rstrip("\n"), "}",
-                "trap unlock_ EXIT", "trap 'exit 130' INT TERM HUP"]
-    out.append(r"""kb() { du -sk releases 2>/dev/null | { read -r k _ || true; echo "${k:-0}"; }; }
-before=$(kb)
-for t in releases/.trash-*; do
-  [ -e "$t" ] || [ -L "$t" ] || continue
-  if err=$(rm -rf -- "$t" 2>&1); then sec finished; printf '%s\n' "$t"; else warn "$err"; fi
-done
-cur=$(readlink current 2>/dev/null || true); cur=${cur%/}; cur=${cur##*/}
-dl=""; dj=""""")
-    out.append(f"for v in {versions}; do" if versions else "for v in; do")
-    out.append(r"""  r=releases/$v; t=releases/.trash-$v
-  if [ "$cur" = "$v" ]; then sec skipped "$v"; echo "it is current"; continue; fi
-  if [ -L "$r" ]; then
-    # a symlinked entry is unlinked, never followed
-    if err=$(rm -f -- "$r" 2>&1); then sec unlinked "$v"; dj="$dj${dj:+,}\"$v\""; else warn "$err"; fi
-    continue
-  fi
-  if [ ! -d "$r" ]; then sec skipped "$v"; echo "no longer exists"; continue; fi
-  if [ -e "$r/.capview/pinned" ]; then sec skipped "$v"; echo "pinned"; continue; fi
-  if ! err=$(mv -- "$r" "$t" 2>&1); then warn "$err"; continue; fi
-  dl="$dl $v"; dj="$dj${dj:+,}\"$v\""
-  sec deleted "$v"
-  err=$(rm -rf -- "$t" 2>&1) || warn "$err (left in $t; the next prune retries)"
-done""")
-    if imgs:
-        out.append(f"""if [ -n "$dl" ]; then
-  if command -v podman >/dev/null 2>&1; then
-    for v in $dl; do for img in {imgs}; do
-      ref="$img:$v"
-      if podman image exists "$ref" 2>/dev/null; then
-        if err=$(podman rmi "$ref" 2>&1); then sec image; printf '%s\\n' "$ref"; else warn "$err"; fi
-      fi
-    done; done
-  else warn "podman not found: images of pruned releases were not removed"; fi
-fi""")
-    out.append('after=$(kb); freed=$(( (before - after) * 1024 )); [ "$freed" -ge 0 ] || freed=0')
-    if record is not None:
-        # The host fills in what it actually deleted and freed.
-        doc = json.dumps({**record, "deleted": "@@D@@", "freed": "@@F@@"}, sort_keys=True,
-                         separators=(",", ":"), ensure_ascii=True)
-        head, rest = doc.split('"@@D@@"')
-        mid, tail = rest.split('"@@F@@"')
-        out.append(f"mkdir -p {q(paths.meta)}")
-        out.append(f"printf '%s[%s]%s%s%s\\n' {q(head)} \"$dj\" {q(mid)} \"$freed\" {q(tail)} >> {q(paths.history)}")
-    out += ["sec freed", 'echo "$freed"', "sec end"]
-    return "\n".join(out) + "\n"
-
-
-def parse_prune(stdout: str, frames: Frames) -> PruneRun:
+def parse_prune(frames: Iterable[tuple[str, str]]) -> PruneRun:
+    """The host's frames (scripts/cleanup.py) -> what it did."""
     deleted, unlinked, skipped, images, warnings = [], [], [], [], []
     finished = freed = 0
-    for kind, arg, body in frames.parse(stdout):
-        text = body.rstrip("\n")
+    for kind, arg in frames:
+        arg = arg.strip()
         if kind == "deleted":
             deleted.append(arg)
         elif kind == "unlinked":
             unlinked.append(arg)
         elif kind == "skipped":
-            skipped.append((arg, text))
+            v, _, why = arg.partition(" ")
+            skipped.append((v, why))
         elif kind == "image":
-            images.append(text)
-        elif kind == "warn":
-            warnings.extend(line for line in text.splitlines() if line.strip())
+            images.append(arg)
+        elif kind == "warn" and arg:
+            warnings.append(arg)
         elif kind == "finished":
             finished += 1
-        elif kind == "freed" and text.strip().isdigit():
-            freed = int(text.strip())
+        elif kind == "freed" and arg.isdigit():
+            freed = int(arg)
     return PruneRun(tuple(deleted), tuple(unlinked), tuple(skipped), tuple(images), tuple(warnings), finished, freed)
 
 
@@ -279,20 +139,22 @@ class _HostPrune:
         """Run (or, dry, only show) the prune: (one-line summary, what the host did). Raises PruneLocked."""
         ctx, h = self.ctx, self.host
         rec = history_record("prune", h.name, ctx.operator, ctx.clock(), outcome="ok", keep=plan.keep)
-        owner = LockOwner.new(ctx.operator, "prune", None, ctx.clock()) if take_lock else None
         frames = Frames.new()
-        script = prune_script(h.settings.deploy_path, plan.deletions, _image_names(h), record=rec,
-                              lock_owner=owner, now=ctx.clock(), frames=frames)
+        lock = HostLock(HostPaths(h.settings.deploy_path), LockOwner.new(ctx.operator, "prune", None, ctx.clock()))
+        script = prune_script(lock.paths, frames, _image_names(h), record=rec,
+                              lock=lock.acquire_script(ctx.clock(), frames) if take_lock else "",
+                              unlock=lock.release_script() if take_lock else "")
         self.show_plan(plan)
         if dry_run:
             self.emit(DryRunScript, phase="cleanup", script=script)
             return f"dry run: would delete {len(plan.deletions)}, freeing {size(plan.total)}", PruneRun()
-        res = await ctx.transport.run(h, script)
+        res = await ctx.transport.run(h, script, stdin=stdin_list(plan.deletions))
+        parts = frames.parse(res.stdout)
         if res.exit_status == 3:
-            raise PruneLocked(describe_holder(parse_owner(res.stdout), ctx.clock()))
+            raise PruneLocked(describe_holder(parse_owner(parts), ctx.clock()))
         if not res.ok:
             raise RuntimeError(one_line(res.stderr or f"prune script exited {res.exit_status}"))
-        run = parse_prune(res.stdout, frames)
+        run = parse_prune((k, a) for k, a, _ in parts)
         for v in run.deleted:
             self.log(f"deleted {v}")
         for v in run.unlinked:
@@ -312,17 +174,17 @@ class PruneLocked(Exception):
 
 
 async def _prune_host(ctx: Context, env: Environment, h: HostConfig, keep: int | None,
-                      dry_run: bool, take_lock: bool = True) -> tuple[HostFinished, int]:
+                      dry_run: bool, take_lock: bool = True) -> HostResult:
     hp = _HostPrune(ctx, h)
     t0 = ctx.clock()
     ctx.event(PhaseStarted, h.name, phase="cleanup")
 
-    def finish(ok: bool, outcome: str, message: str, code: int) -> tuple[HostFinished, int]:
+    def finish(ok: bool, outcome: str, message: str, code: int) -> HostResult:
         took = ctx.clock() - t0
         ctx.event(PhaseFinished, h.name, phase="cleanup", ok=ok, duration=took, detail=message)
         hf = HostFinished(host=h.name, at=ctx.clock(), outcome=outcome, message=message, duration=took)
         ctx.emit(hf)
-        return hf, code
+        return HostResult(hf, code)
 
     try:
         snap = await snapshot(ctx, h, env.name)
@@ -344,25 +206,7 @@ async def _prune_host(ctx: Context, env: Environment, h: HostConfig, keep: int |
 async def prune(ctx: Context, env: Environment, *, keep: int | None = None, host: str | None = None,
                 dry_run: bool = False) -> OperationResult:
     """Prune every selected host (concurrently); exit 3 if a host is locked, 4 if unreachable."""
-    hosts = env.select(host)
     if keep is not None and keep < 0:
         raise UsageError(f"--keep must be 0 or more, not {keep}")
-    ctx.event(OperationStarted, None, operation="prune", env=env.name,
-              hosts=tuple(h.name for h in hosts), dry_run=dry_run)
-    done = await each_host(env, host, lambda h: _prune_host(ctx, env, h, keep, dry_run))
-    result = OperationResult.from_hosts(tuple(d[0] for d in done), tuple(d[1] for d in done))
-    ctx.event(OperationFinished, None, operation="prune", ok=result.ok, results=result.hosts)
-    return result
-
-
-async def cleanup_after_deploy(ctx: Context, host: HostConfig, *, keep: int | None = None) -> PruneRun:
-    """The deploy's cleanup phase (the deploy holds the lock): same rules, never raises;
-    a failure becomes a HostWarning event, since the switch already happened."""
-    try:
-        snap = await snapshot(ctx, host)
-        _, run = await _HostPrune(ctx, host).execute(plan_from_snapshot(snap, _keep_for(host, keep)),
-                                                     take_lock=False, dry_run=False)
-        return run
-    except Exception as exc:
-        ctx.event(HostWarning, host.name, message=f"cleanup: {one_line(str(exc))}")
-        return PruneRun(warnings=(one_line(str(exc)),))
+    return await operation(ctx, env, host, "prune", lambda h: _prune_host(ctx, env, h, keep, dry_run),
+                           dry_run=dry_run)

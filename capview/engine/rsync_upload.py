@@ -17,7 +17,7 @@ import os
 from capview.config import HostConfig
 from capview.engine.layout import HostPaths
 from capview.engine.manifest import Scan, manifest_text
-from capview.engine.script import q
+from capview.engine.scripts.shell import q
 from capview.engine.upload import AWK_HELPERS, SHARED_STAT
 
 

@@ -14,7 +14,7 @@ It never runs ``rm`` on a path whose parent it has not checked. ``init`` and
 from __future__ import annotations
 
 from capview.config import Settings
-from capview.engine.script import MARK, q
+from capview.engine.scripts.shell import LEGACY_MARK as MARK, q
 
 REFUSED = 9  # link script exit: a parent of a shared path is a symlink or not a directory
 

@@ -30,7 +30,7 @@ from typing import AsyncIterator, Callable
 
 from capview.engine.layout import HostPaths
 from capview.engine.manifest import Delta, Entry, escape
-from capview.engine.script import MARK, parse_markers, q
+from capview.engine.scripts.shell import LEGACY_MARK as MARK, parse_markers, q
 
 CHUNK = 256 * 1024
 ProgressFn = Callable[[int, int], None]  # (files_done, bytes_done)

@@ -1,7 +1,7 @@
 """Disk usage of releases that share files as hard links.
 
-The host prints one compact line per entry of each release (no names, so odd
-file names cannot break parsing)::
+The host prints one compact line per entry of each release (scripts/usage.py; no
+names, so odd file names cannot break parsing)::
 
     a|m DEV:INODE NLINK BLOCKS SIZE TYPE     (a = app file, m = the release's .capview)
 
@@ -17,9 +17,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
-
-# GNU find: %b is in 512-byte blocks, the same accounting du uses.
-FIND_FORMAT = "%D:%i %n %b %s %y\\n"
 
 
 @dataclass(frozen=True)
@@ -41,49 +38,6 @@ class InodeListing:
     app: frozenset[str] = frozenset()  # inode keys of those files (what "unique" may count)
 
 
-def find_command(rel_dir: str) -> str:
-    """sh: list ``rel_dir`` (a quoted path of a validated release) in the format above."""
-    meta = f"{rel_dir}/.capview"
-    return (
-        f"find {rel_dir} \\( -path {meta} -o -path {meta}'/*' \\) -printf 'm {FIND_FORMAT}'"
-        f" -o -printf 'a {FIND_FORMAT}' 2>/dev/null || true\n"
-    )
-
-
-# The same per-release aggregation as parse_inode_listing + unique_bytes, done on the host
-# for listings that need no cross-release sums (capview releases, the dashboard):
-# one awk for all releases (a "R VERSION" line starts each one's entries) prints
-# "VERSION FILES SIZE UNIQUE_DISK UNIQUE_APPARENT" per release, and appends the same
-# lines to the file named by out= when it is not empty (the usage cache).
-_SUMS_AWK = (
-    "awk -v out=\"$out\" 'function flush(  k, disk, app, line) {"
-    " if (name != \"\") {disk=0; app=0;"
-    " for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
-    " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}}"
-    " line=sprintf(\"%s %d %d %d %d\", name, files, size, disk, app); print line;"
-    " if (out != \"\") print line >> out}"
-    " split(\"\", c); split(\"\", nl); split(\"\", bl); split(\"\", sz); split(\"\", ty); split(\"\", seen);"
-    " files=0; size=0; name=\"\"}"
-    " $1==\"R\" {flush(); name=$2; next}"
-    " {k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6;"
-    " if ($1==\"a\" && $6==\"f\") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}}"
-    " END {flush()}'"
-)
-
-
-def sums_function() -> str:
-    """sh: define ``release_sums OUT DIR...``: one summary line per release dir (releases/NAME).
-
-    OUT is a file the lines are also appended to ("" for none). Never fails."""
-    return (
-        "release_sums() {\n"
-        "  ( out=$1; shift\n"
-        "    for r in \"$@\"; do printf 'R %s\\n' \"${r#releases/}\"; "
-        + find_command('"$r"').rstrip("\n") + "; done | " + _SUMS_AWK + " ) || true\n"
-        "}\n"
-    )
-
-
 @dataclass(frozen=True)
 class Summary:
     files: int = 0
@@ -101,6 +55,11 @@ def parse_sums(text: str, is_name: Callable[[str], bool]) -> dict[str, Summary]:
         if len(parts) == 5 and is_name(parts[0]) and all(p.isdigit() for p in parts[1:]):
             out[parts[0]] = Summary(*(int(p) for p in parts[1:]))
     return out
+
+
+def parse_cache(body: str, is_name: Callable[[str], bool]) -> dict[str, Summary]:
+    """The usage cache's section: skip the fingerprint line; bad lines are ignored."""
+    return parse_sums(body.partition("\n")[2], is_name)
 
 
 def parse_inode_listing(text: str) -> InodeListing:

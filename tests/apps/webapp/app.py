@@ -67,6 +67,7 @@ if os.environ.get("LISTEN_FDS") == "1" and os.environ.get("LISTEN_PID") == str(o
             t.join(max(0.0, deadline - time.monotonic()))
     sys.exit(0)
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+print(f"webapp {VERSION} listening on {PORT}", flush=True)  # the journal line `capview logs` tests read
 if "--graceful" not in sys.argv:
     server.serve_forever()  # SIGTERM kills it at once (what the other tests are built around)
 

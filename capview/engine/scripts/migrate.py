@@ -1,26 +1,25 @@
 """The on-host scripts of ``capview migrate-data`` (old in-place layout -> releases).
 
-probe: read-only, what the plan needs. migrate: one script that stops the
-service, moves everything by rename(2) (never copy+delete: a move that would
-cross a filesystem is refused), verifies the data, switches, starts and checks
-health. Until it succeeds, an EXIT trap undoes every step in reverse, so a
-failure anywhere puts the original tree back exactly (same names, same inodes).
+probe: read-only, what the plan needs. The migration itself is the switch
+transaction (scripts/switch.py, op "migrate") with these pieces in its slots:
+``precheck`` (already migrated? was the service running?), ``moves`` with the app
+stopped (everything by rename(2): never copy+delete, a move that would cross a
+filesystem is refused; verify the data; the release.json), and ``restore``: until
+the new release is healthy, any failure undoes every step in reverse, so the
+original tree comes back exactly (same names, same inodes).
 """
 
 from __future__ import annotations
 
-import json
-
 from capview.config import HostConfig
-from capview.engine import switch as sw
-from capview.engine.frames import Frames
-from capview.engine.layout import HostPaths
-from capview.engine.script import q
+from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, RELEASE_JSON, RELEASE_META, HostPaths
+from capview.engine.scripts.service import is_active, service_start, service_stop
+from capview.engine.scripts.shell import Frames, json_printf, q
 from capview.engine.shared_links import refuse_symlinked_parents
-from capview.engine.status import LAYOUT_NAMES
 
 DB_NAMES = ("*.db", "*.sqlite", "*.sqlite3", "*.db3")
-_KEEP = "|".join(sorted(LAYOUT_NAMES)) + "|current.tmp.*"
+_KEEP = "|".join(sorted(LAYOUT_NAMES)) + f"|{CURRENT_TMP}*"
+HERE = HostPaths("")
 
 # Shell helpers shared by probe and migrate. dstats: "FILES BYTES" of the regular
 # files under the given paths (following a top-level symlink, as the app does).
@@ -93,59 +92,50 @@ def _mkparents(base: str, item: str, var: str) -> list[str]:
     return out
 
 
-def _json_printf(obj: dict, numbers: dict[str, str], path: str, append: bool = False) -> str:
-    """printf writing ``obj`` as one JSON line to ``path`` (temp + rename, or appended),
-    with ``numbers`` (key -> shell expression yielding a JSON number) filled in on the host."""
-    doc = json.dumps({**obj, **{k: f"@@{k}@@" for k in numbers}}, sort_keys=True, separators=(",", ":"))
-    fmt, args = "", []
-    for key, expr in sorted(numbers.items(), key=lambda kv: doc.index(f'"@@{kv[0]}@@"')):
-        head, doc = doc.split(f'"@@{key}@@"', 1)
-        fmt += "%s%s"
-        args += [q(head), f'"{expr}"']
-    fmt += "%s\\n"
-    args.append(q(doc))
-    if append:
-        return f"printf '{fmt}' {' '.join(args)} >> {q(path)}\n"
-    return f"printf '{fmt}' {' '.join(args)} > {q(path)}.tmp.$$ && mv -f {q(path)}.tmp.$$ {q(path)}\n"
+def _parents_check(host: HostConfig) -> list[str]:
+    """sh: refuse (frame ``fail``, return 1) a nested shared item whose parent is a symlink,
+    in the old tree or in shared/. Nothing for items without a parent."""
+    p = HostPaths(host.settings.deploy_path)
+    lines = []
+    for it in (i for i in shared_items(host) if "/" in i):
+        lines += [f"  {line}" for line in refuse_symlinked_parents(p.root, it, create=False, fail="refuse")]
+        lines += ["  if [ -d shared ]; then (cd shared",
+                  *[f"    {line}" for line in refuse_symlinked_parents(p.shared, it, create=False, fail="refuse")],
+                  "  ) || exit 1; fi"]
+    if not lines:
+        return []
+    return ["cv_parents() (", '  refuse() { mark fail "$1"; exit 1; }', *lines, ")", "cv_parents || return 1"]
 
 
-def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: dict, record: dict,
-                   lock: str, unlock: str, unit_path: str | None = None, unit_text: str | None = None,
-                   backup_suffix: str = ".capview-bak", fail_at: str | None = None) -> str:
-    """The whole migration. ``lock``/``unlock``: the lock scripts (lock.py); ``unit_text``:
-    the rewritten unit to install at ``unit_path`` (keeping a backup); ``fail_at``: a
-    stage name at which to fail on purpose (tests of the exact restore)."""
+def precheck(host: HostConfig, fail_at: str | None) -> str:
+    """Before the lock: re-check the layout (the plan may be stale), note what the
+    restore needs, define the helpers the moves use."""
+    return "\n".join([
+        _HELPERS.rstrip("\n"), "export LC_ALL=C",
+        f"fail_at={q(fail_at or '')}",
+        'note() { mark note "$*"; }',
+        'fail() { mark fail "$*"; exit 1; }',
+        'stage() { mark stage "$1"; if [ "$fail_at" = "$1" ]; then fail "forced failure at $1 (test hook)"; fi; }',
+        "if [ -e releases ] || [ -L releases ]; then mark already; return 1; fi",
+        # issue 13: no shared item is moved or linked through a symlinked parent (the old
+        # tree's var -> /elsewhere would move data from outside deploy_path): refused here,
+        # before anything is stopped or moved
+        *_parents_check(host),
+        "c_shared=0; [ -e shared ] || c_shared=1",
+        "stopped=0 was_active=1 unit_new=0 moved='' emptied='' placeholders='' parents='' lparents=''",
+        is_active(host.settings, "was_active", "0").rstrip("\n"),
+    ]).rstrip("\n") + "\n"
+
+
+def moves(host: HostConfig, version: str, release: dict, *, unit_path: str | None = None,
+          unit_text: str | None = None, backup_suffix: str = ".capview-bak") -> str:
+    """With the app stopped: shared items into shared/, *.bak aside, the app into
+    releases/<version>, the shared links, verify, the unit (optional), release.json."""
     s = host.settings
-    p = HostPaths(s.deploy_path)
     rel = f"releases/{version}"
     items = shared_items(host)
-    L: list[str] = [frames.prelude(), _HELPERS, "export LC_ALL=C", f"cd {q(p.root)}",
-                    f"fail_at={q(fail_at or '')}",
-                    "note() { sec note; printf '%s\\n' \"$*\"; }",
-                    "fail() { sec fail; printf '%s\\n' \"$*\"; exit 1; }",
-                    'stage() { sec stage "$1"; if [ "$fail_at" = "$1" ]; then fail "forced failure at $1 (test hook)"; fi; }',
-                    # Re-checked here: the plan may be stale.
-                    "if [ -e releases ] || [ -L releases ]; then sec already; exit 0; fi",
-                    "c_meta=0; [ -e .capview ] || c_meta=1",
-                    "c_shared=0; [ -e shared ] || c_shared=1",
-                    "done=0 stopped=0 was_active=1 switched=0 unit_new=0 moved='' emptied='' placeholders='' parents='' lparents=''",
-                    _restore(host, version, rel, items, unit_path, backup_suffix),
-                    'on_exit() { rc=$?; if [ "$done" != 1 ]; then restore; fi; exit "$rc"; }',
-                    lock.rstrip("\n"),
-                    "trap on_exit EXIT", "trap 'exit 130' INT TERM HUP",
-                    f"t0={sw.now_expr()}"]
-    # 0. issue 13: no shared item is moved or linked through a symlinked parent (the old
-    #    tree's var -> /elsewhere would move data from outside deploy_path)
-    for it in items:
-        L += refuse_symlinked_parents(p.root, it, create=False, fail="fail")
-        L += ["if [ -d shared ]; then (cd shared",
-              *refuse_symlinked_parents(p.shared, it, create=False, fail="fail"), ") || exit 1; fi"]
-    # 1. stop
-    if s.service.manager == "systemd-user":
-        L.append(f"systemctl --user is-active --quiet {q(s.service.unit or '')} || was_active=0")
-    elif s.service.manager == "command" and s.service.status:
-        L.append(f"( cd {q(p.root)} && {s.service.status} ) >/dev/null 2>&1 || was_active=0")
-    L += ["stage stop", "{", sw.service_stop(s).rstrip("\n"), "} || fail 'stopping the service failed'", "stopped=1"]
+    meta = f"{rel}/{RELEASE_JSON}"
+    L: list[str] = ["stopped=1", "stage stop"]
     # 2. data stats before; shared items into shared/ by rename, same filesystem only
     L += ["stage shared", "have='' have_after=''"]
     L += [f'if [ -e {q(i)} ] || [ -L {q(i)} ]; then have="$have {q(i)}"; have_after="$have_after {q("shared/" + i)}"; fi'
@@ -170,11 +160,12 @@ def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: d
         L.append(f"  mkdir {dst}" if is_dir else f"  (umask 077; : > {dst}); chmod 600 {dst}")
         L += [f'  placeholders="{q(it)} $placeholders"; note {q("created empty shared/" + it)}', "fi"]
     # 3. *.bak leftovers -> .capview/legacy-junk (listed, not deleted)
-    L += ["stage junk", "mkdir -p .capview/legacy-junk",
+    junk = q(HERE.legacy_junk)
+    L += ["stage junk", f"mkdir -p {junk}",
           "for n in *.bak .*.bak; do",
           '  [ -e "$n" ] || [ -L "$n" ] || continue',
-          '  mv -- "$n" .capview/legacy-junk/ || fail "moving $n to .capview/legacy-junk failed"',
-          '  sec junk; printf "%s\\n" "$n"',
+          f'  mv -- "$n" {junk}/ || fail "moving $n to the legacy junk dir failed"',
+          '  mark junk "$n"',
           "done"]
     # 4. the remaining app files -> releases/<version>
     L += ["stage app", f"mkdir -p {q(rel)}",
@@ -192,15 +183,17 @@ def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: d
         L += [f"if [ -e {link} ] || [ -L {link} ]; then fail {q(rel + '/' + it + ' is in the way of the shared link')}; fi",
               f"ln -s {q('../' * (it.count('/') + 2) + 'shared/' + it)} {link}"]
     # 6. verify: the same files and bytes, and sqlite says ok
+    dbs = q(HERE.meta + "/dbs.lst")
     L += ["stage verify",
           'after=$(eval "dstats $have_after")',
-          'sec stats; printf "%s\\n%s\\n" "$before" "$after"',
+          'mark stats "$before" "$after"',
           '[ "$before" = "$after" ] || fail "data changed during the move (files bytes: $before -> $after)"',
           "if command -v sqlite3 >/dev/null 2>&1; then",
-          f"  {_db_find('shared')} > .capview/dbs.lst",
+          f"  {_db_find('shared')} > {dbs}",
           "  bad=$(xargs -0 -r -I{} sh -c 'r=$(sqlite3 -readonly \"$1\" \"PRAGMA integrity_check\" 2>&1 | head -n 3); "
-          "[ \"$r\" = ok ] || printf \"%s: %s\\n\" \"$1\" \"$r\"' sh {} < .capview/dbs.lst)",
-          '  n=$(tr -cd "\\000" < .capview/dbs.lst | wc -c); rm -f .capview/dbs.lst',
+          "[ \"$r\" = ok ] || printf \"%s: %s\\n\" \"$1\" \"$r\"' sh {} < " + dbs + ")",
+          f'  n=$(tr -cd "\\000" < {dbs} | wc -c); rm -f {dbs}',
+          '  bad=$(printf "%s" "$bad" | tr "\\n" " ")',
           '  [ -z "$bad" ] || fail "integrity_check failed: $bad"',
           '  note "integrity_check ok for $n SQLite file(s)"',
           "else note 'sqlite3 is not installed on the host: integrity_check skipped'; fi"]
@@ -211,43 +204,53 @@ def migrate_script(host: HostConfig, version: str, frames: Frames, *, release: d
               f"printf '%s' {q(unit_text)} > {up}.tmp.$$ && chmod --reference={bak} {up}.tmp.$$ && mv -f {up}.tmp.$$ {up}",
               "unit_new=1", "systemctl --user daemon-reload", f"note {q('rewrote ' + unit_path + ' (backup: ' + unit_path + backup_suffix + ')')}"]
     # 8. release.json, the final switch, start, health
-    meta = f"{rel}/.capview/release.json"
-    L += ["stage switch", f"mkdir -p {q(rel)}/.capview",
-          "files=$(find " + q(rel) + " -path " + q(rel + "/.capview") + " -prune -o -type f -print | wc -l)",
-          "bytes=$(find " + q(rel) + " -path " + q(rel + "/.capview") + " -prune -o -type f -printf '%s\\n' | awk '{b+=$1} END {printf \"%.0f\", b}')",
-          _json_printf({**release, "state": "ready"}, {"files": "$files", "bytes": "${bytes:-0}"}, meta).rstrip("\n"),
-          sw.atomic_switch(p, version).rstrip("\n"), "switched=1",
-          "stage start", "{", sw.service_start(s).rstrip("\n"), "} || fail 'starting the service failed'",
-          f"t1={sw.now_expr()}",
-          "downtime=$(awk -v a=\"$t0\" -v b=\"$t1\" 'BEGIN {printf \"%.3f\", b - a}')",
-          "stage health", f"if ! ( {sw.health_script(s)} ); then fail 'health check failed after the switch'; fi",
-          # success: the new layout stays
-          _json_printf({**release, "state": "live", "health": "ok"},
-                       {"files": "$files", "bytes": "${bytes:-0}", "downtime": "$downtime"}, meta).rstrip("\n"),
-          "rmdir .capview/legacy-junk 2>/dev/null || true",
-          "mkdir -p .capview",
-          _json_printf(record, {"downtime": "$downtime"}, ".capview/history.jsonl", append=True).rstrip("\n"),
-          "done=1",
-          # secrets end private whatever mode the legacy file had (never through a symlink)
-          *[f"if [ -f {q('shared/' + f)} ] && [ ! -L {q('shared/' + f)} ]; then chmod 600 {q('shared/' + f)} || true; fi"
-            for f in secret_files(host)],
-          unlock.rstrip("\n"),
-          'sec migrated; printf "%s\\n" "$downtime"', "sec end"]
+    L += ["stage switch", f"mkdir -p {q(rel + '/' + RELEASE_META)}",
+          "files=$(find " + q(rel) + " -path " + q(rel + "/" + RELEASE_META) + " -prune -o -type f -print | wc -l)",
+          "bytes=$(find " + q(rel) + " -path " + q(rel + "/" + RELEASE_META) + " -prune -o -type f -printf '%s\\n' "
+          "| awk '{b+=$1} END {printf \"%.0f\", b}')",
+          f"{json_printf({**release, 'state': 'ready'}, SIZES)} > {q(meta)}.tmp.$$ && mv -f {q(meta)}.tmp.$$ {q(meta)}"]
     return "\n".join(L) + "\n"
 
 
-def _restore(host: HostConfig, version: str, rel: str, items: list[str], unit_path: str | None, suffix: str) -> str:
-    """sh ``restore``: undo in reverse. Every step is best effort and says when it fails."""
+SIZES = {"files": "$files", "bytes": "${bytes:-0}"}  # counted by the moves, on the host
+
+
+def live_doc(release: dict) -> dict:
+    return {**release, "state": "live", "health": "ok"}
+
+
+def success_cleanup(host: HostConfig) -> str:
+    """After a healthy switch: the junk dir goes if nothing was put there; secrets end
+    private whatever mode the legacy file had (never through a symlink)."""
+    return (f"rmdir {q(HERE.legacy_junk)} 2>/dev/null || true\n"
+            + "".join(f"if [ -f {q('shared/' + f)} ] && [ ! -L {q('shared/' + f)} ]; then chmod 600 {q('shared/' + f)} || true; fi\n"
+                      for f in secret_files(host)))
+
+
+def undo_meta() -> str:
+    """Once a failed migration's result is out: remove the transaction's own files, and
+    .capview if the migration created it, so the tree is exactly as before."""
+    return ('if [ "$outcome" != ok ]; then rm -rf "$ops"; '
+            f'[ "${{cv_ops_new:-0}}" != 1 ] || rmdir {q(HERE.ops)} 2>/dev/null; '
+            f'[ "${{cv_meta_new:-0}}" != 1 ] || rm -rf {q(HERE.meta)}; fi')
+
+
+def restore(host: HostConfig, version: str, *, unit_path: str | None = None, suffix: str = ".capview-bak") -> str:
+    """sh ``restore``: undo in reverse. Every step is best effort and says when it fails.
+    (The lock and the transaction's own files are the transaction's: undo_meta.)"""
     s = host.settings
+    junk = q(HERE.legacy_junk)
+    rel = f"releases/{version}"
+    items = shared_items(host)
     r = [
         "restore() {",
         "  set +e",
-        "  sec restoring",
-        '  if [ "$switched" = 1 ]; then',
-        "    " + sw.service_stop(s).rstrip("\n") + " >/dev/null 2>&1",
+        "  mark restoring",
+        '  if [ "$stage" = moved ]; then',
+        "    { " + service_stop(s).rstrip("\n").replace("\n", "; ") + "; } >/dev/null 2>&1",
         "    rm -f current",
         "  fi",
-        "  rm -f current.tmp.*",
+        f"  rm -f {CURRENT_TMP}*",
     ]
     if unit_path:
         up, bak = q(unit_path), q(unit_path + suffix)
@@ -256,7 +259,7 @@ def _restore(host: HostConfig, version: str, rel: str, items: list[str], unit_pa
         r.append(f"  if [ -L {q(rel + '/' + it)} ]; then rm -f -- {q(rel + '/' + it)}; fi")
     r.append('  eval "set -- $lparents"; for d in "$@"; do rmdir -- "$d"; done')
     r += [
-        f"  rm -rf -- {q(rel)}/.capview",
+        f"  rm -rf -- {q(rel + '/' + RELEASE_META)}",
         f"  if [ -d {q(rel)} ]; then",
         f"    for n in {q(rel)}/* {q(rel)}/.[!.]* {q(rel)}/..?*; do",
         '      [ -e "$n" ] || [ -L "$n" ] || continue',
@@ -265,12 +268,12 @@ def _restore(host: HostConfig, version: str, rel: str, items: list[str], unit_pa
         f"    rmdir {q(rel)}",
         "  fi",
         "  rmdir releases 2>/dev/null",
-        "  if [ -d .capview/legacy-junk ]; then",
-        "    for n in .capview/legacy-junk/* .capview/legacy-junk/.[!.]* .capview/legacy-junk/..?*; do",
+        f"  if [ -d {junk} ]; then",
+        f"    for n in {junk}/* {junk}/.[!.]* {junk}/..?*; do",
         '      [ -e "$n" ] || [ -L "$n" ] || continue',
         '      mv -- "$n" . || note "restore: could not move $n back"',
         "    done",
-        "    rmdir .capview/legacy-junk",
+        f"    rmdir {junk}",
         "  fi",
         # $moved / $placeholders / $parents hold only quoted configured names
         '  eval "set -- $moved"',
@@ -280,11 +283,21 @@ def _restore(host: HostConfig, version: str, rel: str, items: list[str], unit_pa
         '  eval "set -- $emptied"; for i in "$@"; do mkdir "shared/$i"; done',
         '  eval "set -- $parents"; for d in "$@"; do rmdir -- "$d"; done',
         '  if [ "$c_shared" = 1 ]; then rmdir shared; fi',
-        '  if [ "$c_meta" = 1 ]; then rm -rf .capview; else rm -rf .capview/lock; fi',
         '  if [ "$stopped" = 1 ] && [ "$was_active" = 1 ]; then',
-        "    { " + sw.service_start(s).rstrip("\n").replace("\n", "; ") + "; } >/dev/null 2>&1 || note 'restore: restarting the service failed'",
+        "    { " + service_start(s).rstrip("\n").replace("\n", "; ") + "; } >/dev/null 2>&1 || note 'restore: restarting the service failed'",
         "  fi",
-        "  sec restored",
+        "  mark restored",
         "}",
     ]
     return "\n".join(r)
+
+
+def manifest_list_script(dp: str, version: str, frames: Frames) -> str:
+    """NUL-separated listing plus sha256 of every file of the new release (not .capview)."""
+    rel = HostPaths(dp).release(version)
+    return frames.prelude() + (
+        f"cd {q(rel)}\n"
+        f"sec list\nfind . -path ./{RELEASE_META} -prune -o -mindepth 1 -printf '%y\\0%m\\0%s\\0%l\\0%P\\0'\n"
+        f"sec sums\nfind . -path ./{RELEASE_META} -prune -o -type f -print0 | xargs -0 -r sha256sum -z --\n"
+        "sec end\n"
+    )

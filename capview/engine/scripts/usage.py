@@ -1,0 +1,141 @@
+"""The host-side sums of release sizes, and the usage cache that keeps them.
+
+Per release the host prints one compact line per entry (no names, so odd file names
+cannot break parsing; see engine/usage.py for the format and the arithmetic), or one
+awk sums every release at once. The cache (``.capview/usage.cache``):
+Summing a release means stat-ing every file in it; on a host with a few
+releases of thousands of files that is most of what ``capview releases``
+costs (0.55 s of 1.68 s on 20 hosts in the benchmark). Releases are immutable,
+so the sums only change when something changes ``releases/`` itself (a release
+added, filled, renamed or deleted — the unique counts depend on hard links
+between releases) or a release's ``.capview`` metadata. The cache is keyed by a
+fingerprint of exactly that: name, inode and ctime of every entry of
+``releases/`` and of every ``releases/*/.capview/`` entry.
+
+It is written only when it cannot be stale: no lock was held (a holder may be
+hard-linking into a release) and the fingerprint was the same before and after
+the sums were taken. A lock present when reading means the cache is ignored.
+The file is: line 1 the fingerprint, then ``VERSION FILES SIZE DISK APPARENT``.
+"""
+
+from __future__ import annotations
+
+from textwrap import indent
+
+from capview.engine.layout import RELEASE_META, HostPaths
+from capview.engine.scripts.shell import q
+
+CACHE = HostPaths("").usage_cache
+LOCK = HostPaths("").lock
+META = HostPaths("").meta
+
+# GNU find: %b is in 512-byte blocks, the same accounting du uses.
+FIND_FORMAT = "%D:%i %n %b %s %y\\n"
+
+
+def find_command(rel_dir: str) -> str:
+    """sh: list ``rel_dir`` (a quoted path of a validated release) in the format above."""
+    meta = f"{rel_dir}/{RELEASE_META}"
+    return (
+        f"find {rel_dir} \\( -path {meta} -o -path {meta}'/*' \\) -printf 'm {FIND_FORMAT}'"
+        f" -o -printf 'a {FIND_FORMAT}' 2>/dev/null || true\n"
+    )
+
+
+# The same per-release aggregation as parse_inode_listing + unique_bytes, done on the host
+# for listings that need no cross-release sums (capview releases, the dashboard):
+# one awk for all releases (a "R VERSION" line starts each one's entries) prints
+# "VERSION FILES SIZE UNIQUE_DISK UNIQUE_APPARENT" per release, and appends the same
+# lines to the file named by out= when it is not empty (the usage cache).
+_SUMS_AWK = (
+    "awk -v out=\"$out\" 'function flush(  k, disk, app, line) {"
+    " if (name != \"\") {disk=0; app=0;"
+    " for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
+    " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}}"
+    " line=sprintf(\"%s %d %d %d %d\", name, files, size, disk, app); print line;"
+    " if (out != \"\") print line >> out}"
+    " split(\"\", c); split(\"\", nl); split(\"\", bl); split(\"\", sz); split(\"\", ty); split(\"\", seen);"
+    " files=0; size=0; name=\"\"}"
+    " $1==\"R\" {flush(); name=$2; next}"
+    " {k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6;"
+    " if ($1==\"a\" && $6==\"f\") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}}"
+    " END {flush()}'"
+)
+
+
+def sums_function() -> str:
+    """sh: define ``release_sums OUT DIR...``: one summary line per release dir (releases/NAME).
+
+    OUT is a file the lines are also appended to ("" for none). Never fails."""
+    return (
+        "release_sums() {\n"
+        "  ( out=$1; shift\n"
+        "    for r in \"$@\"; do printf 'R %s\\n' \"${r#releases/}\"; "
+        + find_command('"$r"').rstrip("\n") + "; done | " + _SUMS_AWK + " ) || true\n"
+        "}\n"
+    )
+
+
+# sh, run in deploy_path: one line that changes whenever the sums could. "releases/"
+# (not "releases") so a releases/ that is a symlink to another volume is looked into.
+# "sums-2": sums made before unique counted only the files size counts are stale (issue 13).
+FINGERPRINT = (f"{{ echo sums-2; find releases/ releases/*/{RELEASE_META} -maxdepth 1 -printf '%p %i %C@\\n' "
+               "2>/dev/null; } | cksum")
+
+
+def cache_read() -> str:
+    """sh: set ``cached=1`` and print a ``usage`` section when the cache is valid.
+
+    Needs ``sec`` (frames prelude) and ``fp0`` (the fingerprint, taken before)."""
+    return (
+        "cached=\n"
+        f"if [ ! -d {q(LOCK)} ] && [ -f {q(CACHE)} ] && IFS= read -r cfp < {q(CACHE)} && [ \"$cfp\" = \"$fp0\" ]; then\n"
+        f"  cached=1; sec usage; cat {q(CACHE)} 2>/dev/null || cached=\n"
+        "fi\n"
+    )
+
+
+def cache_begin() -> str:
+    """sh: start a new cache file (``$tmpc``) when computing is needed and allowed."""
+    return (
+        "tmpc=\n"
+        f"if [ -z \"$cached\" ] && [ ! -d {q(LOCK)} ] && [ -d {q(META)} ] && [ -w {q(META)} ]; then\n"
+        f"  tmpc={q(CACHE)}.$$\n"
+        "  trap 'rm -f \"$tmpc\"' EXIT\n"
+        "  printf '%s\\n' \"$fp0\" > \"$tmpc\" 2>/dev/null || tmpc=\n"
+        "fi\n"
+    )
+
+
+def cache_commit() -> str:
+    """sh: keep the new cache only if nothing moved while the sums were taken."""
+    return (
+        "if [ -n \"$tmpc\" ]; then\n"
+        f"  if [ ! -d {q(LOCK)} ] && [ \"$({FINGERPRINT})\" = \"$fp0\" ]; then mv -f \"$tmpc\" {q(CACHE)} 2>/dev/null || rm -f \"$tmpc\"\n"
+        "  else rm -f \"$tmpc\"; fi\n"
+        "fi\n"
+    )
+
+
+def refresh_script(root: str) -> str:
+    """sh: recompute the cache now (after a deploy, so the next listing is fast).
+
+    Same rules as a status run: skipped while a lock is held, kept only if nothing
+    moved meanwhile. Prints nothing and never fails."""
+    body = (
+        "export LC_ALL=C; cached=\n"
+        + sums_function()
+        + f"fp0=$({FINGERPRINT})\n"
+        + cache_begin()
+        + '[ -n "$tmpc" ] || exit 0\n'
+        "set --\n"
+        "for r in releases/*; do\n"
+        "  n=${r#releases/}\n"
+        "  case $n in [A-Za-z0-9]*) ;; *) continue ;; esac\n"
+        "  case $n in *[!A-Za-z0-9._+-]*) continue ;; esac\n"
+        '  [ -d "$r" ] && [ ! -L "$r" ] && set -- "$@" "$r"\n'
+        "done\n"
+        'release_sums "$tmpc" "$@" >/dev/null\n'
+        + cache_commit()
+    )
+    return f"( cd {q(root)} 2>/dev/null && [ -d releases ] || exit 0\n" + indent(body, "  ") + ") >/dev/null 2>&1 || :\n"

@@ -1,0 +1,64 @@
+M='@@cv-0000000000000000'
+mark() { printf '%s %s\n' "$M" "$*"; }
+sec() { printf '\n%s %s\n' "$M" "$*"; }
+mkdir -p /home/deploy/web/app/.capview
+if mkdir /home/deploy/web/app/.capview/lock 2>/dev/null; then
+  printf '%s\n' '{"heartbeat":100.0,"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  mark locked
+else
+  sec owner
+  cat /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null || true
+  exit 3
+fi
+unlock_() {
+if grep -q 0123456789abcdef /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null; then
+rm -rf /home/deploy/web/app/.capview/lock
+fi
+}
+trap unlock_ EXIT
+trap 'exit 130' INT TERM HUP
+(
+  export LC_ALL=C
+  warn() { printf '%s\n' "$*" | while IFS= read -r l; do mark warn "$l"; done; }
+  cd /home/deploy/web/app
+  [ -d releases ] || { mark freed 0; exit 0; }
+  kb() { du -sk releases/. 2>/dev/null | { read -r k _ || true; echo "${k:-0}"; }; }
+  before=$(kb)
+  for t in releases/.trash-*; do
+    [ -e "$t" ] || [ -L "$t" ] || continue
+    if err=$(rm -rf -- "$t" 2>&1); then mark finished "$t"; else warn "$err"; fi
+  done
+  cur=$(readlink current 2>/dev/null || true); cur=${cur%/}; cur=${cur##*/}
+  dl=""; dj=""
+  while IFS= read -r v; do
+    case $v in ""|.|..|*[!A-Za-z0-9._+-]*) continue ;; [A-Za-z0-9]*) ;; *) continue ;; esac
+    r=releases/$v; t=releases/.trash-$v
+    if [ "$cur" = "$v" ]; then mark skipped "$v" it is current; continue; fi
+    if [ -L "$r" ]; then
+      # a symlinked entry is unlinked, never followed
+      if err=$(rm -f -- "$r" 2>&1); then mark unlinked "$v"; dj="$dj${dj:+,}\"$v\""; else warn "$err"; fi
+      continue
+    fi
+    if [ ! -d "$r" ]; then mark skipped "$v" no longer exists; continue; fi
+    if [ -e "$r/".capview/pinned ]; then mark skipped "$v" pinned; continue; fi
+    if ! err=$(mv -- "$r" "$t" 2>&1); then warn "$err"; continue; fi
+    dl="$dl $v"; dj="$dj${dj:+,}\"$v\""
+    mark deleted "$v"
+    err=$(rm -rf -- "$t" 2>&1) || warn "$err (left in $t; the next prune retries)"
+  done
+  if [ -n "$dl" ]; then
+    if command -v podman >/dev/null 2>&1; then
+      for v in $dl; do for img in localhost/app; do
+        ref="$img:$v"
+        if podman image exists "$ref" 2>/dev/null; then
+          if err=$(podman rmi "$ref" 2>&1); then mark image "$ref"; else warn "$err"; fi
+        fi
+      done; done
+    else warn "podman not found: images of pruned releases were not removed"; fi
+  fi
+  after=$(kb); freed=$(( (before - after) * 1024 )); [ "$freed" -ge 0 ] || freed=0
+  mkdir -p /home/deploy/web/app/.capview
+  printf '%s[%s]%s%s%s\n' '{"deleted":' "$dj" ',"freed":' "$freed" ',"keep":2,"op":"prune"}' >> /home/deploy/web/app/.capview/history.jsonl || warn "history not written"
+  mark freed "$freed"
+)
+mark end

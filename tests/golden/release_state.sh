@@ -1,0 +1,1 @@
+printf '%s\n' '{"operator":"ann@laptop","started_at":100.0,"state":"ready","version":"v2"}' > /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ && mv -f /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ /home/deploy/web/app/releases/v2/.capview/release.json

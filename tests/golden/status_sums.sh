@@ -1,0 +1,56 @@
+M='@@cv-0000000000000000'
+mark() { printf '%s %s\n' "$M" "$*"; }
+sec() { printf '\n%s %s\n' "$M" "$*"; }
+export LC_ALL=C
+dp=/home/deploy/web/app
+if [ ! -d "$dp" ]; then sec nodp; sec end; exit 0; fi
+cd "$dp"
+sec top
+find . -mindepth 1 -maxdepth 1 -printf '%y %P\0' 2>/dev/null || true
+sec current
+if [ -L current ]; then readlink current || true; fi
+if [ -d .capview/lock ]; then sec lock; head -c 16384 .capview/lock/owner.json 2>/dev/null || true; fi
+if [ -f .capview/history.jsonl ]; then sec history; tail -n 500 .capview/history.jsonl 2>/dev/null | cut -b 1-16384 || true; fi
+sec df
+df -Pk . 2>/dev/null | tail -n 1 || true
+if [ -d releases ]; then
+  sec releasesdir
+  release_sums() {
+    ( out=$1; shift
+      for r in "$@"; do printf 'R %s\n' "${r#releases/}"; find "$r" \( -path "$r"/.capview -o -path "$r"/.capview'/*' \) -printf 'm %D:%i %n %b %s %y\n' -o -printf 'a %D:%i %n %b %s %y\n' 2>/dev/null || true; done | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $1=="R" {flush(); name=$2; next} {k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6; if ($1=="a" && $6=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}} END {flush()}' ) || true
+  }
+  fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)
+  cached=
+  if [ ! -d .capview/lock ] && [ -f .capview/usage.cache ] && IFS= read -r cfp < .capview/usage.cache && [ "$cfp" = "$fp0" ]; then
+    cached=1; sec usage; cat .capview/usage.cache 2>/dev/null || cached=
+  fi
+  tmpc=
+  if [ -z "$cached" ] && [ ! -d .capview/lock ] && [ -d .capview ] && [ -w .capview ]; then
+    tmpc=.capview/usage.cache.$$
+    trap 'rm -f "$tmpc"' EXIT
+    printf '%s\n' "$fp0" > "$tmpc" 2>/dev/null || tmpc=
+  fi
+  set --
+  t=0; j=0
+  for r in releases/.trash-*; do if [ -e "$r" ] || [ -L "$r" ]; then t=$((t+1)); fi; done
+  sec trash; printf '%s\n' "$t"
+  for r in releases/*; do
+    [ -e "$r" ] || [ -L "$r" ] || continue
+    n=${r#releases/}
+    case $n in [A-Za-z0-9]*) ;; *) j=$((j+1)); continue ;; esac
+    case $n in *[!A-Za-z0-9._+-]*) j=$((j+1)); continue ;; esac
+    if [ -L "$r" ]; then sec link "$n"; readlink "$r" || true; continue; fi
+    if [ ! -d "$r" ]; then j=$((j+1)); continue; fi
+    sec rel "$n"
+    if [ -e "$r/".capview/pinned ]; then sec pinned "$n"; fi
+    if [ -f "$r/".capview/release.json ]; then sec json "$n"; head -c 1048577 "$r/".capview/release.json 2>/dev/null || true; fi
+    set -- "$@" "$r"
+  done
+  sec junk; printf '%s\n' "$j"
+  if [ -z "$cached" ]; then sec sums; release_sums "$tmpc" "$@"; fi
+  if [ -n "$tmpc" ]; then
+    if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
+    else rm -f "$tmpc"; fi
+  fi
+fi
+sec end

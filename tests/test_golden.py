@@ -1,0 +1,159 @@
+"""Golden tests: the exact text of every remote script builder (engine/scripts/), like
+Kamal's command tests. A change to a script shows up here as a reviewable diff of
+tests/golden/<name>.sh; regenerate after an intended change with
+
+    CAPVIEW_GOLDEN_UPDATE=1 python -m pytest -q tests/test_golden.py
+
+Inputs are fixed (frame marker, lock token, times), so a builder that reads anything
+random or the clock fails here. Each golden script also passes ``sh -n``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from capview.config import (
+    BuildConfig, HealthConfig, HostConfig, ServiceConfig, Settings, SharedConfig,
+)
+from capview.engine.layout import HostPaths
+from capview.engine.scripts import cleanup, inspect, lock, migrate, ops, release, service, status, switch, upload, usage
+from capview.engine.scripts.shell import Frames, append_line, json_printf, write_json
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("CAPVIEW_GOLDEN_UPDATE", "") not in ("", "0")
+F = Frames("@@cv-0000000000000000")
+TOKEN = "0123456789abcdef"
+DP = "/home/deploy/web/app"
+P = HostPaths(DP)
+OWNER = {"operator": "ann@laptop", "operation": "release", "version": "v2", "started": 100.0,
+         "heartbeat": 100.0, "token": TOKEN, "pid": 4242, "machine": "laptop"}
+
+SYSTEMD = Settings(
+    app="app", deploy_path=DP, source=Path("/src"), keep_releases=3,
+    shared=SharedConfig(dirs=("data",), files=(".env", "conf/app.ini")),
+    build=BuildConfig(command="podman build -t {image}:{version} .", image="localhost/app"),
+    service=ServiceConfig(manager="systemd-user", unit="app.service"),
+    health=HealthConfig(url="http://127.0.0.1:8000/health", timeout=10, interval=0.5),
+)
+COMMAND = Settings(
+    app="app", deploy_path=DP, source=Path("/src"),
+    service=ServiceConfig(manager="command", start="./bin/start", stop="./bin/stop", status="./bin/status",
+                          logs="tail -n 50 log/app.log"),
+)
+H = HostConfig(name="web-1", host="web-1.example", settings=SYSTEMD, env="prod")
+HC = HostConfig(name="web-2", host="web-2.example", settings=COMMAND, env="prod")
+META = {"version": "v2", "state": "uploading", "operator": "ann@laptop", "started_at": 100.0}
+RECORD = {"at": 100.0, "op": "release", "host": "web-1", "operator": "ann@laptop", "version": "v2", "from": "v1"}
+
+
+def deploy_plan(s: Settings = SYSTEMD, previous: str | None = "v1", **kw) -> switch.SwitchPlan:
+    base = dict(op="release", settings=s, token=TOKEN, target="v2", previous=previous,
+                revert="previous" if previous else "first",
+                live_doc={**META, "state": "live"}, failed_doc={**META, "state": "failed"},
+                superseded_doc={"version": "v1", "state": "superseded"} if previous else None,
+                record=RECORD, cleanup=cleanup.prune_body(P, ["localhost/app"], record={"op": "prune"}),
+                after_unlock=usage.refresh_script(DP))
+    return switch.SwitchPlan(**{**base, **kw})
+
+
+def migrate_plan() -> switch.SwitchPlan:
+    rel = {"version": "legacy", "migrated": True}
+    return switch.SwitchPlan(
+        op="migrate", settings=COMMAND, token=TOKEN, target="legacy", revert="restore",
+        live_doc=migrate.live_doc(rel), live_host=migrate.SIZES, record={"op": "migrate", "to": "legacy"},
+        take_lock=OWNER, precheck=migrate.precheck(HC, None), after_stop=migrate.moves(HC, "legacy", rel),
+        before_start="stage start\n", before_health="stage health\n", restore=migrate.restore(HC, "legacy"),
+        cleanup=migrate.success_cleanup(HC), after_finish=migrate.undo_meta(), retag=False)
+
+
+BUILDERS = {
+    # shell
+    "shell_prelude": lambda: F.prelude(),
+    "shell_json": lambda: json_printf({"a": 1, "s": "it's 100%\\"}, {"n": "${n:-null}"}) + "\n"
+    + write_json("/p/x.json", {"k": "v"}) + append_line("/p/h.jsonl", {"k": "v"}),
+    # lock
+    "lock_acquire": lambda: lock.acquire(P, OWNER, F),
+    "lock_release": lambda: lock.release(P, TOKEN),
+    "lock_heartbeat": lambda: lock.heartbeat(P, TOKEN, OWNER),
+    "lock_read_owner": lambda: lock.read_owner(P, F),
+    "lock_remove_if_unchanged": lambda: lock.remove_if_unchanged(P, '{"seen":1}', F, ops.append_record(P, RECORD)),
+    # status, preflight, usage
+    "status_detail": lambda: status.status_script(DP, F, detail=True),
+    "status_sums": lambda: status.status_script(DP, F, detail=False),
+    "preflight_systemd": lambda: status.preflight(H),
+    "preflight_command": lambda: status.preflight(HC, for_deploy=False),
+    "usage_refresh": lambda: usage.refresh_script(DP),
+    # release
+    "release_listing": lambda: release.listing(P, F, manifest_of_current=True),
+    "release_setup": lambda: release.setup(P, SYSTEMD, "v2", META, F),
+    "release_setup_dry": lambda: release.setup(P, SYSTEMD, "v2", META, F, dry_run=True),
+    "release_state": lambda: release.state_write(P, "v2", {**META, "state": "ready"}),
+    "release_link_build": lambda: release.link_and_build(SYSTEMD, P, "v2", F, ready="# ready\n",
+                                                         building="# building\n"),
+    "release_link_only": lambda: release.link_and_build(COMMAND, P, "v2", F, ready="# ready\n", building=""),
+    # upload (issue 13's builders, re-exported)
+    "upload_first": lambda: upload.upload_script(P, "v1", None),
+    "upload_parts": lambda: upload.upload_script(P, "v2", "v1", parts=3) + upload.part_script(P, "v2", 1),
+    "upload_manifest": lambda: upload.write_manifest_script(P, "v2"),
+    # service
+    "service_systemd": lambda: service.service_stop(SYSTEMD) + service.service_start(SYSTEMD)
+    + service.service_logs(SYSTEMD) + service.health_function(SYSTEMD),
+    "service_command": lambda: service.service_stop(COMMAND) + service.service_start(COMMAND)
+    + service.service_logs(COMMAND) + service.health_function(COMMAND),
+    # the switch transaction
+    "switch_deploy": lambda: switch.transaction(deploy_plan(), F),
+    "switch_first_deploy": lambda: switch.transaction(deploy_plan(COMMAND, previous=None, cleanup=""), F),
+    "switch_rollback": lambda: switch.transaction(deploy_plan(op="rollback", failed_doc=None, cleanup="",
+                                                              after_unlock="", check_image=True), F),
+    "switch_restart": lambda: switch.transaction(switch.SwitchPlan(op="restart", settings=SYSTEMD, token=TOKEN,
+                                                                   target="v1", revert="none", record=RECORD), F),
+    "switch_migrate": lambda: switch.transaction(migrate_plan(), F),
+    "switch_launcher": lambda: switch.launcher(P, TOKEN, "echo body\n", F),
+    "switch_recover": lambda: switch.recover(P, TOKEN, F),
+    # cleanup
+    "cleanup_prune": lambda: cleanup.prune_script(P, F, ["localhost/app"], record={"op": "prune", "keep": 2},
+                                                  lock=lock.acquire(P, OWNER, F), unlock=lock.release(P, TOKEN)),
+    "cleanup_finish_trash": lambda: cleanup.finish_trash(P),
+    # migrate
+    "migrate_probe": lambda: migrate.probe_script(H, F),
+    "migrate_manifest_list": lambda: migrate.manifest_list_script(DP, "legacy", F),
+    # ops
+    "ops_init": lambda: ops.init_script(H, F, RECORD),
+    "ops_pin": lambda: ops.pin_script(DP, "v1", True, F, RECORD) + ops.pin_script(DP, "v1", False, F, RECORD),
+    "ops_history": lambda: ops.history_script(DP, F, 100),
+    # inspect
+    "inspect_list_dir": lambda: inspect.list_dir(DP, "v1", "static/css"),
+    "inspect_read_text": lambda: inspect.read_text(DP, "v1", "templates/index.html", 1000),
+    "inspect_logs": lambda: inspect.release_logs(DP, "v1"),
+    "inspect_manifests": lambda: inspect.manifests(DP, "v1", "v2"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_script_text_is_pinned(name):
+    text = BUILDERS[name]()
+    assert text == BUILDERS[name](), "a builder must be a pure function of its inputs"
+    path = GOLDEN / f"{name}.sh"
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path.name}: run with CAPVIEW_GOLDEN_UPDATE=1"
+    assert text == path.read_text(), f"{name} changed; review the diff and regenerate tests/golden/{name}.sh"
+    check = subprocess.run(["sh", "-n", "-c", text], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_every_builder_module_is_covered():
+    """A new builder module under engine/scripts/ needs its golden cases here."""
+    mods = {p.stem for p in (Path(switch.__file__).parent).glob("*.py")} - {"__init__"}
+    covered = {n.split("_")[0] for n in BUILDERS}
+    assert mods <= covered, sorted(mods - covered)
+
+
+def test_no_orphan_golden_files():
+    orphans = {p.stem for p in GOLDEN.glob("*.sh")} - set(BUILDERS)
+    assert not orphans, sorted(orphans)
