@@ -136,21 +136,6 @@ class FilePair:
     new: str | None
 
 
-def _pair_side(dp: str, version: str, rel: str, index: int, limit: int) -> str:
-    """sh (a subshell, so its ``exit`` ends only this side): the file of one release."""
-    return (
-        f"( sec side {index}\n"
-        + _resolve(dp, version, rel, False)
-        + 'f="$real/$name"\n'
-        'if [ ! -e "$f" ] && [ ! -L "$f" ]; then sec absent; exit 0; fi\n'
-        'if [ -L "$f" ] || [ ! -f "$f" ]; then sec notfile; exit 0; fi\n'
-        'if [ "$(head -c 8192 "$f" | tr -d \'\\000\' | wc -c)" -ne "$(head -c 8192 "$f" | wc -c)" ]; then sec binary; exit 0; fi\n'
-        'sec size\nwc -c < "$f"\n'
-        f'sec text\nhead -c {int(limit)} "$f"\n'
-        ")\n"
-    )
-
-
 async def read_pair(ctx: Context, host: HostConfig, a: str, b: str, relpath: str,
                     limit: int = LOG_LIMIT) -> FilePair:
     """A text file of release ``a`` and of release ``b`` in one round trip (the compare
@@ -161,9 +146,8 @@ async def read_pair(ctx: Context, host: HostConfig, a: str, b: str, relpath: str
     rel = _relpath(relpath)
     if not rel:
         raise InspectError("a file path is required")
-    dp = host.settings.deploy_path
     frames = Frames.new()
-    script = _pair_side(dp, a, rel, 0, limit) + _pair_side(dp, b, rel, 1, limit) + "sec end\n"
+    script = sh.read_pair(host.settings.deploy_path, a, b, rel, limit)
     sides: list[dict[str, str]] = [{}, {}]
     current: dict[str, str] | None = None
     for kind, arg, body in await _run(ctx, host, script, frames):
