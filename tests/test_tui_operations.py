@@ -215,7 +215,8 @@ async def test_migrate_dry_run_shows_steps_not_shell_then_migrates_with_real_col
         assert (world.dp("legacy-1") / "current").is_symlink()
         assert (world.dp("legacy-1") / "shared" / "data" / "shop.db").exists()
         table = screen.query_one("#migrate-phases")
-        assert [str(c.label) for c in table.columns.values()] == ["host", "switch", "downtime", "result"]
+        # the phases the real transaction emits (no FakeBackend detect/move/verify)
+        assert [str(c.label) for c in table.columns.values()] == ["host", "switch", "health", "downtime", "result"]
         assert table.get_cell("legacy-1", "switch").plain.startswith("✓")
         text = screen_text(app)
         assert re.search(r"✓\s+1\. stop the service", text) and "integrity_check ok" in text, text

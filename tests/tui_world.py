@@ -393,8 +393,7 @@ async def _run_ok(coro, what: str) -> Any:
 async def seed(root: Path) -> None:
     """Build the world at ``root`` through the engine (a few seconds; done once per session)."""
     from capview.engine import deploy, ops, rollback
-    from capview.engine.layout import HostPaths
-    from capview.engine.lock import LockOwner, acquire_script
+    from capview.engine.lock import LockOwner
 
     for d in ("bin", "clocks", "gates", "src", "hosts/prod-1", "hosts/prod-2", "hosts/legacy-1"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -432,9 +431,7 @@ async def seed(root: Path) -> None:
         # a holder on another machine: capview cannot check its pid, so only a forced unlock removes it
         owner = LockOwner("carol@laptop", "migrate", None, T0 - 3 * 3600, "5eed0c0ffee0babe", 4242, "carol-laptop")
         legacy = config.env("legacy").hosts[0]
-        res = await world.transport.run(legacy, acquire_script(HostPaths(str(world.dp("legacy-1"))), owner,
-                                                               T0 - 3 * 3600))
-        assert res.ok, res.stderr
+        await take_lock(world, legacy, "legacy-1", owner, T0 - 3 * 3600)
         write_tree(root / "src" / "next", tree(root, "next", css_rev=5, workers=4))
         (root / "deploy.yaml").write_text(config_text(root, keep=3))
         for f in (root / "clocks").iterdir():
@@ -470,15 +467,24 @@ def copy_world(base: Path, dest: Path) -> World:
     return World(dest, WorldTransport(dest), timer)
 
 
+async def take_lock(world: World, host, name: str, owner, now: float) -> None:
+    """``owner`` takes the lock of ``host`` with the engine's own lock script (HostLock)."""
+    from capview.engine.layout import HostPaths
+    from capview.engine.lock import HostLock
+    from capview.engine.scripts.shell import Frames
+
+    frames = Frames.new()
+    script = frames.prelude() + HostLock(HostPaths(str(world.dp(name))), owner).acquire_script(now, frames)
+    res = await world.transport.run(host, script)
+    assert res.ok and any(k == "locked" for k, _, _ in frames.parse(res.stdout)), res.stderr
+
+
 async def make_hostile(world: World) -> None:
     """Hostile remote text: prod-1 locked by a name full of markup and escape sequences."""
-    from capview.engine.layout import HostPaths
-    from capview.engine.lock import LockOwner, acquire_script
+    from capview.engine.lock import LockOwner
 
     owner = LockOwner(HOSTILE, "release", "v9", T0 - 60, "0badc0de0badc0de", 1, "evil\x1b[2Jbox")
-    h = world.config.env("prod").hosts[0]
-    res = await world.transport.run(h, acquire_script(HostPaths(str(world.dp("prod-1"))), owner, T0 - 60))
-    assert res.ok, res.stderr
+    await take_lock(world, world.config.env("prod").hosts[0], "prod-1", owner, T0 - 60)
 
 
 # --------------------------------------------------------------------------- pytest fixtures

@@ -28,6 +28,8 @@ from capview.engine.events import (
     UploadProgress,
     HostWarning as WarningEvent,
 )
+from capview.engine.restart import RESTART_PHASES
+from capview.engine.rollback import ROLLBACK_PHASES
 
 from capview.inert import line as _line
 from capview.units import plural
@@ -39,11 +41,12 @@ def word(name: str | None) -> str:
 
 
 # Columns a progress screen starts with: the phases the engine emits for each operation
-# (engine.events.PHASES for a release; rollback.py's timed phases; prune's one cleanup
-# phase). Migrate starts with none: its screen shows the plan's steps instead.
+# (engine.events.PHASES for a release; rollback.py's and restart.py's timed phases; prune's
+# one cleanup phase). Migrate starts with none: its screen shows the plan's steps instead.
 EXPECTED_PHASES: dict[str, tuple[str, ...]] = {
     "release": PHASES,
-    "rollback": ("lock", "switch", "health"),
+    "rollback": ROLLBACK_PHASES,
+    "restart": RESTART_PHASES,
     "prune": ("cleanup",),
 }
 

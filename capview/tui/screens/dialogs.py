@@ -111,7 +111,7 @@ def pin(main: Any, target: Target, version: str, pin: bool) -> None:
 def unlock(main: Any, target: Target) -> None:
     """Unlock asks once for a lock the engine would remove (stale heartbeat, holder gone on
     this machine); a lock it cannot prove dead needs the version (or host) typed to force."""
-    from capview.engine.unlock import why_not_stale
+    from capview.engine.lock import why_not_stale
 
     app = main.app
     locked = [s for s in main.statuses(target) if s.reachable and s.lock is not None]

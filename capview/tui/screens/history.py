@@ -14,7 +14,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from capview.tui.text import age, clean_line, duration, plural, size, word
-from capview.tui.widgets.bars import ReleasePlot, points_from
+from capview.tui.widgets.bars import ReleasePlot, points_from, took
 from capview.tui.widgets.footer import CapviewFooter
 from capview.tui.widgets.host_list import Target
 from capview.tui.widgets.nav import NavTable
@@ -22,13 +22,6 @@ from capview.tui.widgets.nav import NavTable
 OUTCOME_STYLE = {"ok": "green", "failed": "bold red", "rolled_back": "bold red"}
 COLUMNS = (("when", "when"), ("host", "host"), ("op", "op"), ("version", "version"), ("outcome", "outcome"),
            ("took", "took"), ("down", "down"), ("by", "by"), ("change", "from → to"), ("why", "why / detail"))
-
-
-def took(rec: dict) -> float | None:
-    phases = rec.get("phases")
-    if not isinstance(phases, dict) or not phases:
-        return None
-    return sum(v for v in phases.values() if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
 
 
 def target_version(rec: dict) -> str | None:

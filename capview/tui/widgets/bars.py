@@ -1,7 +1,7 @@
 """A bar chart of deploy duration and downtime per release, newest first.
 
 One row per release: its version (``✗`` when it failed or was rolled back), a bar for
-how long the deploy took (the sum of its recorded phases, slowest host) and a bar for
+how long the deploy took (``took``: its recorded phases and the switch, slowest host) and a bar for
 its downtime (stop begun to start returned, longest host), each with its value, so
 a user sees at a glance whether deploys are getting slower or switches longer. Bars
 are eighth-blocks scaled to the largest value shown; it reads without colour.
@@ -39,19 +39,36 @@ def bar(value: float | None, top: float, width: int) -> str:
     return out or ("▏" if value > 0 else "")
 
 
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
+
+
+def took(rec: dict) -> float | None:
+    """How long an operation took on its host: the sum of its recorded phases (lock ... build)
+    and the switch. The switch runs on the host and records no phase of its own (the
+    transaction writes history before the client times it), so its part is the record's
+    ``unavailable`` window (stop begun -> first healthy answer), else its ``downtime``."""
+    phases = rec.get("phases")
+    if not isinstance(phases, dict) or not phases:
+        return None
+    total = sum(v for v in map(_seconds, phases.values()) if v)
+    if "switch" not in phases:
+        total += _seconds(rec.get("unavailable")) or _seconds(rec.get("downtime")) or 0.0
+    return total
+
+
 def points_from(records: list[dict]) -> list[Point]:
     """One point per released version (oldest first): the slowest host's phases and downtime."""
     by_version: dict[str, dict] = {}
     for rec in records:
         if rec.get("op") != "release" or not rec.get("version"):
             continue
-        phases = rec.get("phases") if isinstance(rec.get("phases"), dict) else {}
-        took = sum(v for v in phases.values() if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
-        down = rec.get("downtime") if isinstance(rec.get("downtime"), (int, float)) else None
+        spent = took(rec)
+        down = _seconds(rec.get("downtime"))
         cur = by_version.setdefault(str(rec["version"]), {"took": None, "down": None, "ok": True,
                                                           "at": rec.get("at") or 0})
-        if phases:
-            cur["took"] = max(cur["took"] or 0.0, took)
+        if spent is not None:
+            cur["took"] = max(cur["took"] or 0.0, spent)
         if down is not None:
             cur["down"] = max(cur["down"] or 0.0, down)
         cur["ok"] = cur["ok"] and rec.get("outcome") == "ok"

@@ -56,8 +56,9 @@ def result_cell(hp: HostProgress, now: float) -> Text:
 
 def needed_width(op: Operation, *, compact: bool) -> int:
     host = max([4, *(len(clean_line(h)) for h in op.hosts)])
-    per = COMPACT_WIDTH if compact else PHASE_WIDTH
-    cols = [host] + [max(per, len(p)) for p in op.phase_names] + ([5] if compact else [8, RESULT_WIDTH])
+    if compact:  # no cell padding: a space after each label instead (see _build)
+        return sum(c + 1 for c in [host, 5] + [max(COMPACT_WIDTH, len(p)) for p in op.phase_names])
+    cols = [host] + [max(PHASE_WIDTH, len(p)) for p in op.phase_names] + [8, RESULT_WIDTH]
     return sum(c + 2 for c in cols)  # cell padding 1 each side
 
 
@@ -72,22 +73,30 @@ class PhaseTable(DataTable[Text]):
         self.compact = False
 
     def _build(self, op: Operation) -> None:
-        """(Re)create the columns; fixed widths, so a spinner never re-measures the table."""
+        """(Re)create the columns; fixed widths, so a spinner never re-measures the table.
+
+        Compact (narrow: a release's nine phases at 80 columns, migrate beside its plan):
+        no cell padding, glyphs without durations, and the downtime right after the host,
+        so what matters most is still on screen; no result column (the outcome and the
+        message are below the table anyway)."""
         self.clear(columns=True)
         self._columns = []
-        self.add_column("host", key="host", width=max([4, *(len(clean_line(h)) for h in op.hosts)]))
-        self._columns.append("host")
+        self.cell_padding = 0 if self.compact else 1
+        gap = 1 if self.compact else 0
+
+        def column(label: str, key: str, width: int, default: Text) -> None:
+            self.add_column(label, key=key, width=width + gap, default=default)
+            self._columns.append(key)
+
+        column("host", "host", max([4, *(len(clean_line(h)) for h in op.hosts)]), Text(""))
+        if self.compact:
+            column("down", "downtime", 5, Text("—", style="dim"))
         per = COMPACT_WIDTH if self.compact else PHASE_WIDTH
         for phase in op.phase_names:
-            self.add_column(phase, key=phase, width=max(per, len(phase)), default=Text("·", style="dim"))
-            self._columns.append(phase)
-        # compact (narrow): no result column; the outcome and message are below the table anyway
-        self.add_column("down" if self.compact else "downtime", key="downtime", width=5 if self.compact else 8,
-                        default=Text("—", style="dim"))
-        self._columns.append("downtime")
+            column(phase, phase, max(per, len(phase)), Text("·", style="dim"))
         if not self.compact:
-            self.add_column("result", key="result", width=RESULT_WIDTH, default=Text(""))
-            self._columns.append("result")
+            column("downtime", "downtime", 8, Text("—", style="dim"))
+            column("result", "result", RESULT_WIDTH, Text(""))
 
     def update_from(self, op: Operation, now: float) -> None:
         available = self.size.width or self.app.size.width
