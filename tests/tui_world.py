@@ -244,7 +244,10 @@ def write_tree(path: Path, files: dict[str, bytes]) -> Path:
 # --------------------------------------------------------------------------- config
 
 
-def config_text(root: Path, keep: int = 3, build: bool = True) -> str:
+LOGS = 'tail -n "${CAPVIEW_LINES:-200}" ${CAPVIEW_FOLLOW:+-f} current/app.log'  # honours -n and -f
+
+
+def config_text(root: Path, keep: int = 3, build: bool = True, logs: str = LOGS) -> str:
     gates = "../../gates/stop"  # the service commands run in deploy_path
 
     def host(name: str) -> str:
@@ -266,7 +269,7 @@ service:
   start: "true"
   stop: {json.dumps(f"while [ -e {gates} ]; do sleep 0.05; done")}
   status: test -e current/HEALTHY
-  logs: cat current/app.log
+  logs: {json.dumps(logs)}
 health: null
 environments:
   prod:

@@ -282,6 +282,13 @@ class CapviewApp(App[int]):
             title=f"rollback {target.label} → {to}", version=to,
         )
 
+    def start_restart(self, target: Target) -> Operation:
+        return self.start_operation(
+            "restart", target.env, self.hosts_of(target),
+            lambda emit: self.backend.restart(target.env, host=target.host, emit=emit),
+            title=f"restart {target.label}",
+        )
+
     def start_prune(self, target: Target, keep: int | None) -> Operation:
         return self.start_operation(
             "prune", target.env, self.hosts_of(target),

@@ -31,7 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from capview.engine.inspect import Comparison, DirEntry, FilePair
     from capview.engine.manifest import Entry as ManifestEntry
     from capview.engine.migrate import MigrationPlan
+    from capview.engine.logs import HostLogs
     from capview.engine.prune import PrunePlan
+    from capview.engine.verify import Verification
 
 Clock = Callable[[], float]
 STATUS_CONCURRENCY = 64  # hosts whose status is fetched at once (reads are not paced by max_parallel)
@@ -64,6 +66,9 @@ class Backend(Protocol):
     async def plan_migration(self, env: str, *, host: str | None = None) -> "list[MigrationPlan]": ...
     async def migrate(self, env: str, *, host: str | None = None, dry_run: bool = False,
                       rewrite_unit: bool = False, emit: Emit) -> OperationResult: ...
+    async def restart(self, env: str, *, host: str | None = None, emit: Emit) -> OperationResult: ...
+    async def logs(self, env: str, *, host: str | None = None, lines: int = 200, follow: bool = False,
+                   on_line: Callable[[str, str], None]) -> "list[HostLogs]": ...
 
     async def release_json(self, env: str, host: str, version: str) -> dict: ...
     async def manifest(self, env: str, host: str, version: str) -> "dict[str, ManifestEntry]": ...
@@ -72,6 +77,7 @@ class Backend(Protocol):
     async def release_logs(self, env: str, host: str, version: str) -> dict[str, str | None]: ...
     async def compare(self, env: str, host: str, a: str, b: str) -> "Comparison": ...
     async def read_pair(self, env: str, host: str, a: str, b: str, path: str) -> "FilePair": ...
+    async def verify(self, env: str, host: str, version: str) -> "Verification": ...
 
     async def close(self) -> None: ...
 
@@ -222,6 +228,18 @@ class EngineBackend:
         return await migrate(self.context(emit), self.env(env), host=host, dry_run=dry_run,
                              rewrite_unit=rewrite_unit)
 
+    async def restart(self, env: str, *, host: str | None = None, emit: Emit) -> OperationResult:
+        from capview.engine.restart import restart
+
+        return await restart(self.context(emit), self.env(env), host=host)
+
+    async def logs(self, env: str, *, host: str | None = None, lines: int = 200, follow: bool = False,
+                   on_line: Callable[[str, str], None]) -> "list[HostLogs]":
+        """The service's own log (``capview logs``' engine); ``follow`` runs until cancelled."""
+        from capview.engine.logs import logs
+
+        return await logs(self.context(), self.env(env), host=host, lines=lines, follow=follow, on_line=on_line)
+
     # -- inspection (every path is checked by engine.inspect, on both sides)
 
     async def release_json(self, env: str, host: str, version: str) -> dict:
@@ -264,6 +282,12 @@ class EngineBackend:
         from capview.engine.inspect import read_pair
 
         return await read_pair(self.context(), self._host(env, host), a, b, path)
+
+    async def verify(self, env: str, host: str, version: str) -> "Verification":
+        """``capview verify``'s check of one release on one host (re-hashes every file)."""
+        from capview.engine.verify import verify_release
+
+        return await verify_release(self.context(), self._host(env, host), version)
 
     async def close(self) -> None:
         if self._transport is not None:

@@ -3,7 +3,8 @@
 Each function reads the engine's own state (``HostStatus``, ``LockInfo``, the engine's
 ``unlock.why_not_stale`` rule) to say exactly what will happen on which host, and sets
 the safe default: Cancel is focused everywhere; rolling back to a failed release and
-forcing a lock that capview cannot prove dead need the version (or host) typed.
+forcing a lock that capview cannot prove dead need the version (or host) typed. A restart
+changes no release, so Cancel focused and ``y`` are enough.
 """
 
 from __future__ import annotations
@@ -148,3 +149,37 @@ def unlock(main: Any, target: Target) -> None:
     title = f"Force unlock {target.label}?" if live else f"Unlock {target.label}?"
     app.push_screen(ConfirmScreen(title, body, confirm_label="Force unlock" if live else "Unlock",
                                   danger=bool(live), type_to_confirm=word, id="unlock-confirm"), done)
+
+
+def restart(main: Any, target: Target) -> None:
+    """Restart the live release (stop -> start -> health, under the lock) on the target's hosts."""
+    app = main.app
+    env = app.env(target.env)
+    names = [target.host] if target.host else [h.name for h in env.hosts]
+    statuses = {s.host: s for s in main.statuses(target)}
+    running = [n for n in names if statuses.get(n) is not None and statuses[n].reachable and statuses[n].current]
+    if not running:
+        app.notify(f"{target.label}: no reachable host has a current release to restart.", severity="warning",
+                   markup=False)
+        return
+    width = max(len(clean_line(n)) for n in names) + 2
+    body = Text()
+    for name in names:
+        st = statuses.get(name)
+        body.append(f"{clean_line(name):<{width}}", style="dim")
+        if name in running:
+            body.append(clean_line(st.current), style="bold")
+            body.append("  restarted in place")
+        else:
+            body.append("unreachable or no current release: it fails there", style="yellow")
+        body.append("\n")
+    order = "one host at a time" if env.strategy == "rolling" and len(running) > 1 else "all at once"
+    body.append(f"\nstop -> start -> health check, {order}, under the deploy lock. No release changes: "
+                "an unhealthy restart stays current and its logs go to the release's health.log.", style="dim")
+
+    def done(ok: bool | None) -> None:
+        if ok:
+            app.start_restart(target)
+
+    app.push_screen(ConfirmScreen(f"Restart {target.label}?", body, confirm_label="Restart",
+                                  id="restart-confirm"), done)

@@ -1,10 +1,12 @@
 """Inspect one release: its files (a lazily loaded tree and a text viewer), its manifest
 (the file list of ``.capview/manifest.tsv``), its metadata (release.json with phases as a
 table and a unit on every number), build.log, health.log (opened at its end, where a
-failure is), and a compare view where enter on a changed file shows its diff.
+failure is), a compare view where enter on a changed file shows its diff, and ``v``:
+``capview verify`` of this release (every file re-hashed on the host against its
+manifest: changed, missing, extra).
 
-New release facts from later issues (verify results, schema-change warnings) are one
-more row group in :func:`metadata_table` or one more tab in ``TABS``.
+New release facts from later issues (schema-change warnings) are one more row group in
+:func:`metadata_table` or one more tab in ``TABS``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from capview.engine.events import PHASES
 from capview.engine.inspect import DirEntry
 from capview.engine.model import ReleaseInfo
 from capview.errors import CapviewError
-from capview.tui.text import ago, clean_block, clean_line, duration, plural, size, when
+from capview.tui.text import ago, clean_block, clean_line, clip, duration, plural, size, when
 from capview.tui.widgets.footer import CapviewFooter
+from capview.tui.widgets.log_pane import LINE_LIMIT
 from capview.tui.widgets.nav import NavLog, NavTable, NavTree
 
 CHANGE_STYLE = {"added": "green", "removed": "red", "changed": "yellow"}
 TYPE_WORD = {"f": "file", "d": "dir", "l": "link"}
-TABS = ("tab-files", "tab-manifest", "tab-meta", "tab-build", "tab-health", "tab-compare")
+TABS = ("tab-files", "tab-manifest", "tab-meta", "tab-build", "tab-health", "tab-compare", "tab-verify")
+KIND_STYLE = {"changed": "yellow", "missing": "red", "extra": "magenta"}
+KIND_WHY = {"changed": "differs from what was deployed", "missing": "deployed, now gone",
+            "extra": "nobody deployed it (written at run time, or tampering)"}
 ROOT = DirEntry("", "dir", 0, 0o755)
 META_ORDER = ("version", "state", "health", "error", "operator", "commit", "image", "started_at", "deployed_at",
               "finished_at", "downtime", "unavailable", "files", "bytes", "bytes_sent", "previous")
@@ -119,11 +125,12 @@ class InspectScreen(Screen[None]):
         Binding("4", "tab('tab-build')", "build.log", id="inspect.build"),
         Binding("5", "tab('tab-health')", "health.log", id="inspect.health"),
         Binding("6", "tab('tab-compare')", "Compare", id="inspect.compare"),
+        Binding("v", "verify", "Verify", id="inspect.verify"),
         Binding("escape,b", "back", "Back", id="inspect.back"),
         Binding("question_mark", "app.help", "Help", id="inspect.help"),
         Binding("q", "app.quit_safely", "Quit", id="inspect.quit"),
     ]
-    FOOTER_KEEP = [f"tab('{t}')" for t in TABS]
+    FOOTER_KEEP = ["verify"] + [f"tab('{t}')" for t in TABS]
 
     def __init__(self, env: str, host: str, release: ReleaseInfo, versions: list[str]) -> None:
         super().__init__()
@@ -177,6 +184,10 @@ class InspectScreen(Screen[None]):
                                          id="compare-with", value=self._default_other(), compact=True)
                         yield Static(id="compare-summary")
                         yield NavTable(id="compare-table", cursor_type="row")
+                with TabPane("Verify", id="tab-verify"):
+                    yield Static(Text("v: re-hash every file of this release on the host and compare it with "
+                                      "what was deployed (capview verify)", style="dim"), id="verify-summary")
+                    yield NavTable(id="verify-table", cursor_type="row")
         yield CapviewFooter()
 
     def _default_other(self):
@@ -203,6 +214,9 @@ class InspectScreen(Screen[None]):
         for key, label in (("change", "change"), ("path", "path"), ("a", "other"), ("b", self.version),
                            ("delta", "delta")):
             table.add_column(Text(clean_line(label)), key=key)
+        verify = self.query_one("#verify-table", DataTable)
+        for key, label in (("kind", "kind"), ("path", "path"), ("detail", "what differs")):
+            verify.add_column(label, key=key)
         other = self.query_one("#compare-with", Select).value
         if other is not Select.BLANK:
             self._run(self._compare(str(other)), "compare")
@@ -328,7 +342,7 @@ class InspectScreen(Screen[None]):
             text = logs.get(name) or f"(no {name}.log: {'no build ran' if name == 'build' else 'written only when a health check fails'})"
             log.clear()
             # health.log opens at its end: the failing check and the service's last lines are there
-            log.write_lines([clean_line(line) for line in text.splitlines()], scroll_end=name == "health")
+            log.write_lines([clip(line, LINE_LIMIT) for line in text.splitlines()], scroll_end=name == "health")
 
     # -- compare
 
@@ -397,3 +411,43 @@ class InspectScreen(Screen[None]):
             return
         if self.is_attached:
             self.app.push_screen(diff_screen(pair))
+
+    # -- verify: capview verify's check of this release
+
+    def action_verify(self) -> None:
+        self.action_tab("tab-verify")
+        self.query_one("#verify-summary", Static).update(
+            Text(f"verifying {clean_line(self.version)} on {clean_line(self.host)}: re-hashing every file…",
+                 style="yellow"))
+        self._run(self._verify(), "verify")
+
+    async def _verify(self) -> None:
+        try:
+            result = await self.backend.verify(self.env, self.host, self.version)
+        except CapviewError as exc:
+            result, err = None, exc
+        if not self.is_attached:
+            return
+        summary = self.query_one("#verify-summary", Static)
+        table = self.query_one("#verify-table", DataTable)
+        table.clear()
+        if result is None or result.error:
+            why = clean_line(err) if result is None else clean_line(result.error)
+            summary.update(Text(f"verify: {why}", style="red"))
+            return
+        for d in result.differences:
+            table.add_row(Text(d.kind, style=KIND_STYLE.get(d.kind, "")), Text(clean_line(d.path)),
+                          Text(clean_line(d.detail or KIND_WHY.get(d.kind, "")), style="dim"))
+        s = Text()
+        if result.ok:
+            s.append(f"✓ {clean_line(self.version)} is as deployed", style="bold green")
+        else:
+            s.append(f"✗ {clean_line(self.version)} differs from what was deployed", style="bold red")
+        s.append(f" · {plural(result.checked, 'entry', 'entries')} checked", style="dim")
+        for kind in ("changed", "missing", "extra"):
+            s.append(" · ")
+            s.append(f"{len(result.of_kind(kind))} {kind}", style=KIND_STYLE[kind] if result.of_kind(kind) else "dim")
+        if result.built:
+            s.append(f" · {plural(result.built, 'entry', 'entries')} added or replaced by the build (not drift)",
+                     style="dim")
+        summary.update(s)

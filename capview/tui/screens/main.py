@@ -72,6 +72,8 @@ class MainScreen(Screen[None]):
         Binding("p", "prune", "Prune", id="capview.prune"),
         Binding("m", "migrate", "Migrate", id="capview.migrate"),
         Binding("u", "unlock", "Unlock", id="capview.unlock"),
+        Binding("s", "restart", "Restart", id="capview.restart"),
+        Binding("l", "logs", "Logs", id="capview.logs"),
         Binding("slash", "filter", "Filter", id="capview.filter"),
         Binding("R", "refresh", "Refresh", id="capview.refresh", key_display="R"),
         Binding("o", "operation", "Progress", id="capview.progress"),
@@ -81,7 +83,7 @@ class MainScreen(Screen[None]):
         Binding("escape", "clear_filter", "Clear filter", show=False, id="capview.clear_filter"),
     ]
     FOOTER_KEEP = ["deploy", "rollback", "inspect", "history", "pin", "unpin", "unlock", "migrate", "filter", "prune",
-                   "refresh", "operation"]
+                   "logs", "restart", "refresh", "operation"]
     COMMAND_HELP = {
         "deploy": "Release a version to an environment or one host",
         "rollback": "Switch the selected host(s) to the highlighted release",
@@ -92,6 +94,8 @@ class MainScreen(Screen[None]):
         "prune": "Delete old releases beyond keep_releases; pin/unpin",
         "migrate": "Move a legacy in-place layout to releases/ + shared/",
         "unlock": "Remove a stale deploy lock",
+        "restart": "Restart the live release: stop, start, health check",
+        "logs": "The service's own log (capview logs): follow, pause",
         "filter": "Filter the focused list (or host: / version: prefixes)",
         "refresh": "Fetch every host's status now",
         "operation": "Show the last operation's progress",
@@ -382,6 +386,8 @@ class MainScreen(Screen[None]):
             return any(s.needs_migration for s in reachable)
         if action == "unlock":
             return any(s.lock is not None for s in reachable)
+        if action in ("restart", "logs"):
+            return any(s.current for s in reachable)
         if action == "operation":
             return self.capp.last_operation is not None
         if action == "clear_filter":
@@ -515,6 +521,19 @@ class MainScreen(Screen[None]):
         target = self._need_target()
         if target is not None:
             dialogs.unlock(self, target)
+
+    def action_restart(self) -> None:
+        target = self._need_target()
+        if target is not None:
+            dialogs.restart(self, target)
+
+    def action_logs(self) -> None:
+        target = self._need_target()
+        if target is None:
+            return
+        from capview.tui.screens.logs import LogsScreen
+
+        self.app.push_screen(LogsScreen(target))
 
     def show_release(self, host: str, version: str) -> bool:
         """Select ``host`` and highlight ``version`` (the history screen's enter)."""
