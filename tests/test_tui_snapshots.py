@@ -258,6 +258,8 @@ def test_migrate_after_run(snap_compare, world, size):
     async def run_before(pilot):
         await settle(pilot)
         await app.unlock(Target("legacy", "legacy-1"), force=True)  # the stale lock seeded on it
+        await pilot.pause()
+        app.clear_notifications()  # its toast would still show, or not, depending on how long migrate takes
         await on_host(pilot, "legacy", "legacy-1")
         await pilot.press("m")
         await settle(pilot)
@@ -340,6 +342,65 @@ def test_history_with_plot(snap_compare, world, size):
     async def run_before(pilot):
         await on_host(pilot, "prod", None)
         await pilot.press("h")
+        await settle(pilot)
+
+    assert snap_compare(world.app(), terminal_size=size, run_before=run_before)
+
+
+# --------------------------------------------------------------------------- service log, restart, verify
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_logs_following(snap_compare, world, size):
+    with open(world.dp("prod-1") / "current" / "app.log", "a") as f:
+        f.write("GET /cart 200 12ms\nPOST /order 201 48ms\n\x1b[2J\x1b[31mred\x1b]52;c;cHduZWQ=\x07 \u202eevil\n")
+    app = world.app()
+
+    async def run_before(pilot):
+        await on_host(pilot, "prod", "prod-1")
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen.stream is not None and app.screen.stream.total >= 4)
+        await pilot.pause(0.3)  # the pane's flush timer
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_restart_confirm(snap_compare, world, size):
+    async def run_before(pilot):
+        await on_host(pilot, "prod", None)
+        await pilot.press("s")
+        await pilot.pause()
+
+    assert snap_compare(world.app(), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_restart_done(snap_compare, world, size):
+    app = world.app()
+
+    async def run_before(pilot):
+        await settle(pilot)
+        op = app.start_restart(Target("prod", "prod-1"))
+        await until(pilot, lambda: not op.running, timeout=60)
+        await settle(pilot)
+        await pilot.pause(0.3)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_inspect_verify_tampered(snap_compare, world, size):
+    rel = world.dp("prod-1") / "releases" / "v1.3.0"
+    css = rel / "static" / "style.css"
+    css.chmod(0o644)
+    css.write_text("body { display: none }\n")
+    (rel / "templates" / "cart.html").unlink()
+    (rel / "static" / "evil\x1b[31m.js").write_text("steal()\n")
+
+    async def run_before(pilot):
+        await open_inspect(pilot, "v1.3.0")
+        await pilot.press("v")
         await settle(pilot)
 
     assert snap_compare(world.app(), terminal_size=size, run_before=run_before)

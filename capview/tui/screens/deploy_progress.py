@@ -74,7 +74,8 @@ class ProgressScreen(Screen[None]):
     BINDINGS = [
         Binding("c", "cancel_operation", "Cancel", id="progress.cancel"),
         Binding("s", "scripts", "Scripts", id="progress.scripts"),
-        Binding("escape,b", "back", "Back (keeps running)", id="progress.back"),
+        Binding("escape,b", "back_running", "Back (keeps running)", id="progress.back_running"),
+        Binding("escape,b", "back", "Back", id="progress.back"),
         Binding("question_mark", "app.help", "Help", id="progress.help"),
         Binding("q", "app.quit_safely", "Quit", id="progress.quit"),
     ]
@@ -114,6 +115,8 @@ class ProgressScreen(Screen[None]):
             return self.op.running  # nothing to cancel once it has finished
         if action == "scripts":
             return any(hp.scripts for hp in self.op.hosts.values())
+        if action in ("back_running", "back"):
+            return self.op.running == (action == "back_running")  # "keeps running" only while it runs
         return True
 
     def operation_changed(self, op: Operation) -> None:
@@ -182,6 +185,9 @@ class ProgressScreen(Screen[None]):
         return t
 
     def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_back_running(self) -> None:
         self.app.pop_screen()
 
     def action_cancel_operation(self) -> None:

@@ -88,7 +88,11 @@ class HelpScreen(ModalScreen[None]):
                 numbers = [("size / unique", SIZE_HELP),
                            ("frees (prune)", "unique, summed right for several releases that share hard links; "
                                              "prune then reports what the host actually freed"),
-                           ("down", "downtime: service stop begun to start returned, measured on the host")]
+                           ("down", "downtime: service stop begun to start returned, measured on the host"),
+                           ("took (history)", "the operation's phases plus its switch (stop begun to the first "
+                                              "healthy answer), slowest host"),
+                           ("verify (inspect v)", "every file re-hashed on the host: changed, missing (deployed, "
+                                                  "gone), extra (nobody deployed it); build outputs are not drift")]
                 if self.refresh_interval:
                     numbers.append(("updated", f"when the hosts were last read; the next read starts "
                                                f"{duration(self.refresh_interval)} after one ends (R: now)"))
@@ -105,6 +109,7 @@ def help_screen(app: Any) -> HelpScreen:
     from capview.tui.screens.deploy_progress import ProgressScreen
     from capview.tui.screens.history import HistoryScreen
     from capview.tui.screens.inspect import InspectScreen
+    from capview.tui.screens.logs import LogsScreen
     from capview.tui.screens.main import MainScreen
     from capview.tui.screens.migrate import MigrateScreen
     from capview.tui.screens.prune import PruneScreen
@@ -112,7 +117,8 @@ def help_screen(app: Any) -> HelpScreen:
     sections = [
         ("Main screen", MainScreen.BINDINGS),
         ("History", HistoryScreen.BINDINGS),
-        ("Deploy / rollback progress", ProgressScreen.BINDINGS),
+        ("Deploy / rollback / restart progress", ProgressScreen.BINDINGS),
+        ("Service log", LogsScreen.BINDINGS),
         ("Prune", PruneScreen.BINDINGS),
         ("Migrate", MigrateScreen.BINDINGS),
         ("Inspect", InspectScreen.BINDINGS),

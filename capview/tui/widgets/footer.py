@@ -12,7 +12,7 @@ from __future__ import annotations
 from textual.binding import Binding
 from textual.widgets import Footer
 
-ALWAYS = ("app.help", "help", "app.quit_safely", "quit_safely", "back")  # ranked before anything else
+ALWAYS = ("app.help", "help", "app.quit_safely", "quit_safely", "back", "back_running")  # ranked before anything else
 PALETTE_WIDTH = {False: 13, True: 11}  # "▏^p palette " docked right (compact: no right padding)
 
 
