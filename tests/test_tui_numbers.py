@@ -1,14 +1,16 @@
 """One set of numbers: the dashboard prints the engine's numbers through capview.units
 (the formatter the CLI uses), the prune screen's "frees" is the releases table's
-"unique", and what prune promises is what the host then frees.
-
-For the lead: once the CLI prints through capview.units too, extend the first test with
-``cli.tables.releases_text(statuses)`` (same engine numbers, same units.size strings).
+"unique", and what prune promises is what the host then frees; the CLI's ``releases``
+and ``prune --dry-run`` tables (cli/tables.py, on the same engine results) print the
+same strings.
 """
 
 from __future__ import annotations
 
+import re
+
 from capview import units
+from capview.cli.tables import prune_text, releases_text
 from capview.tui.screens.history import HistoryScreen
 from capview.tui.screens.prune import PruneScreen
 from tui_pilot import SIZE, screen_text, select, settle, until
@@ -33,6 +35,13 @@ async def test_dashboard_prune_screen_and_prune_result_print_the_same_size_and_f
             assert cell(table, r.version, "unique") == units.size(r.unique_disk_bytes)
         assert f"free     {units.size(st.free_bytes)}" in str(app.main_screen.query_one("#host-detail").render())
         unique = {r.version: cell(table, r.version, "unique") for r in st.releases}
+        # the CLI's `capview releases` rows: the same size and unique strings for every release
+        cli = releases_text([st], now=world.now)
+        for r in st.releases:
+            row = next(line for line in cli.splitlines() if re.search(rf"\s{re.escape(r.version)}\s", line))
+            assert f" {cell(table, r.version, 'size')} " in row and f" {unique[r.version]} " in row, row
+        assert units.size(st.free_bytes) + " free" in cli
+        cli_prune = prune_text([plan])
 
         await pilot.press("p")
         await settle(pilot)
@@ -44,6 +53,11 @@ async def test_dashboard_prune_screen_and_prune_result_print_the_same_size_and_f
             if item.action == "delete":  # the prune screen's "frees" is the releases table's "unique"
                 assert frees == units.size(item.frees_bytes) == unique[item.version]
         assert prune.total() == plan.total
+        assert f"{units.size(plan.total)} freed" in cli_prune
+        for item in plan.items:
+            if item.action == "delete":
+                row = next(line for line in cli_prune.splitlines() if line.strip().startswith(item.version))
+                assert row.rstrip().endswith(unique[item.version]), row
         assert f"freeing {units.size(plan.total)}" in screen_text(app)
 
         await pilot.press("y", "y")  # y: confirm on the table, y: confirm in the dialog
