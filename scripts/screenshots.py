@@ -7,7 +7,7 @@
 Screens are rendered headless on the dashboard tests' world (tests/tui_world.py): the real
 engine over LocalTransport on seeded host trees, with frozen clocks, so the pictures only
 change when the UI (or the engine) does; an operation shown mid-run is a real one held by a
-gate file. The main screen and the history are also written at 80x24 (``*-80x24.png``).
+gate file. The main screen, the history and the service log are also written at 80x24 (``*-80x24.png``).
 Textual exports SVG; ``rsvg-convert`` (Debian: ``apt-get install librsvg2-bin``) or, failing
 that, the ``cairosvg`` Python package makes the PNGs. Without either, only SVGs are written.
 
@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import tui_world  # noqa: E402  (tests/tui_world.py)
+from tui_pilot import settle, until  # noqa: E402  (tests/tui_pilot.py)
 from capview.errors import HostUnreachable  # noqa: E402
 from capview.tui.app import CapviewApp  # noqa: E402
 from capview.tui.screens.deploy_dialog import DeployRequest  # noqa: E402
@@ -45,18 +46,6 @@ from capview.tui.widgets.host_list import HostList, Target  # noqa: E402
 from capview.tui.widgets.releases_table import ReleasesTable  # noqa: E402
 
 
-async def settle(pilot, rounds: int = 3) -> None:
-    for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-
-
-async def until(pilot, cond, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError("screen did not reach the expected state")
-        await pilot.pause(0.02)
 
 
 async def on_host(pilot, env: str, host: str | None, version: str | None = None) -> None:
@@ -202,6 +191,43 @@ async def error_modal(app, pilot):
     await pilot.pause()
 
 
+async def service_log(app, pilot):
+    await on_host(pilot, "prod", "prod-1")
+    await pilot.press("l")
+    await until(pilot, lambda: getattr(app.screen, "stream", None) is not None and app.screen.stream.total >= 5)
+    await pilot.pause(0.3)
+
+
+def _log_lines(world) -> None:
+    with open(world.dp("prod-1") / "current" / "app.log", "a") as f:
+        f.write("GET / 200 4ms\nGET /cart 200 12ms\nPOST /order 201 48ms\n"
+                "\x1b]52;c;cHduZWQ=\x07\x1b[2J a hostile line: shown, never obeyed \u202eevil\n")
+
+
+async def restart_confirm(app, pilot):
+    await on_host(pilot, "prod", None)
+    await pilot.press("s")
+    await pilot.pause()
+
+
+async def restart_done(app, pilot):
+    await settle(pilot)
+    op = app.start_restart(Target("prod", "prod-1"))
+    await until(pilot, lambda: not op.running, timeout=60)
+    await settle(pilot)
+    await pilot.pause(0.3)
+
+
+async def inspect_verify(app, pilot):
+    await inspect_tab("v1.3.0", "1")(app, pilot)
+    await pilot.press("v")
+    await settle(pilot)
+
+
+def _tamper(world) -> None:
+    tui_world.tamper(world, extra="evil.js")
+
+
 def _nothing(world) -> None:
     pass
 
@@ -227,8 +253,12 @@ SCENARIOS: list[tuple[str, Scenario, Setup]] = [
     ("18-history", history, _nothing),
     ("19-help", help_screen, _nothing),
     ("20-error", error_modal, _nothing),
+    ("21-service-log", service_log, _log_lines),
+    ("22-restart-confirm", restart_confirm, _nothing),
+    ("23-restart-done", restart_done, _nothing),
+    ("24-inspect-verify", inspect_verify, _tamper),
 ]
-ALSO_SMALL = ("01-main-host", "18-history")  # written at 80x24 too
+ALSO_SMALL = ("01-main-host", "18-history", "21-service-log")  # written at 80x24 too
 
 
 async def render(world, name: str, scenario: Scenario, size: tuple[int, int]) -> str:

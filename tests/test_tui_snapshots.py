@@ -9,7 +9,6 @@ SVGs (``tests/__snapshots__/test_tui_snapshots/``) before committing them.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -18,22 +17,12 @@ from capview.tui.screens.deploy_dialog import DeployRequest
 from capview.tui.screens.inspect import FileTree
 from capview.tui.widgets.host_list import HostList, Target
 from capview.tui.widgets.releases_table import ReleasesTable
-from tui_world import make_hostile, world  # noqa: F401  (world: the fixture)
+from tui_pilot import settle, until
+from tui_world import make_hostile, tamper, world  # noqa: F401  (world: the fixture)
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 45), id="160x45")]
 
 
-async def settle(pilot, rounds: int = 3) -> None:
-    for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-
-
-async def until(pilot, cond, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await pilot.pause(0.02)
 
 
 async def on_host(pilot, env: str, host: str | None, version: str | None = None) -> None:
@@ -391,12 +380,7 @@ def test_restart_done(snap_compare, world, size):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_inspect_verify_tampered(snap_compare, world, size):
-    rel = world.dp("prod-1") / "releases" / "v1.3.0"
-    css = rel / "static" / "style.css"
-    css.chmod(0o644)
-    css.write_text("body { display: none }\n")
-    (rel / "templates" / "cart.html").unlink()
-    (rel / "static" / "evil\x1b[31m.js").write_text("steal()\n")
+    tamper(world)
 
     async def run_before(pilot):
         await open_inspect(pilot, "v1.3.0")

@@ -14,10 +14,21 @@ SIZE = (160, 45)
 
 
 async def settle(pilot, rounds: int = 3) -> None:
-    """Every worker done (refreshes, plans) and the screen caught up."""
-    for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
+    """Every worker done (refreshes, plans) and the screen caught up. A worker cancelled
+    meanwhile (an exclusive group that started a newer one) is not an error: wait again."""
+    from textual.worker import WorkerCancelled
+
+    done = 0
+    for _ in range(rounds + 20):
+        try:
+            await pilot.app.workers.wait_for_complete()
+        except WorkerCancelled:
+            await pilot.pause()
+            continue
         await pilot.pause()
+        done += 1
+        if done == rounds:
+            return
 
 
 async def until(pilot, cond, timeout: float = 20.0, what: str = "condition") -> None:

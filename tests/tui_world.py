@@ -470,6 +470,17 @@ def copy_world(base: Path, dest: Path) -> World:
     return World(dest, WorldTransport(dest), timer)
 
 
+def tamper(world: World, host: str = "prod-1", version: str = "v1.3.0", extra: str = "evil\x1b[31m.js") -> None:
+    """Change a deployed release behind capview's back: static/style.css rewritten (and made
+    writable), templates/cart.html deleted, ``static/<extra>`` added (what verify must find)."""
+    rel = world.dp(host) / "releases" / version
+    css = rel / "static" / "style.css"
+    css.chmod(0o644)
+    css.write_text("body { display: none }\n")
+    (rel / "templates" / "cart.html").unlink()
+    (rel / "static" / extra).write_text("steal()\n")
+
+
 async def take_lock(world: World, host, name: str, owner, now: float) -> None:
     """``owner`` takes the lock of ``host`` with the engine's own lock script (HostLock)."""
     from capview.engine.layout import HostPaths
