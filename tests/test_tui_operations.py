@@ -75,7 +75,7 @@ async def test_progress_after_a_health_failure_words_plurals_full_message_no_can
         world.hold("build")
         op = app.start_release(DeployRequest("prod", "v1.4.0", host="prod-1"))
         await until(pilot, lambda: op.hosts["prod-1"].phases["build"].state == "running", what="build")
-        assert "c Cancel" in (await footer(pilot))
+        assert "c Cancel" in (await footer(pilot)) and "Back (keeps running)" in (await footer(pilot))
         world.release_gate("build")
         await until(pilot, lambda: not op.running, what="the release")
         await settle(pilot)
@@ -85,7 +85,8 @@ async def test_progress_after_a_health_failure_words_plurals_full_message_no_can
         message = op.hosts["prod-1"].message
         assert message and " ".join(message.split()) in " ".join(
             line.strip(" │") for line in text.splitlines())  # wrapped at 80 columns, never cut
-        assert "c Cancel" not in (await footer(pilot))
+        bar = await footer(pilot)
+        assert "c Cancel" not in bar and "esc Back" in bar and "keeps running" not in bar  # it has finished
         await pilot.press("c")
         assert not any("already finished" in n for n in notes(app))  # the key is gone, not refused
         assert "build" in text  # a build is configured here
