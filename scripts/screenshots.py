@@ -194,8 +194,9 @@ async def error_modal(app, pilot):
 async def service_log(app, pilot):
     await on_host(pilot, "prod", "prod-1")
     await pilot.press("l")
-    await until(pilot, lambda: getattr(app.screen, "stream", None) is not None and app.screen.stream.total >= 5)
-    await pilot.pause(0.3)
+    await until(pilot, lambda: getattr(app.screen, "stream", None) is not None and len(app.screen.pane.lines) >= 5)
+    app.screen._title()
+    await pilot.pause()
 
 
 def _log_lines(world) -> None:

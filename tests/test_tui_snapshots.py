@@ -348,8 +348,11 @@ def test_logs_following(snap_compare, world, size):
     async def run_before(pilot):
         await on_host(pilot, "prod", "prod-1")
         await pilot.press("l")
-        await until(pilot, lambda: app.screen.stream is not None and app.screen.stream.total >= 4)
-        await pilot.pause(0.3)  # the pane's flush timer
+        # every line written by the pane's flush timer, and the title saying so (a loaded machine is slow)
+        await until(pilot, lambda: app.screen.stream is not None and len(app.screen.pane.lines) >= 4
+                    and app.screen.worker.is_running)
+        app.screen._title()
+        await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
