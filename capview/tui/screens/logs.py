@@ -54,6 +54,7 @@ class LogsScreen(Screen[None]):
         self.worker = None
         self.results: list = []  # engine.logs.HostLogs of the last read that ended
         self.error: str | None = None
+        self._ticker = None  # the title's line count, once a second
 
     @property
     def capp(self):
@@ -130,7 +131,8 @@ class LogsScreen(Screen[None]):
         self.worker = self.run_worker(self._read(stream, on_line), name=f"logs {self.target.label}",
                                       group="logs", exit_on_error=False)
         self._title()
-        self._ticker = getattr(self, "_ticker", None) or self.set_interval(1.0, self._title, name="logs-title")
+        if self._ticker is None:
+            self._ticker = self.set_interval(1.0, self._title, name="logs-title")
 
     async def _read(self, stream: LogStream, on_line) -> None:
         try:
