@@ -132,6 +132,8 @@ async def test_100k_hostile_log_lines_stay_bounded_and_inert(world):
         assert max(len(line) for line in pane.lines) <= LINE_LIMIT  # a 36,000-character line is clipped
         # what the dashboard holds after 100k lines (~14 MB of text, 6 MB in the long lines):
         # the newest CAP lines, raw in the stream and inert in the pane
+        print(f"100k hostile lines: {screen.stream.total} received, {len(pane.lines)} shown, "
+              f"{held_bytes / 2**20:.1f} MiB held by textual + capview.tui + inert")
         assert held_bytes < 24 * 2**20, held_bytes
         text = screen_text(app)
         assert not any(ch in text for ch in RAW), [ch for ch in RAW if ch in text]
