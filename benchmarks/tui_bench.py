@@ -17,17 +17,18 @@ How it is measured
   notes when the main screen's first frame (its "hosts" pane) and its footer reach the
   terminal; the child notes, on the same ``CLOCK_MONOTONIC``, when the interpreter was up,
   when its imports were done, when ``App.run`` started, and when the hosts' status was on
-  screen. With FakeBackend, and with EngineBackend over SSH to the ``capview demo``
-  sandbox (its embedded asyncssh host, seeded once by ``capview demo --headless``).
+  screen. With EngineBackend over LocalTransport on the dashboard tests' seeded world
+  (tests/tui_world.py), and over SSH to the ``capview demo`` sandbox (its embedded asyncssh
+  host, seeded once by ``capview demo --headless``).
 * **Keys during the flood**: the parent writes ``x`` into the terminal every 30 ms while
   the operation runs; the child's App binds ``x`` and records when the action ran.
   Latency = action ran - byte written (both CLOCK_MONOTONIC), keys paired in order; the
   child also records when Textual's input thread parsed each key, which splits the
   latency into "reaching the app" and "queued in the event loop". Peak RSS is the child's
   ``VmHWM``. The child times the UI's big steps (layout, render, log flush) and the
-  garbage collector's pauses in CPU time. FakeBackend emits the lines as fast as the loop
-  allows (a yield every 500 lines); the SSH rows run a real build on a testbed host
-  (``seq`` printing the lines) through EngineBackend and SshTransport.
+  garbage collector's pauses in CPU time. Every row runs a real build (``seq`` printing the
+  lines) through EngineBackend: on the tests' world over LocalTransport (this machine's sh),
+  and on a testbed host over SshTransport.
 * **Fleet**: one testbed sshd behind ``benchmarks/latency_proxy.py`` (its own process, one
   listener per host, 50 ms each way = 100 ms RTT), 50 HostConfigs on 50 listener ports (so
   50 separate SSH connections, as 50 hosts would be), each with its own deploy_path
@@ -106,22 +107,25 @@ def child_main(mode: str, out: Path, config: str | None, signal_path: Path, line
     from textual.binding import Binding
 
     from capview.tui.app import CapviewApp, OperationChanged
-    from capview.tui.backend import EngineBackend, FakeBackend
+    from capview.tui.backend import EngineBackend
     from capview.tui.screens.deploy_dialog import DeployRequest
 
     rec: dict[str, Any] = {"mode": mode, "t_main": t_main, "t_imported": _mono()}
     flood = mode.startswith("flood")
-    if mode.endswith("fake"):
-        backend: Any = FakeBackend(delay=0 if flood else 0.05, unreachable=(), build_lines=lines)
-        request = DeployRequest("prod", version, host="prod-1")
+    assert config is not None
+    if mode.endswith("local"):  # the dashboard tests' world: the real engine over LocalTransport
+        sys.path.insert(0, str(TESTS))
+        import tui_world
+
+        root = Path(config)
+        backend: Any = EngineBackend(config_path=root / "deploy.yaml", transport=tui_world.WorldTransport(root),
+                                     operator="bench@tui").load()
+    elif config.endswith(".pickle"):
+        backend = EngineBackend(config=pickle.loads(Path(config).read_bytes()), operator="bench@tui")
     else:
-        assert config is not None
-        if config.endswith(".pickle"):
-            backend = EngineBackend(config=pickle.loads(Path(config).read_bytes()), operator="bench@tui")
-        else:
-            backend = EngineBackend(config).load()
-        env = backend.environments()[0]
-        request = DeployRequest(env.name, version, host=env.hosts[0])
+        backend = EngineBackend(config).load()
+    env = backend.environments()[0]
+    request = DeployRequest(env.name, version, host=env.hosts[0].name)
     expect = sum(len(e.hosts) for e in backend.environments())
     if os.environ.get("CVB_YIELDING_READS"):
         # what-if for capview/remote/ssh.py: asyncssh's read() returns at once while data is
@@ -479,10 +483,23 @@ class DemoHost:
             self.sandbox.close()
 
 
+def local_world(work: Path, name: str, lines: int | None = None) -> str:
+    """A copy of the dashboard tests' seeded world (tests/tui_world.py); with ``lines``, the
+    next release's build prints that many lines at full speed."""
+    sys.path.insert(0, str(TESTS))
+    import tui_world
+
+    world = tui_world.copy_world(work, work / name)
+    if lines:
+        build = world.root / "src" / "next" / "build.sh"
+        build.write_text(f"seq -f 'build: compiling module %g/{lines}' 1 {lines}\n")
+    return str(world.root)
+
+
 def bench_paint(runs: int, work: Path, report: dict[str, Any]) -> None:
     rows = []
-    fake = paint_runs("paint-fake", runs, None, work)
-    rows.append(("FakeBackend", fake))
+    local = paint_runs("paint-local", runs, local_world(work, "paint-world"), work)
+    rows.append(("EngineBackend, LocalTransport (the tests' world: 3 hosts)", local))
     try:
         with DemoHost(work) as demo:
             eng = paint_runs("paint-engine", runs, demo.config, work)
@@ -846,10 +863,12 @@ def flood_runs(mode: str, runs: int, lines: int, config: str | None, work: Path,
 
 
 def bench_flood(runs: int, lines: int, engine: bool, work: Path, report: dict[str, Any]) -> None:
+    world = local_world(work, "flood-world", lines)
     rows = [
-        ("FakeBackend (in-process event stream)", flood_runs("flood-fake", runs, lines, None, work)),
-        ("FakeBackend, gc.freeze off (as before)", flood_runs("flood-fake", runs, lines, None, work,
-                                                                  freeze=False)),
+        ("EngineBackend, a real build over LocalTransport (local sh)", flood_runs("flood-local", runs, lines,
+                                                                                 world, work)),
+        ("EngineBackend over LocalTransport, gc.freeze off", flood_runs("flood-local", runs, lines, world, work,
+                                                                        freeze=False)),
     ]
     if engine:
         try:
@@ -930,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--releases", type=int, default=10)
     p.add_argument("--rtt", type=float, default=100.0, help="ms")
     p.add_argument("--lines", type=int, default=100_000)
-    p.add_argument("--no-engine-flood", action="store_true", help="FakeBackend flood only")
+    p.add_argument("--no-engine-flood", action="store_true", help="the local flood only (no SSH testbed)")
     p.add_argument("--out", type=Path, default=RESULTS / "tui.md")
     args = p.parse_args(argv)
     if args.child:

@@ -4,58 +4,48 @@
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--size 120x36] [--svg-only]
     .venv/bin/python scripts/screenshots.py --demo   # the real demo sandbox -> screenshots/demo-NN-*.png
 
-Screens are rendered headless with the deterministic FakeBackend and a frozen clock
-(so the pictures only change when the UI does), exported as SVG by Textual, then
-converted to PNG with ``rsvg-convert`` (Debian: ``apt-get install librsvg2-bin``) or,
-failing that, the ``cairosvg`` Python package. Without either, only SVGs are written.
+Screens are rendered headless on the dashboard tests' world (tests/tui_world.py): the real
+engine over LocalTransport on seeded host trees, with frozen clocks, so the pictures only
+change when the UI (or the engine) does; an operation shown mid-run is a real one held by a
+gate file. The main screen, the history and the service log are also written at 80x24 (``*-80x24.png``).
+Textual exports SVG; ``rsvg-convert`` (Debian: ``apt-get install librsvg2-bin``) or, failing
+that, the ``cairosvg`` Python package makes the PNGs. Without either, only SVGs are written.
 
 ``--demo`` instead runs the real ``capview demo`` sandbox (embedded SSH host, live apps,
 history seeded through the engine) and, while it is up, drives the dashboard on its
 deploy.yaml with ``EngineBackend`` through one session: main, rollback (confirm, then the
-real rollback's progress), prune, migrate of legacy-1 (plan, dry run), inspect, deploy
-dialog, help. Those pictures carry real ages, sizes and timings, so they change per run.
+real rollback's progress), history, prune, migrate of legacy-1 (plan, dry run), inspect,
+deploy dialog, help. Those pictures carry real ages, sizes and timings, so they change per run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Awaitable, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
+import tui_world  # noqa: E402  (tests/tui_world.py)
+from tui_pilot import settle, until  # noqa: E402  (tests/tui_pilot.py)
 from capview.errors import HostUnreachable  # noqa: E402
 from capview.tui.app import CapviewApp  # noqa: E402
-from capview.tui.backend import FAKE_T0, FakeBackend  # noqa: E402
 from capview.tui.screens.deploy_dialog import DeployRequest  # noqa: E402
 from capview.tui.screens.inspect import FileTree  # noqa: E402
 from capview.tui.widgets.host_list import HostList, Target  # noqa: E402
 from capview.tui.widgets.releases_table import ReleasesTable  # noqa: E402
 
 
-def clock() -> float:
-    return FAKE_T0
-
-
-async def settle(pilot, rounds: int = 3) -> None:
-    for _ in range(rounds):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-
-
-async def until(pilot, cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise RuntimeError("screen did not reach the expected state")
-        await pilot.pause(0.01)
 
 
 async def on_host(pilot, env: str, host: str | None, version: str | None = None) -> None:
@@ -67,12 +57,13 @@ async def on_host(pilot, env: str, host: str | None, version: str | None = None)
         table = main.query_one(ReleasesTable)
         table.focus()
         table.select_version(version)
-    await pilot.pause()
+    await settle(pilot)
 
 
-# --------------------------------------------------------------------------- scenarios
+# --------------------------------------------------------------------------- scenarios (the tests' world)
 
 Scenario = Callable[[CapviewApp, object], Awaitable[None]]
+Setup = Callable[["tui_world.World"], None]
 
 
 async def main_screen(app, pilot):
@@ -89,6 +80,18 @@ async def rollback_confirm(app, pilot):
     await pilot.pause()
 
 
+async def rollback_failed(app, pilot):
+    await on_host(pilot, "prod", None, "v1.2.0")
+    await pilot.press("r")
+    await pilot.pause()
+
+
+async def force_unlock(app, pilot):
+    await on_host(pilot, "legacy", "legacy-1")
+    await pilot.press("u")
+    await pilot.pause()
+
+
 async def deploy_dialog(app, pilot):
     await on_host(pilot, "prod", None)
     await pilot.press("d")
@@ -96,7 +99,6 @@ async def deploy_dialog(app, pilot):
 
 
 async def deploy_progress(app, pilot):
-    app.backend.hold("prod-1", "build")
     await settle(pilot)
     op = app.start_release(DeployRequest("prod", "v1.4.0", strategy="rolling"))
     await until(pilot, lambda: op.hosts["prod-1"].phases["build"].state == "running")
@@ -105,7 +107,7 @@ async def deploy_progress(app, pilot):
 
 async def deploy_failed(app, pilot):
     await settle(pilot)
-    op = app.start_release(DeployRequest("prod", "v1.4.0-bad", host="prod-1"))
+    op = app.start_release(DeployRequest("prod", "v1.4.0", host="prod-1"))
     await until(pilot, lambda: not op.running)
     await settle(pilot)
     await pilot.pause(0.3)
@@ -124,8 +126,10 @@ async def migrate(app, pilot):
 
 
 async def migrate_done(app, pilot):
+    await settle(pilot)
+    await app.unlock(Target("legacy", "legacy-1"), force=True)  # the stale lock seeded on it
     await migrate(app, pilot)
-    await pilot.press("enter", "enter")
+    await pilot.press("enter", "y")
     await until(pilot, lambda: app.last_operation is not None and not app.last_operation.running)
     await settle(pilot)
     await pilot.pause(0.3)
@@ -135,36 +139,40 @@ async def inspect_files(app, pilot):
     await on_host(pilot, "prod", "prod-1", "v1.3.0")
     await pilot.press("i")
     await settle(pilot)
-    await pilot.press("2")
-    await settle(pilot)
     tree = app.screen.query_one(FileTree)
-    templates = next(n for n in tree.root.children if n.data and n.data.name == "templates")
-    templates.expand()
+    config = next(n for n in tree.root.children if n.data and n.data.name == "config")
+    config.expand()
     await settle(pilot)
-    index = next(n for n in templates.children if n.data and n.data.name == "index.html")
-    tree.focus()
-    tree.move_cursor(index)
-    tree.select_node(index)
-    await settle(pilot)
-
-
-async def inspect_manifest(app, pilot):
-    await on_host(pilot, "prod", "prod-1", "v1.2.0")
-    await pilot.press("i")
+    toml = next(n for n in config.children if n.data and n.data.name == "app.toml")
+    tree.move_cursor(toml)
+    tree.select_node(toml)
     await settle(pilot)
 
 
-async def inspect_health(app, pilot):
-    await inspect_manifest(app, pilot)
-    await pilot.press("4")
-    await settle(pilot)
+def inspect_tab(version: str, key: str) -> Scenario:
+    async def go(app, pilot):
+        await on_host(pilot, "prod", "prod-1", version)
+        await pilot.press("i")
+        await settle(pilot)
+        await pilot.press(key)
+        await settle(pilot)
+        await pilot.pause(0.2)
+    return go
 
 
-async def inspect_compare(app, pilot):
-    await on_host(pilot, "prod", "prod-1", "v1.3.0")
-    await pilot.press("i")
+async def inspect_diff(app, pilot):
+    await inspect_tab("v1.3.0", "6")(app, pilot)
+    table = app.screen.query_one("#compare-table")
+    table.focus()
+    table.move_cursor(row=table.get_row_index("app.py"))
+    await pilot.press("enter")
     await settle(pilot)
-    await pilot.press("5")
+    await pilot.pause(0.2)
+
+
+async def history(app, pilot):
+    await on_host(pilot, "prod", None)
+    await pilot.press("h")
     await settle(pilot)
 
 
@@ -183,32 +191,108 @@ async def error_modal(app, pilot):
     await pilot.pause()
 
 
-SCENARIOS: list[tuple[str, Scenario, dict]] = [
-    ("01-main", main_screen, {}),
-    ("02-main-environment", main_environment, {}),
-    ("03-rollback-confirm", rollback_confirm, {}),
-    ("04-deploy-dialog", deploy_dialog, {}),
-    ("05-deploy-progress", deploy_progress, {"unreachable": ()}),
-    ("06-deploy-health-failed", deploy_failed, {"unreachable": ()}),
-    ("07-prune", prune, {}),
-    ("08-migrate-plan", migrate, {}),
-    ("09-migrate-done", migrate_done, {}),
-    ("10-inspect-files", inspect_files, {}),
-    ("11-inspect-manifest", inspect_manifest, {}),
-    ("12-inspect-health-log", inspect_health, {}),
-    ("13-inspect-compare", inspect_compare, {}),
-    ("14-help", help_screen, {}),
-    ("15-error", error_modal, {}),
+async def service_log(app, pilot):
+    await on_host(pilot, "prod", "prod-1")
+    await pilot.press("l")
+    await until(pilot, lambda: getattr(app.screen, "stream", None) is not None and len(app.screen.pane.lines) >= 5)
+    app.screen._title()
+    await pilot.pause()
+
+
+def _log_lines(world) -> None:
+    with open(world.dp("prod-1") / "current" / "app.log", "a") as f:
+        f.write("GET / 200 4ms\nGET /cart 200 12ms\nPOST /order 201 48ms\n"
+                "\x1b]52;c;cHduZWQ=\x07\x1b[2J a hostile line: shown, never obeyed \u202eevil\n")
+
+
+async def restart_confirm(app, pilot):
+    await on_host(pilot, "prod", None)
+    await pilot.press("s")
+    await pilot.pause()
+
+
+async def restart_done(app, pilot):
+    await settle(pilot)
+    op = app.start_restart(Target("prod", "prod-1"))
+    await until(pilot, lambda: not op.running, timeout=60)
+    await settle(pilot)
+    await pilot.pause(0.3)
+
+
+async def inspect_verify(app, pilot):
+    await inspect_tab("v1.3.0", "1")(app, pilot)
+    await pilot.press("v")
+    await settle(pilot)
+
+
+def _tamper(world) -> None:
+    tui_world.tamper(world, extra="evil.js")
+
+
+def _nothing(world) -> None:
+    pass
+
+
+SCENARIOS: list[tuple[str, Scenario, Setup]] = [
+    ("01-main-host", main_screen, _nothing),
+    ("02-main-environment", main_environment, _nothing),
+    ("03-rollback-confirm", rollback_confirm, _nothing),
+    ("04-rollback-failed-release", rollback_failed, _nothing),
+    ("05-force-unlock", force_unlock, _nothing),
+    ("06-deploy-dialog", deploy_dialog, _nothing),
+    ("07-deploy-progress", deploy_progress, lambda w: w.hold("build")),
+    ("08-deploy-health-failed", deploy_failed, lambda w: w.next_tree("v1.4.0", healthy=False)),
+    ("09-prune", prune, _nothing),
+    ("10-migrate-plan", migrate, _nothing),
+    ("11-migrate-done", migrate_done, _nothing),
+    ("12-inspect-files", inspect_files, _nothing),
+    ("13-inspect-manifest", inspect_tab("v1.3.0", "2"), _nothing),
+    ("14-inspect-metadata", inspect_tab("v1.2.0", "3"), _nothing),
+    ("15-inspect-health-log", inspect_tab("v1.2.0", "5"), _nothing),
+    ("16-inspect-compare", inspect_tab("v1.3.0", "6"), _nothing),
+    ("17-inspect-diff", inspect_diff, _nothing),
+    ("18-history", history, _nothing),
+    ("19-help", help_screen, _nothing),
+    ("20-error", error_modal, _nothing),
+    ("21-service-log", service_log, _log_lines),
+    ("22-restart-confirm", restart_confirm, _nothing),
+    ("23-restart-done", restart_done, _nothing),
+    ("24-inspect-verify", inspect_verify, _tamper),
 ]
+ALSO_SMALL = ("01-main-host", "18-history", "21-service-log")  # written at 80x24 too
 
 
-async def render(name: str, scenario: Scenario, backend_kw: dict, size: tuple[int, int]) -> str:
-    app = CapviewApp(FakeBackend(clock, delay=0, **backend_kw), clock=clock, refresh_interval=3600,
-                     animations=False)
+async def render(world, name: str, scenario: Scenario, size: tuple[int, int]) -> str:
+    app = world.app()
     async with app.run_test(size=size) as pilot:
         await scenario(app, pilot)
         await pilot.pause()
-        return app.export_screenshot(title=f"capview — {name.split('-', 1)[1].replace('-', ' ')}")
+        svg = app.export_screenshot(title=f"capview — {name.split('-', 1)[1].replace('-', ' ')}")
+    for gate in (world.root / "gates").iterdir():
+        gate.unlink()
+    return svg
+
+
+def render_world_shots(sizes: list[tuple[int, int]], only: str, write: Callable[[str, str], None]) -> int:
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    work = Path(tempfile.mkdtemp(prefix="capview-shots-"))
+    try:
+        for name, scenario, setup in SCENARIOS:
+            if only and only not in name:
+                continue
+            for size in sizes + ([(80, 24)] if name in ALSO_SMALL and (80, 24) not in sizes else []):
+                world = tui_world.copy_world(work, work / f"{name}-{size[0]}x{size[1]}")
+                undo = tui_world.freeze_engine_timer(world.timer)
+                try:
+                    setup(world)
+                    svg = asyncio.run(render(world, name, scenario, size))
+                finally:
+                    undo()
+                write(name if size == sizes[0] else f"{name}-{size[0]}x{size[1]}", svg)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 # --------------------------------------------------------------------------- --demo: the real sandbox
@@ -243,14 +327,21 @@ async def demo_rollback_confirm(app, pilot):
 
 
 async def demo_rollback_done(app, pilot):
-    # continues from the confirm dialog: enter runs the real rollback over SSH
-    await pilot.press("enter")
+    # continues from the confirm dialog (Cancel is focused): y runs the real rollback over SSH
+    await pilot.press("y")
     await until(pilot, lambda: app.last_operation is not None and app.last_operation.kind == "rollback")
     op = app.last_operation
     await until(pilot, lambda: not op.running, timeout=120)
     await pilot.pause(0.5)  # the log pane writes in batches on a timer
     if op.state != "ok":
         print(f"screenshots: warning: the rollback ended {op.state}: {op.summary()}", file=sys.stderr)
+
+
+async def demo_history(app, pilot):
+    await back_to_main(pilot)
+    await on_host(pilot, "prod", None)
+    await pilot.press("h")
+    await settle(pilot)
 
 
 async def demo_prune(app, pilot):
@@ -282,8 +373,6 @@ async def demo_inspect_files(app, pilot):
     await on_host(pilot, "prod", "prod-1", "v1.1.0")
     await pilot.press("i")
     await settle(pilot)
-    await pilot.press("2")
-    await settle(pilot)
     tree = app.screen.query_one(FileTree)
     await until(pilot, lambda: any(n.data and n.data.name == "templates" for n in tree.root.children))
     templates = next(n for n in tree.root.children if n.data and n.data.name == "templates")
@@ -298,17 +387,13 @@ async def demo_inspect_files(app, pilot):
 
 
 async def demo_inspect_compare(app, pilot):
-    # continues on the inspect screen. With the file tree focused, the tab keys do not leave
-    # the Files tab (focus falls to the viewer, whose pane is then re-activated), so take the
-    # focus off the tree first, as a user clicking elsewhere would.
+    # continues on the inspect screen
     from textual.widgets import TabbedContent
 
-    app.screen.set_focus(None)
-    await pilot.pause()
-    await pilot.press("5")
+    await pilot.press("6")
     await settle(pilot)
     if app.screen.query_one(TabbedContent).active != "tab-compare":
-        raise RuntimeError("'5' did not open the Compare tab")
+        raise RuntimeError("'6' did not open the Compare tab")
     await pilot.pause(0.3)
 
 
@@ -331,13 +416,14 @@ DEMO_STEPS: list[tuple[str, DemoStep]] = [
     ("demo-02-main-host", demo_main_host),
     ("demo-03-rollback-confirm", demo_rollback_confirm),
     ("demo-04-rollback-done", demo_rollback_done),
-    ("demo-05-prune", demo_prune),
-    ("demo-06-migrate-plan", demo_migrate_plan),
-    ("demo-07-migrate-dry-run", demo_migrate_dry_run),
-    ("demo-08-inspect-files", demo_inspect_files),
-    ("demo-09-inspect-compare", demo_inspect_compare),
-    ("demo-10-deploy-dialog", demo_deploy_dialog),
-    ("demo-11-help", demo_help),
+    ("demo-05-history", demo_history),
+    ("demo-06-prune", demo_prune),
+    ("demo-07-migrate-plan", demo_migrate_plan),
+    ("demo-08-migrate-dry-run", demo_migrate_dry_run),
+    ("demo-09-inspect-files", demo_inspect_files),
+    ("demo-10-inspect-compare", demo_inspect_compare),
+    ("demo-11-deploy-dialog", demo_deploy_dialog),
+    ("demo-12-help", demo_help),
 ]
 
 
@@ -415,14 +501,14 @@ def converter() -> Callable[[str, Path], None] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "screenshots"), help="output directory")
-    parser.add_argument("--size", default="120x36", help="terminal size, WIDTHxHEIGHT")
+    parser.add_argument("--size", default="120x36", help="terminal size(s), WIDTHxHEIGHT[,WIDTHxHEIGHT]")
     parser.add_argument("--svg-only", action="store_true", help="do not convert to PNG")
     parser.add_argument("--keep-svg", action="store_true", help="write the SVGs next to the PNGs")
     parser.add_argument("--only", default="", help="substring of the screens to render")
     parser.add_argument("--demo", action="store_true",
                         help="drive the dashboard on the real demo sandbox; writes demo-NN-*.png")
     args = parser.parse_args(argv)
-    width, height = (int(x) for x in args.size.lower().split("x"))
+    sizes = [tuple(int(x) for x in one.lower().split("x")) for one in args.size.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     convert = None if args.svg_only else converter()
@@ -438,17 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{out / name}.{'png' if convert else 'svg'}", flush=True)
 
     if args.demo:
-        return run_demo_shots(out, (width, height), write)
-    for name, scenario, kw in SCENARIOS:
-        if args.only and args.only not in name:
-            continue
-        svg = asyncio.run(render(name, scenario, kw, (width, height)))
-        if convert is None or args.keep_svg:
-            (out / f"{name}.svg").write_text(svg, encoding="utf-8")
-        if convert is not None:
-            convert(svg, out / f"{name}.png")
-        print(f"{out / name}.{'png' if convert else 'svg'}")
-    return 0
+        return run_demo_shots(out, sizes[0], write)  # type: ignore[arg-type]
+    return render_world_shots(sizes, args.only, write)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

@@ -152,6 +152,7 @@ BUILDERS = {
     # inspect
     "inspect_list_dir": lambda: inspect.list_dir(DP, "v1", "static/css"),
     "inspect_read_text": lambda: inspect.read_text(DP, "v1", "templates/index.html", 1000),
+    "inspect_read_pair": lambda: inspect.read_pair(DP, "v1", "v2", "templates/index.html", 1000),
     "inspect_logs": lambda: inspect.release_logs(DP, "v1"),
     "inspect_manifests": lambda: inspect.manifests(DP, "v1", "v2"),
 }

@@ -80,3 +80,32 @@ async def test_compare_from_manifests(fh):
     assert c.unchanged == 2  # templates dir + index.html
     with pytest.raises(InspectError, match="no manifest"):
         await compare(ctx(), host_config(fh.dp), "v1", "v7")
+
+
+async def test_read_pair_reads_both_sides_in_one_round_trip(fh):
+    from capview.engine.inspect import read_pair
+
+    h = host_config(fh.dp)
+    transport = LocalTransport()
+    c = Context(transport=transport, operator="t@b")
+    pair = await read_pair(c, h, "v1", "v2", "app.py")
+    assert (pair.old, pair.new) == ("print(1)\n", "print(2)\n") and transport.round_trips == 1
+    added = await read_pair(c, h, "v1", "v2", "crlf.txt")
+    assert added.old is None and added.new == "a\r\nb\r\n"
+    removed = await read_pair(c, h, "v1", "v2", "old.txt")
+    assert removed.old == "x" and removed.new is None
+    assert (await read_pair(c, h, "v1", "v2", "nodir/x.txt")).old is None  # a directory only one side has
+    cut = await read_pair(c, h, "v1", "v2", "big.txt", limit=100)
+    assert cut.new.startswith("y" * 100) and "first 100 of 5000 bytes" in cut.new
+    with pytest.raises(InspectError, match="binary"):
+        await read_pair(c, h, "v1", "v2", "bin.dat")
+    with pytest.raises(InspectError, match="not a regular file"):
+        await read_pair(c, h, "v1", "v2", ".env")  # shared/.env: secrets never read
+    with pytest.raises(InspectError, match="outside"):
+        await read_pair(c, h, "v1", "v2", "data/app.db")
+    with pytest.raises(InspectError):
+        await read_pair(c, h, "v1", "v2", "../../shared/.env")
+    with pytest.raises(InspectError, match="no release"):
+        await read_pair(c, h, "v1", "v9", "app.py")
+    with pytest.raises(UsageError):
+        await read_pair(c, h, "v1", "../x", "app.py")

@@ -30,6 +30,7 @@ from capview.tui.screens.prune import PruneScreen
 from capview.tui.widgets.host_list import HostList
 from capview.tui.widgets.releases_table import ReleasesTable
 from realhost import make_source, new_app
+from tui_world import world  # noqa: F401
 
 pytestmark = pytest.mark.testbed
 
@@ -165,7 +166,7 @@ async def test_deploy_rollback_and_prune_through_the_ui(host, tmp_path):
         assert shown(table) == ["v3", "v2", "v1"]
         assert table.get_cell("v3", "mark").plain.strip() == "●"
 
-        # -- rollback: tab to the releases, highlight the oldest, r, enter
+        # -- rollback: tab to the releases, highlight the oldest, r, y
         await pilot.press("tab")
         assert table.has_focus
         await pilot.press("down", "down")
@@ -174,7 +175,8 @@ async def test_deploy_rollback_and_prune_through_the_ui(host, tmp_path):
         assert isinstance(ui.screen, ConfirmScreen)
         body = ui.screen.body.plain
         assert host.name in body and "v3  →  v1" in body, body
-        await pilot.press("enter")
+        assert ui.screen.focused.id == "no"  # Cancel is the default
+        await pilot.press("y")
         await pilot.pause()
         assert isinstance(ui.screen, ProgressScreen)
         op = ui.last_operation
@@ -192,7 +194,7 @@ async def test_deploy_rollback_and_prune_through_the_ui(host, tmp_path):
         assert ui.status[host.name].current == "v1"
         assert table.get_cell("v1", "mark").plain.strip() == "●"
 
-        # -- prune: p, lower keep to 1, enter, enter
+        # -- prune: p, lower keep to 1, enter, y
         await pilot.press("p")
         assert isinstance(ui.screen, PruneScreen)
         prune = ui.screen
@@ -210,7 +212,7 @@ async def test_deploy_rollback_and_prune_through_the_ui(host, tmp_path):
         await pilot.press("enter")
         assert isinstance(ui.screen, ConfirmScreen)
         assert "v2" in ui.screen.body.plain and "v3" not in ui.screen.body.plain
-        await pilot.press("enter")
+        await pilot.press("y")
         await pilot.pause()
         assert isinstance(ui.screen, ProgressScreen)
         op = ui.last_operation
@@ -329,10 +331,8 @@ async def test_dashboard_status_fetches_every_host_at_once_whatever_max_parallel
         await backend.close()
 
 
-async def test_freeze_gc_freezes_after_the_first_frame_and_unfreezes_on_exit(tmp_path):
-    from capview.tui.backend import FakeBackend
-
-    app = CapviewApp(FakeBackend(delay=0), refresh_interval=3600, animations=False, freeze_gc=True)
+async def test_freeze_gc_freezes_after_the_first_frame_and_unfreezes_on_exit(world):
+    app = world.app(freeze_gc=True)
     async with app.run_test(size=SIZE) as pilot:
         await settled(pilot, app)
         assert gc.get_freeze_count() > 10_000  # the startup heap is out of the collector's view

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import capview.tui.app as tui_app
-from capview.tui.app import CapviewApp
-from capview.tui.backend import FAKE_T0, FakeBackend
+from tui_world import world  # noqa: F401
 
 
-async def test_app_exits_when_its_terminal_is_gone(monkeypatch):
-    app = CapviewApp(FakeBackend(lambda: FAKE_T0, delay=0), clock=lambda: FAKE_T0, animations=False)
+async def test_app_exits_when_its_terminal_is_gone(world, monkeypatch):
+    app = world.app()
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.pause()
         monkeypatch.setattr(tui_app, "_stdin_is_tty", lambda: True)

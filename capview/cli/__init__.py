@@ -169,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the sandbox's SSH host and apps up, no dashboard, until Ctrl-C "
                            "(use the CLI on it from another terminal)")
 
-    cmd("ui")
+    p = cmd("ui")
+    p.add_argument("--refresh", metavar="INTERVAL",
+                   help="wait between the end of one status refresh and the next: 5s (default), 500ms, 2m")
 
     p = cmd("completion")
     p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete for")

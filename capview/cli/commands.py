@@ -368,7 +368,7 @@ def cmd_ui(args) -> int:
 
     path = Path(args.config)
     load_config(path)  # a broken deploy.yaml is a one-line error, not a crashed UI
-    return run_app(path)
+    return run_app(path, refresh=getattr(args, "refresh", None))  # parsed (and refused) by the dashboard
 
 
 def cmd_completion(args) -> int:

@@ -66,7 +66,7 @@ def releases_text(hosts: list[HostStatus], now: float | None = None, split=None)
             ts = r.deployed_at or r.started_at
             rows.append((
                 mark, cell(r.version, "version"), state, units.age(now - ts) if ts else "-",
-                units.size(r.size_bytes), units.size(r.unique_bytes), cell(r.operator, "operator"),
+                units.size(r.size_bytes), units.size(r.unique_disk_bytes), cell(r.operator, "operator"),
                 cell(r.commit, "commit"), release_health(h, r), units.duration(headline_downtime(r)),
             ))
         out.append(_table(rows) if len(rows) > 1 else "  (no releases)\n")

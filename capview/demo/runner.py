@@ -58,7 +58,7 @@ def releases_table(statuses) -> list[str]:
         for r in reversed(st.releases):  # newest first, as `capview releases` and the dashboard
             mark = "*" if r.current else ("<" if r.previous else "")
             rows.append((st.host, inert.clip(r.version, 64), mark, inert.clip(r.state, 16),
-                         units.size(r.size_bytes), units.size(r.unique_bytes)))
+                         units.size(r.size_bytes), units.size(r.unique_disk_bytes)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.append("(* current, < previous)")

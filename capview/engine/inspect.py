@@ -125,6 +125,50 @@ async def read_text(ctx: Context, host: HostConfig, version: str, relpath: str, 
     return text
 
 
+@dataclass(frozen=True)
+class FilePair:
+    """One file as it is in two releases, for a diff: None where it does not exist."""
+
+    path: str
+    a: str
+    b: str
+    old: str | None
+    new: str | None
+
+
+async def read_pair(ctx: Context, host: HostConfig, a: str, b: str, relpath: str,
+                    limit: int = LOG_LIMIT) -> FilePair:
+    """A text file of release ``a`` and of release ``b`` in one round trip (the compare
+    view's per-file diff). Each side gets read_text's checks; a side where the file does
+    not exist is None (added or removed)."""
+    validate_version(a)
+    validate_version(b)
+    rel = _relpath(relpath)
+    if not rel:
+        raise InspectError("a file path is required")
+    frames = Frames.new()
+    script = sh.read_pair(host.settings.deploy_path, a, b, rel, limit)
+    sides: list[dict[str, str]] = [{}, {}]
+    current: dict[str, str] | None = None
+    for kind, arg, body in await _run(ctx, host, script, frames):
+        if kind == "side" and arg in ("0", "1"):
+            current = sides[int(arg)]
+        elif current is not None and kind != "end":
+            current[kind] = body
+    texts: list[str | None] = []
+    for version, got in zip((a, b), sides):
+        gone = {"absent", "notfound"}  # no such file, or no such directory, on this side
+        _check(set(got) - gone, version, rel)
+        if gone & set(got) or "text" not in got:
+            texts.append(None)
+            continue
+        text, size = got["text"], int(got.get("size", "0").strip() or 0)
+        if size > limit:
+            text += f"\n[... cut: showing the first {limit} of {size} bytes]"
+        texts.append(text)
+    return FilePair(rel, a, b, texts[0], texts[1])
+
+
 async def release_logs(ctx: Context, host: HostConfig, version: str) -> dict[str, str | None]:
     """{"build": ..., "health": ...} from the release's .capview (None when absent; tails of 256 KB)."""
     frames = Frames.new()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from typing import AsyncIterable
 
 from capview.config import HostConfig
@@ -65,7 +67,12 @@ class LocalTransport:
             )
         except BaseException:
             if proc.returncode is None:
-                proc.kill()
+                # the whole session (start_new_session): a child left running would hold the
+                # pipes open, and proc.wait() waits for them to close
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 await proc.wait()
             raise
         return RunResult(proc.returncode or 0, "\n".join(out), "\n".join(err))

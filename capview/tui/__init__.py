@@ -17,11 +17,15 @@ def run_app(
     *,
     backend: "Backend | None" = None,
     clock: Callable[[], float] | None = None,
+    refresh: float | str | None = None,
 ) -> int:
-    """Open the dashboard on ``config_path`` (or on an injected backend). Returns an exit code."""
+    """Open the dashboard on ``config_path`` (or on an injected backend). Returns an exit code.
+
+    ``refresh``: seconds, or a duration like ``5s`` / ``500ms`` / ``2m`` (``capview ui --refresh``):
+    the wait between the end of one status refresh and the start of the next."""
     from capview.tui.app import run_app as _run
 
-    return _run(config_path, backend=backend, clock=clock)
+    return _run(config_path, backend=backend, clock=clock, refresh=refresh)
 
 
 async def run_app_async(
@@ -29,11 +33,12 @@ async def run_app_async(
     *,
     backend: "Backend | None" = None,
     clock: Callable[[], float] | None = None,
+    refresh: float | str | None = None,
 ) -> int:
     """``run_app`` for callers that already run an event loop (the demo)."""
     from capview.tui.app import run_app_async as _run
 
-    return await _run(config_path, backend=backend, clock=clock)
+    return await _run(config_path, backend=backend, clock=clock, refresh=refresh)
 
 
 __all__ = ["run_app", "run_app_async"]

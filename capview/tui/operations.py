@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from capview.engine.events import (
     PHASES,
@@ -28,13 +28,26 @@ from capview.engine.events import (
     UploadProgress,
     HostWarning as WarningEvent,
 )
+from capview.engine.restart import RESTART_PHASES
+from capview.engine.rollback import ROLLBACK_PHASES
 
-# Columns a progress screen starts with, per operation; unknown phases are added as seen.
+from capview.inert import line as _line
+from capview.units import plural
+
+
+def word(name: str | None) -> str:
+    """An engine identifier as a user reads it: ``rolled_back`` -> ``rolled back``."""
+    return _line(name or "").replace("_", " ")
+
+
+# Columns a progress screen starts with: the phases the engine emits for each operation
+# (engine.events.PHASES for a release; rollback.py's and restart.py's timed phases; prune's
+# one cleanup phase). Migrate starts with none: its screen shows the plan's steps instead.
 EXPECTED_PHASES: dict[str, tuple[str, ...]] = {
     "release": PHASES,
-    "rollback": ("lock", "switch", "health"),
-    "prune": ("prune",),
-    "migrate": ("detect", "move", "verify"),
+    "rollback": ROLLBACK_PHASES,
+    "restart": RESTART_PHASES,
+    "prune": ("cleanup",),
 }
 
 
@@ -82,6 +95,8 @@ class HostProgress:
     message: str = ""
     current_phase: str | None = None
     warnings: list[str] = field(default_factory=list)
+    skipped: frozenset[str] = frozenset()  # phases that do not apply to this host (no build configured)
+    scripts: dict[str, str] = field(default_factory=dict)  # dry run: phase -> the script it would run
 
     @property
     def upload_rate(self) -> float | None:
@@ -102,7 +117,8 @@ class Operation:
     _ids = itertools.count(1)
 
     def __init__(self, kind: str, env: str, hosts: tuple[str, ...], *, version: str | None = None,
-                 dry_run: bool = False, title: str = "", max_lines: int = 5000) -> None:
+                 dry_run: bool = False, title: str = "", max_lines: int = 5000,
+                 skip: Mapping[str, Iterable[str]] | None = None) -> None:
         self.id = next(self._ids)
         self.kind = kind
         self.env = env
@@ -110,7 +126,11 @@ class Operation:
         self.dry_run = dry_run
         self.title = title or f"{kind} {env}"
         self.max_lines = max_lines
-        self.phase_names: list[str] = list(EXPECTED_PHASES.get(kind, ()))
+        self.skip = {h: frozenset(p) for h, p in (skip or {}).items()}
+        # a phase no host runs (no build configured anywhere) gets no column
+        self.hidden = frozenset.intersection(*self.skip.values()) if hosts and len(self.skip) == len(hosts) \
+            else frozenset()
+        self.phase_names: list[str] = [p for p in EXPECTED_PHASES.get(kind, ()) if p not in self.hidden]
         self.hosts: dict[str, HostProgress] = {}
         for h in hosts:
             self._host(h)
@@ -131,12 +151,13 @@ class Operation:
         hp = self.hosts.get(name)
         if hp is None:
             hp = self.hosts[name] = HostProgress(
-                name, {p: PhaseState() for p in self.phase_names}, LogStream(self.max_lines)
+                name, {p: PhaseState() for p in self.phase_names}, LogStream(self.max_lines),
+                skipped=self.skip.get(name, frozenset()),
             )
         return hp
 
     def _phase(self, hp: HostProgress, phase: str) -> PhaseState:
-        if phase not in self.phase_names:
+        if phase not in self.phase_names and phase not in self.hidden:
             self.phase_names.append(phase)
             for other in self.hosts.values():
                 other.phases.setdefault(phase, PhaseState())
@@ -196,11 +217,14 @@ class Operation:
             else:
                 self._combined(f"warning: {ev.message}")
         elif isinstance(ev, DryRunScript):
+            # kept for the script viewer (s), not poured into the log: a migrate script is
+            # ~150 lines of shell with framing markers
             hp = self._host(ev.host or "-")
-            for line in [f"--- dry run: {ev.phase} script ---", *ev.script.splitlines()]:
-                hp.log.append(line)
-                self._combined(f"{hp.host}: {line}")
-            return False
+            hp.scripts[ev.phase] = ev.script
+            lines = ev.script.count("\n") + (not ev.script.endswith("\n"))
+            note = f"dry run: the {ev.phase} script ({plural(lines, 'line')}) changes nothing; s shows it"
+            hp.log.append(note)
+            self._combined(f"{hp.host}: {note}")
         elif isinstance(ev, HostFinished):
             if ev.host:
                 hp = self._host(ev.host)
@@ -210,7 +234,7 @@ class Operation:
                 for ps in hp.phases.values():
                     if ps.state == "running":
                         ps.state = "done" if ev.outcome in ("ok", "skipped") else "failed"
-                self._note(hp, f"{ev.outcome}" + (f": {ev.message}" if ev.message else ""))
+                self._note(hp, word(ev.outcome) + (f": {ev.message}" if ev.message else ""))
         elif isinstance(ev, OperationStarted):
             self.started_at = ev.at
             self.env = ev.env or self.env
@@ -258,15 +282,28 @@ class Operation:
         self._combined("cancelled")
         self.changes += 1
 
+    @property
+    def finished(self) -> bool:
+        return not self.running
+
     def summary(self) -> str:
         """One line for the completion notification."""
         what = self.title
         if self.state == "ok":
-            return f"{what}: done on {len(self.hosts)} host(s)"
+            ok = sum(1 for hp in self.hosts.values() if hp.outcome == "ok")
+            skipped = sum(1 for hp in self.hosts.values() if hp.outcome == "skipped")
+            tail = f", {skipped} skipped" if skipped else ""
+            return f"{what}: done on {plural(ok or len(self.hosts), 'host')}{tail}"
         if self.state == "cancelled":
-            return f"{what}: cancelled before the switch; nothing changed"
+            return f"{what}: cancelled before the switch; the live release is unchanged"
         if self.state == "error":
             return f"{what}: error: {self.error}"
-        bad = [f"{h} {hp.outcome}" + (f" ({hp.message})" if hp.message else "")
-               for h, hp in self.hosts.items() if hp.outcome not in ("ok", "skipped", None)]
-        return f"{what}: failed: " + ("; ".join(bad) if bad else "see the log")
+        bad = [hp for hp in self.hosts.values() if hp.outcome not in ("ok", "skipped", None)]
+        if not bad:
+            return f"{what}: failed: see the log"
+        # the same message on every host (a version that exists everywhere) is said once
+        messages = {hp.message for hp in bad}
+        if len(bad) > 1 and len(messages) == 1:
+            return f"{what}: {word(bad[0].outcome)} on {plural(len(bad), 'host')}: {bad[0].message}"
+        return f"{what}: " + "; ".join(f"{hp.host} {word(hp.outcome)}" + (f" ({hp.message})" if hp.message else "")
+                                      for hp in bad)

@@ -37,15 +37,33 @@ def list_dir(dp: str, version: str, rel: str) -> str:
     )
 
 
-def read_text(dp: str, version: str, rel: str, limit: int) -> str:
-    return resolve(dp, version, rel, False) + (
-        'f="$real/$name"\n'
+def _text_file(limit: int) -> str:
+    """sh: ``$f`` must be a regular text file; its size and first ``limit`` bytes."""
+    return (
         'if [ -L "$f" ] || [ ! -f "$f" ]; then sec notfile; exit 0; fi\n'
         # a NUL byte in the first 8 KiB means binary
         'if [ "$(head -c 8192 "$f" | tr -d \'\\000\' | wc -c)" -ne "$(head -c 8192 "$f" | wc -c)" ]; then sec binary; exit 0; fi\n'
         'sec size\nwc -c < "$f"\n'
-        f'sec text\nhead -c {int(limit)} "$f"\nsec end\n'
+        f'sec text\nhead -c {int(limit)} "$f"\n'
     )
+
+
+def read_text(dp: str, version: str, rel: str, limit: int) -> str:
+    return resolve(dp, version, rel, False) + 'f="$real/$name"\n' + _text_file(limit) + "sec end\n"
+
+
+def read_pair(dp: str, a: str, b: str, rel: str, limit: int) -> str:
+    """One file of release ``a`` (section ``side 0``) and of ``b`` (``side 1``), each side in
+    a subshell so its ``exit`` ends only that side; ``absent`` where the file does not exist."""
+    return "".join(
+        f"( sec side {index}\n"
+        + resolve(dp, version, rel, False)
+        + 'f="$real/$name"\n'
+        'if [ ! -e "$f" ] && [ ! -L "$f" ]; then sec absent; exit 0; fi\n'
+        + _text_file(limit)
+        + ")\n"
+        for index, version in enumerate((a, b))
+    ) + "sec end\n"
 
 
 def release_logs(dp: str, version: str) -> str:

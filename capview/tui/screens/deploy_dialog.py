@@ -1,4 +1,10 @@
-"""``d``: what to release where. Returns a :class:`DeployRequest`, or None when cancelled."""
+"""``d``: what to release where. Returns a :class:`DeployRequest`, or None when cancelled.
+
+Nothing starts until the version is checked against what the dashboard knows of the
+chosen hosts: a valid release name (the engine's rule), not already on any of them
+(releases are immutable: the engine would take the lock, then refuse at setup), and no
+host locked by another operation. The fields scroll; the buttons always show.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,15 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select
+from textual.widgets import Button, Input, Label, RadioSet, Select, Static
 
+from capview.config import Environment
+from capview.engine.model import HostStatus
 from capview.errors import CapviewError
-from capview.tui.backend import EnvInfo
+from capview.tui.text import clean_line, plural
+from capview.tui.widgets.toggles import Radio, Tick
 
 WHOLE = "__all__"
 
@@ -27,16 +36,25 @@ class DeployRequest:
     dry_run: bool = False
 
 
-def _validate(version: str) -> str | None:
-    try:
-        from capview.engine.layout import validate_version
-    except ImportError:  # pragma: no cover - the engine always ships it
-        return None if version else "a version is required"
+def problems(version: str, hosts: list[str], status: dict[str, HostStatus]) -> list[str]:
+    """Why deploying ``version`` to ``hosts`` would fail before it changes anything ([] if it would not).
+    A warning the engine can give before a deploy (schema changes) belongs here too."""
+    from capview.engine.layout import validate_version
+
     try:
         validate_version(version)
     except CapviewError as exc:
-        return exc.message
-    return None
+        return [exc.message]
+    out = []
+    have = [h for h in hosts if status.get(h) and any(r.version == version for r in status[h].releases)]
+    if have:
+        out.append(f"{version} already exists on {', '.join(have)}: releases are immutable, pick a new version")
+    for h in hosts:
+        st = status.get(h)
+        if st is not None and st.lock is not None:
+            out.append(f"{h} is locked by {clean_line(st.lock.operator)} ({clean_line(st.lock.operation)}): "
+                       "wait for it, or unlock (u)")
+    return out
 
 
 class DeployDialog(ModalScreen["DeployRequest | None"]):
@@ -45,46 +63,52 @@ class DeployDialog(ModalScreen["DeployRequest | None"]):
         Binding("ctrl+s", "submit", "Deploy", id="deploy.submit"),
     ]
 
-    def __init__(self, envs: list[EnvInfo], *, env: str, host: str | None, version: str) -> None:
+    def __init__(self, envs: list[Environment], status: dict[str, HostStatus], *, env: str,
+                 host: str | None, version: str) -> None:
         super().__init__()
         self.envs = {e.name: e for e in envs}
+        self.status = status
         self.env = env if env in self.envs else next(iter(self.envs))
         self.host = host
         self.version = version
 
     def _host_options(self, env: str) -> list[tuple[str, str]]:
         e = self.envs[env]
-        return [(f"all {len(e.hosts)} hosts of {env}", WHOLE)] + [(h, h) for h in e.hosts]
+        return [(f"all {plural(len(e.hosts), 'host')} of {env}", WHOLE)] + [(h.name, h.name) for h in e.hosts]
 
     def compose(self) -> ComposeResult:
         e = self.envs[self.env]
+        compact = self.app.size.height < 32
         with Vertical(id="dialog", classes="dialog form"):
             yield Label("Deploy a release", id="dialog-title")
-            yield Label("Version", classes="field-label")
-            yield Input(self.version, id="version", placeholder="e.g. v1.4.0 (default: timestamp-commit)")
-            yield Label("", id="version-error", classes="field-error")
-            with Horizontal(classes="field-row"):
-                with Vertical():
-                    yield Label("Environment", classes="field-label")
-                    yield Select([(n, n) for n in self.envs], value=self.env, allow_blank=False, id="env")
-                with Vertical():
-                    yield Label("Hosts", classes="field-label")
-                    yield Select(self._host_options(self.env), value=self.host or WHOLE, allow_blank=False,
-                                 id="host")
-            with Horizontal(classes="field-row"):
-                with Vertical():
-                    yield Label("Strategy", classes="field-label")
-                    with RadioSet(id="strategy"):
-                        yield RadioButton("rolling (one host at a time)",
-                                          value=e.strategy != "parallel", id="rolling")
-                        yield RadioButton("parallel (all hosts at once)", value=e.strategy == "parallel",
-                                          id="parallel")
-                with Vertical(classes="narrow"):
-                    yield Label("Options", classes="field-label")
-                    yield Checkbox("dry run", id="dry-run")
+            with VerticalScroll(id="dialog-scroll"):
+                yield Label("Version", classes="field-label")
+                yield Input(self.version, id="version", placeholder="e.g. v1.4.0 (default: timestamp-commit)",
+                            compact=compact)
+                yield Static("", id="version-error", classes="field-error")
+                with Horizontal(classes="field-row"):
+                    with Vertical():
+                        yield Label("Environment", classes="field-label")
+                        yield Select([(n, n) for n in self.envs], value=self.env, allow_blank=False, id="env",
+                                     compact=compact)
+                    with Vertical():
+                        yield Label("Hosts", classes="field-label")
+                        yield Select(self._host_options(self.env), value=self.host or WHOLE, allow_blank=False,
+                                     id="host", compact=compact)
+                with Horizontal(classes="field-row"):
+                    with Vertical():
+                        yield Label("Strategy", classes="field-label")
+                        with RadioSet(id="strategy", compact=compact):
+                            yield Radio("rolling: one host at a time", value=e.strategy != "parallel", id="rolling")
+                            yield Radio("parallel: all at once", value=e.strategy == "parallel", id="parallel")
+                    with Vertical(classes="narrow"):
+                        yield Label("Options", classes="field-label")
+                        yield Tick("dry run", id="dry-run", compact=compact)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Deploy", id="yes", variant="primary")
                 yield Button("Cancel", id="no")
+                yield Button("Deploy", id="yes", variant="primary")
+            yield Static(Text("enter in Version deploys · ctrl+s deploys · esc cancels", style="dim"),
+                         id="dialog-hint")
 
     def on_mount(self) -> None:
         box = self.query_one("#version", Input)
@@ -101,6 +125,10 @@ class DeployDialog(ModalScreen["DeployRequest | None"]):
         host.set_options(self._host_options(self.env))
         host.value = WHOLE
 
+    @on(Input.Changed, "#version")
+    def _clear_error(self) -> None:
+        self.query_one("#version-error", Static).update("")
+
     @on(Input.Submitted, "#version")
     def _submitted(self) -> None:
         self.action_submit()
@@ -112,17 +140,23 @@ class DeployDialog(ModalScreen["DeployRequest | None"]):
         else:
             self.dismiss(None)
 
+    def selected_hosts(self) -> list[str]:
+        host = self.query_one("#host", Select).value
+        if host in (WHOLE, Select.BLANK):
+            return [h.name for h in self.envs[self.env].hosts]
+        return [str(host)]
+
     def request(self) -> DeployRequest | None:
         version = self.query_one("#version", Input).value.strip()
-        problem = _validate(version)
-        if problem:
-            self.query_one("#version-error", Label).update(Text(problem))
+        found = problems(version, self.selected_hosts(), self.status)
+        if found:
+            self.query_one("#version-error", Static).update(Text("\n".join(found)))
             return None
         host = self.query_one("#host", Select).value
-        strategy = "parallel" if self.query_one("#parallel", RadioButton).value else "rolling"
+        strategy = "parallel" if self.query_one("#parallel", Radio).value else "rolling"
         return DeployRequest(
             env=self.env, version=version, host=None if host in (WHOLE, Select.BLANK) else str(host),
-            strategy=strategy, dry_run=self.query_one("#dry-run", Checkbox).value,
+            strategy=strategy, dry_run=self.query_one("#dry-run", Tick).value,
         )
 
     def action_submit(self) -> None:

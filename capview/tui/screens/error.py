@@ -28,10 +28,10 @@ class ErrorScreen(ModalScreen[None]):
             body = Text(clean_block(self.message))
             if self.hint:
                 body.append("\n\n" + clean_block(self.hint), style="italic")
-            yield Static(body, id="dialog-body")
-            if self.details:
-                with VerticalScroll(id="error-details"):
-                    yield Static(Text(clean_block(self.details), style="dim"))
+            with VerticalScroll(id="dialog-scroll"):
+                yield Static(body, id="dialog-body")
+                if self.details:
+                    yield Static(Text(clean_block(self.details), style="dim"), id="error-details")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Close", id="close", variant="error")
 

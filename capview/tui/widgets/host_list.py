@@ -1,9 +1,13 @@
 """Left pane of the main screen: hosts grouped by environment.
 
-Each host line shows reachability, its current release, a lock holder and whether
-it needs migrating; labels are updated in place on every refresh (no rebuild, so
+Each host line is one marker and words, readable without colour: ``●`` reachable,
+``✗`` unreachable, ``○`` not fetched yet; then its current release and flags
+(``locked``, ``legacy``). Labels are updated in place on every refresh (no rebuild, so
 the cursor and expansion never jump). Selecting an environment means "all of its
 hosts"; selecting a host means just that one.
+
+A new per-host fact from the engine (service state, split environment, verify
+results, schema warnings: later issues) is one more entry in :func:`host_flags`.
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from dataclasses import dataclass
 
 from rich.text import Text
 from textual.message import Message
-from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from capview.config import Environment
 from capview.engine.model import HostStatus
-from capview.tui.backend import EnvInfo
-from capview.tui.text import clean_line
+from capview.engine.split import env_split
+from capview.tui.text import clean_line, plural
+from capview.tui.widgets.nav import NavTree
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,20 @@ SERVICE_MARK = {
 }
 
 
-class HostList(Tree[Target]):
+def host_flags(st: HostStatus) -> list[tuple[str, str]]:
+    """(word, style) flags after a host's current release, most urgent first."""
+    flags = []
+    _, style, word = SERVICE_MARK.get(st.service.condition, SERVICE_MARK["running"])
+    if word:
+        flags.append((word, style))
+    if st.lock is not None:
+        flags.append(("locked", "yellow"))
+    if st.needs_migration:
+        flags.append(("legacy", "magenta"))
+    return flags
+
+
+class HostList(NavTree[Target]):
     DEFAULT_CSS = """
     HostList { width: 1fr; overflow-x: hidden; }
     """
@@ -55,7 +73,7 @@ class HostList(Tree[Target]):
             super().__init__()
             self.target = target
 
-    def __init__(self, envs: list[EnvInfo], *, id: str | None = None) -> None:
+    def __init__(self, envs: list[Environment], *, id: str | None = None) -> None:
         super().__init__("hosts", id=id)
         self.show_root = False
         self.guide_depth = 2
@@ -63,15 +81,20 @@ class HostList(Tree[Target]):
         self.status: dict[str, HostStatus] = {}
         self._target_nodes: dict[Target, TreeNode[Target]] = {}
         self.filter_text = ""
+        self._quiet = False
 
     def on_mount(self) -> None:
         self._rebuild()
+
+    @staticmethod
+    def names(env: Environment) -> list[str]:
+        return [h.name for h in env.hosts]
 
     def _rebuild(self) -> None:
         self.clear()
         self._target_nodes.clear()
         for env in self.envs:
-            hosts = [h for h in env.hosts if self._matches(env.name, h)]
+            hosts = [h for h in self.names(env) if self.matches(env.name, h)]
             if self.filter_text and not hosts:
                 continue
             t = Target(env.name)
@@ -81,41 +104,63 @@ class HostList(Tree[Target]):
                 ht = Target(env.name, h)
                 self._target_nodes[ht] = node.add_leaf(self._host_label(h), data=ht)
 
-    def _matches(self, env: str, host: str) -> bool:
+    def matches(self, env: str, host: str) -> bool:
+        """The filter matches the host's name, its environment's name or its current release."""
         f = self.filter_text.lower()
         if not f:
             return True
         st = self.status.get(host)
-        hay = f"{env} {host} {st.current or '' if st else ''}".lower()
-        return f in hay
+        return f in host.lower() or f in env.lower() or bool(st and st.current and f in st.current.lower())
 
-    def set_filter(self, text: str) -> None:
+    def match_count(self) -> tuple[int, int]:
+        total = sum(len(e.hosts) for e in self.envs)
+        shown = sum(1 for e in self.envs for h in self.names(e) if self.matches(e.name, h))
+        return shown, total
+
+    def set_filter(self, text: str, keep: Target | None = None) -> None:
+        """Show only matching hosts; the cursor stays on ``keep`` (or where it was) when visible."""
         if text == self.filter_text:
             return
-        keep = self.cursor_node.data if self.cursor_node is not None else None
+        keep = keep or self.target
         self.filter_text = text
+        # a rebuilt tree highlights its first line on its own: that is not a selection
+        self._quiet = True
         self._rebuild()
-        self.select_target(keep)
+
+        def restore() -> None:
+            self._quiet = False
+            self.select_target(keep)
+            if self.target is not None:  # the cursor line may not have moved: say where it is
+                self.post_message(self.Selected(self.target))
+
+        self.call_after_refresh(restore)
 
     def select_target(self, target: Target | None) -> None:
+        """Move the cursor to ``target``; None: the first line (the first environment). A host
+        the filter hides falls back to the first host shown, never to a whole environment
+        (actions would then apply to all of its hosts)."""
         node = self._target_nodes.get(target) if target else None
+        if node is None and target is not None:
+            node = next((n for t, n in self._target_nodes.items() if t.host), None)
         if node is None:
-            # the first host, or the first environment
             node = next(iter(self._target_nodes.values()), None)
         if node is not None:
             self.move_cursor(node)
 
-    def _env_label(self, env: EnvInfo) -> Text:
-        hosts = [self.status.get(h) for h in env.hosts]
+    def _env_label(self, env: Environment) -> Text:
+        hosts = [self.status.get(h) for h in self.names(env)]
         down = sum(1 for s in hosts if s is not None and not s.reachable)
         t = Text()
-        t.append(env.name, style="bold")
-        t.append(f"  {len(env.hosts)} host{'s' if len(env.hosts) != 1 else ''}", style="dim")
+        t.append(clean_line(env.name), style="bold")
+        t.append(f"  {plural(len(env.hosts), 'host')}", style="dim")
         if down:
             t.append(f"  {down} down", style="red")
         dead = sum(1 for s in hosts if s is not None and s.reachable and s.service.down)
         if dead:
-            t.append(f"  {dead} service{'s' if dead != 1 else ''} down", style="bold red")
+            t.append(f"  {plural(dead, 'service')} down", style="bold red")
+        split = env_split(env.name, [s for s in hosts if s is not None])
+        if split.split:  # issue 17: the hosts run different versions
+            t.append("  SPLIT", style="bold red reverse")
         return t
 
     def _host_label(self, host: str) -> Text:
@@ -123,25 +168,23 @@ class HostList(Tree[Target]):
         t = Text(no_wrap=True, overflow="ellipsis")
         if st is None:
             t.append("○ ", style="dim")
-            t.append(host)
+            t.append(clean_line(host))
             t.append("  …", style="dim")
             return t
         if not st.reachable:
             t.append("✗ ", style="bold red")
-            t.append(host, style="red")
+            t.append(clean_line(host), style="red")
             t.append("  unreachable", style="red")
             return t
-        marker, style, word = SERVICE_MARK.get(st.service.condition, SERVICE_MARK["running"])
+        marker, style, _ = SERVICE_MARK.get(st.service.condition, SERVICE_MARK["running"])
         t.append(marker, style=style)
-        t.append(host)
-        t.append("  ")
-        t.append(clean_line(st.current) if st.current else "—", style="cyan" if st.current else "dim")
-        if st.lock is not None:
-            t.append("  locked", style="yellow")
-        if st.needs_migration:
-            t.append("  legacy", style="magenta")
-        if word:
-            t.append(f"  {word}", style=style)
+        t.append(clean_line(host))
+        flags = host_flags(st)
+        if st.current or not flags:
+            t.append(" ")
+            t.append(clean_line(st.current) if st.current else "—", style="cyan" if st.current else "dim")
+        for flag, style in flags:
+            t.append(f" {flag}", style=style)
         return t
 
     def update_status(self, status: dict[str, HostStatus]) -> None:
@@ -159,7 +202,7 @@ class HostList(Tree[Target]):
         node = self.cursor_node
         return node.data if node is not None else None
 
-    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[Target]) -> None:
+    def on_tree_node_highlighted(self, event) -> None:
         event.stop()
-        if event.node.data is not None:
+        if event.node.data is not None and not self._quiet:
             self.post_message(self.Selected(event.node.data))

@@ -3,7 +3,10 @@
 Lines are appended to a :class:`LogStream` (cheap, any rate); every ``flush_interval``
 the pane writes what arrived since its last flush with one ``Log.write_lines`` call,
 at most ``max_lines`` of them (older ones would be pruned straight away anyway).
-Every line is made inert first: control characters become visible escapes.
+Every line is made inert first (control characters become visible escapes) and clipped
+to ``LINE_LIMIT`` characters, so neither a flood of lines nor one huge line can make
+the pane hold more than ``max_lines`` x ``LINE_LIMIT``. ``paused``: nothing is written
+until it is cleared (the stream keeps the newest lines meanwhile).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 from textual.widgets import Log
 
 from capview.tui.operations import LogStream
-from capview.tui.text import clean_line
+from capview.tui.text import clip
+
+LINE_LIMIT = 2000  # characters of one line shown (a host may print megabytes without a newline)
 
 
 class LogPane(Log):
@@ -29,6 +34,7 @@ class LogPane(Log):
         self._seen = 0
         self.lines_written = 0  # total lines handed to write_lines (tests and benchmarks read it)
         self.flushes = 0
+        self.paused = False
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(self.flush_interval, self.flush, name="log-flush")
@@ -60,11 +66,11 @@ class LogPane(Log):
 
         Hidden panes (another screen on top, an inactive tab) skip the work and catch up
         when shown: the stream keeps the newest lines, so nothing needed is lost."""
-        if not self.is_attached or not self.showing:
+        if not self.is_attached or self.paused or not self.showing:
             return
         lines, self._seen = self.stream.since(self._seen)
         if not lines:
             return
-        self.write_lines([clean_line(line) for line in lines])
+        self.write_lines([clip(line, LINE_LIMIT) for line in lines])
         self.lines_written += len(lines)
         self.flushes += 1

@@ -1,0 +1,266 @@
+"""Issue 19 leftovers on the real engine (tests/tui_world.py): the service log view
+(engine/logs.py: follow, pause, a bounded buffer), restart (engine/restart.py, Cancel
+by default), verify in the inspect screen (engine/verify.py), and 100,000 lines of
+hostile host output in a log view and in health.log: bounded and inert.
+Every check that something happened on a host is made on the host's files or processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tracemalloc
+from pathlib import Path
+
+from textual.widgets import Button, DataTable
+
+from capview.tui.screens.confirm import ConfirmScreen
+from capview.tui.screens.deploy_progress import ProgressScreen
+from capview.tui.screens.inspect import InspectScreen
+from capview.tui.screens.logs import LogsScreen
+from capview.tui.screens.main import MainScreen
+from capview.tui.widgets.log_pane import LINE_LIMIT, LogPane
+from capview.tui.widgets.nav import NavLog
+from tui_pilot import SIZE, footer, footer_text, screen_text, select, settle, until
+from tui_world import tamper, world  # noqa: F401
+
+LINES = 100_000
+CAP = 2_000  # the app's max_log_lines in these tests
+# what a hostile host prints: CSI (clear screen, colours), OSC 52 (the clipboard), OSC 0 (the
+# title), a one-byte C1 CSI, bidi overrides, BEL, a carriage return, markup
+HOSTILE_PY = r'''
+import sys
+w = sys.stdout.write
+for i in range(int(sys.argv[1])):
+    if i % 1000 == 999:
+        w("LONG%d " % i + "\u202e\x1b[31m" * 6000 + "\n")  # 36,000 characters (48 KB), one line
+    else:
+        w("line %d \x1b[2J\x1b[31mred\x1b]52;c;cHduZWQ=\x07 \x1b]0;owned\x07 \u009b6n \u202egnp.exe [bold]x[/bold]\r!\n" % i)
+w("LAST LINE \x1b[0m\n")
+'''
+RAW = ("\x1b", "\x07", "\x9b", "\u202e", "\r")
+
+
+def processes_under(root: Path) -> list[str]:
+    """Command lines of live processes working in the world's hosts (a follow left running)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if cwd.startswith(str(root / "hosts")):
+                out.append(cmd)
+    return out
+
+
+def _append(world, host: str, *lines: str) -> None:
+    log = world.dp(host) / "current" / "app.log"
+    with open(log, "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+async def test_logs_follow_pause_resume_and_leaving_ends_the_remote_tail(world):
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1")
+        assert "l Logs" in await footer(pilot)
+        await pilot.press("l")
+        screen = app.screen
+        assert isinstance(screen, LogsScreen) and screen.following
+        pane = screen.query_one(LogPane)
+        await until(pilot, lambda: any("shop v1.3.0 listening on :8080" in line for line in pane.lines), what="backlog")
+        await until(pilot, lambda: processes_under(world.root), what="the remote tail -f")
+        _append(world, "prod-1", "GET /cart 200", "GET /health 200")
+        await until(pilot, lambda: any("GET /health 200" in line for line in pane.lines), what="a followed line")
+        assert "following" in screen_text(app)
+        await pilot.press("space")
+        assert screen.paused and "paused" in screen_text(app) and "space Resume" in await footer(pilot)
+        _append(world, "prod-1", "POST /order 201")
+        await until(pilot, lambda: screen.stream.total >= 4, what="the line, into the stream")
+        await pilot.pause(0.3)
+        assert not any("POST /order" in line for line in pane.lines)  # paused: not written
+        await pilot.press("space")
+        await until(pilot, lambda: any("POST /order 201" in line for line in pane.lines), what="resume")
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await until(pilot, lambda: not processes_under(world.root), what="the remote tail ended")
+
+
+async def test_logs_of_an_environment_say_which_host_and_one_shot_without_follow(world):
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", None)
+        await pilot.press("l")
+        screen = app.screen
+        pane = screen.query_one(LogPane)
+        await until(pilot, lambda: {"prod-1: shop v1.3.0 listening on :8080",
+                                    "prod-2: shop v1.2.1 listening on :8080"} <= set(pane.lines), what="both hosts")
+        await pilot.press("f")  # stop following: the remote commands end, what arrived stays
+        await until(pilot, lambda: not screen.worker.is_running, what="the read ended")
+        assert not processes_under(world.root) and "ended" in screen_text(app) and "f Follow" in await footer(pilot)
+        assert len(pane.lines) == 2
+
+
+async def test_100k_hostile_log_lines_stay_bounded_and_inert(world):
+    gen = world.root / "hostile.py"
+    gen.write_text(HOSTILE_PY)
+    world.set_config(logs=f"python3 {gen} {LINES}")  # a host that ignores -n and floods
+    app = world.app(max_log_lines=CAP)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1")
+        tracemalloc.start()
+        try:
+            await pilot.press("l")
+            screen = app.screen
+            pane = screen.query_one(LogPane)
+            await until(pilot, lambda: screen.stream.total > LINES, timeout=120, what="100k lines")
+            await until(pilot, lambda: pane.lines and "LAST LINE" in pane.lines[-1], timeout=30, what="the last line")
+            await pilot.pause(0.3)
+            held = tracemalloc.take_snapshot().filter_traces([
+                tracemalloc.Filter(True, "*/textual/*"), tracemalloc.Filter(True, "*/capview/tui/*"),
+                tracemalloc.Filter(True, "*/capview/inert.py")])
+            held_bytes = sum(s.size for s in held.statistics("filename"))
+        finally:
+            tracemalloc.stop()
+        assert screen.results and screen.results[0].ok and screen.results[0].lines == LINES + 1
+        assert len(screen.stream.lines) == CAP and len(pane.lines) <= CAP
+        assert max(len(line) for line in pane.lines) <= LINE_LIMIT  # a 36,000-character line is clipped
+        # what the dashboard holds after 100k lines (~14 MB of text, 6 MB in the long lines):
+        # the newest CAP lines, raw in the stream and inert in the pane
+        print(f"100k hostile lines: {screen.stream.total} received, {len(pane.lines)} shown, "
+              f"{held_bytes / 2**20:.1f} MiB held by textual + capview.tui + inert")
+        assert held_bytes < 24 * 2**20, held_bytes
+        text = screen_text(app)
+        assert not any(ch in text for ch in RAW), [ch for ch in RAW if ch in text]
+        assert "\\x1b[2J" in text and "\\u202e" in text and "[bold]x[/bold]" in text  # shown, not obeyed
+        assert f"the newest {CAP} kept" in text
+
+
+async def test_100k_hostile_lines_in_health_log_open_at_the_end_bounded_and_inert(world):
+    log = world.dp("prod-1") / "releases" / "v1.2.0" / ".capview" / "health.log"
+    subprocess.run(["python3", "-c", HOSTILE_PY, str(LINES)], stdout=log.open("w"), check=True)
+    assert log.stat().st_size > 10_000_000
+    app = world.app(max_log_lines=CAP)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1", "v1.2.0")
+        await pilot.press("i")
+        await settle(pilot)
+        assert isinstance(app.screen, InspectScreen)
+        await pilot.press("5")
+        await settle(pilot)
+        await pilot.pause(0.2)
+        view = app.screen.query_one("#health-log", NavLog)
+        # the engine reads the tail (256 KB), the view keeps at most CAP lines, each clipped
+        assert 0 < len(view.lines) <= CAP and max(len(line) for line in view.lines) <= LINE_LIMIT
+        text = screen_text(app)
+        assert "LAST LINE" in text  # opened at its end
+        assert not any(ch in text for ch in RAW) and "\\x1b]52;c;" in text
+
+
+async def test_restart_defaults_to_cancel_then_restarts_the_live_release(world):
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1")
+        before = [r for r in world.history("prod-1") if r["op"] == "restart"]
+        await pilot.press("s")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmScreen) and dialog.type_to_confirm is None
+        assert isinstance(dialog.focused, Button) and dialog.focused.id == "no"
+        assert "v1.3.0" in screen_text(app) and "restarted in place" in screen_text(app)
+        await pilot.press("enter")  # Enter: the focused Cancel
+        await settle(pilot)
+        assert isinstance(app.screen, MainScreen)
+        assert [r for r in world.history("prod-1") if r["op"] == "restart"] == before
+        await pilot.press("s")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen), what="progress")
+        op = app.screen.op
+        await until(pilot, lambda: op.state != "running", timeout=60, what="restart")
+        await settle(pilot)
+        assert op.state == "ok" and op.phase_names[:3] == ["lock", "restart", "health"]
+        after = [r for r in world.history("prod-1") if r["op"] == "restart"]
+        assert len(after) == len(before) + 1 and after[-1]["outcome"] == "ok" and after[-1]["version"] == "v1.3.0"
+        assert os.readlink(world.dp("prod-1") / "current") == "releases/v1.3.0"
+        assert "c Cancel" not in await footer(pilot)
+
+
+async def test_restart_is_not_offered_where_nothing_is_live(world):
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1")
+        await until(pilot, lambda: "s Restart" in footer_text(app), what="restart offered on prod-1")
+        await select(pilot, "legacy", "legacy-1")
+        await until(pilot, lambda: "m Migrate" in footer_text(app), what="the footer of legacy-1")
+        bar = footer_text(app)
+        assert "s Restart" not in bar and "l Logs" not in bar
+
+
+async def test_verify_in_inspect_shows_changed_missing_and_extra(world):
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1", "v1.3.0")
+        await pilot.press("i")
+        await settle(pilot)
+        assert "v Verify" in await footer(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        text = screen_text(app)
+        assert "✓ v1.3.0 is as deployed" in text and "0 changed" in text, text
+        # tampering on the host: one file changed, one gone, one nobody deployed
+        tamper(world)
+        await pilot.press("v")
+        await settle(pilot)
+        text = screen_text(app)
+        assert "✗ v1.3.0 differs from what was deployed" in text
+        assert "1 changed" in text and "1 missing" in text and "1 extra" in text
+        table = app.screen.query_one("#verify-table", DataTable)
+        got = {(table.get_row_at(i)[0].plain, table.get_row_at(i)[1].plain) for i in range(table.row_count)}
+        assert {("missing", "templates/cart.html"), ("extra", "static/evil\\x1b[31m.js")} <= got
+        assert any(kind == "changed" and path.startswith("static/style.css") for kind, path in got)
+        assert "\x1b" not in text
+
+
+async def test_a_split_environment_is_flagged_and_converge_brings_every_host_to_one_version(world):
+    """Issue 17: the seeded prod is split (prod-2 was rolled back by hand); the environment's
+    line says so, `c` opens the rollback of every host to the version they all keep (Cancel
+    focused), and confirming it leaves both hosts on that version."""
+    from capview.engine.split import env_split
+
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", None)
+        split = env_split("prod", app.main_screen.statuses())
+        assert split.split and world.current("prod-1") != world.current("prod-2"), split
+        to = split.converge_to
+        assert to is not None
+        await until(pilot, lambda: "c Converge" in footer_text(app), what="converge offered on split prod")
+        assert "SPLIT" in screen_text(app) and f"c converges to {to}" in screen_text(app)
+        await pilot.press("c")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmScreen)
+        assert isinstance(dialog.focused, Button) and dialog.focused.id == "no"
+        await pilot.press("enter")  # the focused Cancel: nothing changes
+        await settle(pilot)
+        assert world.current("prod-1") != world.current("prod-2")
+        await pilot.press("c")
+        await pilot.press("y")
+        await until(pilot, lambda: isinstance(app.screen, ProgressScreen), what="progress")
+        op = app.screen.op
+        await until(pilot, lambda: op.state != "running", timeout=90, what="converge")
+        assert op.state == "ok", op.state
+        assert world.current("prod-1") == world.current("prod-2") == to
+        await pilot.press("escape")
+        await settle(pilot)
+        await select(pilot, "prod", None)
+        await until(pilot, lambda: "c Converge" not in footer_text(app), what="converge gone once converged")
+        assert "SPLIT" not in screen_text(app)
