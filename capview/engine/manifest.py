@@ -21,6 +21,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from capview.engine.scan_cache import HashCache
+from capview.engine.scan_cache import enabled as scan_cache_enabled
+
 _ESCAPE_RE = re.compile(r"[%\x00-\x1f\x7f]")
 
 
@@ -114,13 +117,18 @@ def writable_path(rel: str, patterns: tuple[str, ...]) -> bool:
 
 
 def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = (),
-              writable: tuple[str, ...] = ()) -> Scan:
+              writable: tuple[str, ...] = (), cache: "HashCache | None | bool" = None) -> Scan:
     """Walk the local source tree (never following symlinks) into manifest entries.
 
     ``reserved`` top-level paths (shared dirs/files, ``.capview``) are left out:
     the release gets links to shared/ there instead. Regular files lose their write
-    bits unless ``writable`` matches them (see the module docstring).
+    bits unless ``writable`` matches them (see the module docstring). ``cache``: a
+    HashCache, or True for the user's scan cache of ``root`` (scan_cache.py): an
+    unchanged file (same inode, size, mtime and ctime) is not read again.
     """
+    if cache is True:
+        cache = HashCache(root) if scan_cache_enabled() else None
+    hashes = cache or None
     entries: dict[str, Entry] = {}
     skipped: list[str] = []
     reserved_set = set(reserved) | {".capview"}
@@ -145,11 +153,18 @@ def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = 
             elif stat.S_ISREG(st.st_mode):
                 if not writable_path(rel, writable):
                     mode &= ~WRITE_BITS
-                entries[rel] = Entry(rel, "f", mode, st.st_size, sha256_file(Path(d.path)))
+                digest = hashes.lookup(st) if hashes else None
+                if digest is None:
+                    digest = sha256_file(Path(d.path))
+                    if hashes:
+                        hashes.remember(st, digest)
+                entries[rel] = Entry(rel, "f", mode, st.st_size, digest)
             else:
                 skipped.append(f"{rel}: special file (socket/fifo/device) skipped")
 
     walk(root, "")
+    if hashes:
+        hashes.save()
     return Scan(entries, tuple(skipped))
 
 
