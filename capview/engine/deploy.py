@@ -66,7 +66,8 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
         if not safe_relpath(path) or path.split("/")[0] == META:
             raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
     try:
-        scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable))  # issue 13: read-only files
+        scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable),  # issue 13: read-only files
+                         cache=True)  # issue 21: unchanged files are not hashed again
     except OSError as exc:  # an unreadable file or directory: one line naming it, nothing sent
         raise UsageError(f"cannot read {exc.filename or root}: {exc.strerror or exc} - "
                          "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
