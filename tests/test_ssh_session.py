@@ -5,6 +5,7 @@ prints or does can desynchronise the framing or outlive a cancel. No mocks."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -76,11 +77,38 @@ async def test_concurrent_runs_get_sessions_of_their_own(host: TestHost, tmp_pat
         rs = await asyncio.gather(*(t.run(hc, f"sleep 0.2; echo {i}") for i in range(9)))
         assert [r.stdout for r in rs] == [str(i) for i in range(9)]
         assert t.sessions_opened == 3  # reused by the later runs, never more than the cap
-        # idle sessions count against the cap: a stream upload still gets a channel
         async def stream():
             yield b"abc"
-        r = await t.run(hc, "wc -c", stdin=stream())
-        assert r.stdout.strip() == "3"
+        r = await t.run(hc, "wc -c", stdin=stream())  # streams run in a session too
+        assert r.stdout.strip() == "3" and t.sessions_opened == 3
+
+
+async def test_stream_in_chunks_and_a_script_that_stops_reading(host: TestHost, tmp_path: Path):
+    hc = hostcfg(host, tmp_path)
+    sent = 0
+
+    async def endless(total: int):
+        nonlocal sent
+        piece = os.urandom(256 * 1024)
+        while sent < total:
+            sent += len(piece)
+            yield piece
+
+    async with SshTransport() as t:
+        data = os.urandom(3 * 1024 * 1024 + 17)  # not a multiple of any chunk
+
+        async def src():
+            for i in range(0, len(data), 100_000):
+                yield data[i:i + 100_000]
+        r = await t.run(hc, "sha256sum | cut -d' ' -f1", stdin=src())
+        assert r.stdout == hashlib.sha256(data).hexdigest()
+        # the script reads 10 bytes of an endless stream and exits: the rest is never sent,
+        # and the session's framing is intact for the next script
+        r = await asyncio.wait_for(t.run(hc, "head -c 10 | wc -c; exit 6", stdin=endless(1 << 40)), 60)
+        assert (r.exit_status, r.stdout.strip()) == (6, "10")
+        assert sent < 64 * 1024 * 1024
+        r = await t.run(hc, "cat | wc -c", stdin=b"xyz")
+        assert r.stdout.strip() == "3" and t.sessions_opened == 1
 
 
 async def test_cancel_ends_the_session_and_its_script(host: TestHost, tmp_path: Path):
@@ -118,9 +146,16 @@ async def test_a_host_that_refuses_the_loop_gets_a_channel_per_script(host: Test
         '!= b ]', '!= never ]'))
     hc = hostcfg(host, tmp_path)
     before = _sessions(host)
+    async def stream():
+        yield b"first "
+        yield b"stream"
+
     async with SshTransport() as t:
+        # the refusal comes before any of the stream was taken: all of it reaches the channel
+        r = await t.run(hc, "cat", stdin=stream())
+        assert (r.exit_status, r.stdout) == (0, "first stream")
         for i in range(3):
             r = await t.run(hc, f"echo {i}; exit {i}")
             assert (r.exit_status, r.stdout) == (i, str(i))
         assert t.sessions_opened == 1  # tried once, then never again for this host
-    assert await _settled_sessions(host, before) == 1 + 3
+    assert await _settled_sessions(host, before) == 1 + 4

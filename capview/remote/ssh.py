@@ -45,7 +45,7 @@ import asyncssh
 
 from capview.config import HostConfig, SshOptions
 from capview.errors import HostUnreachable
-from capview.remote.ssh_session import (SESSION_STDIN_MAX, Session, SessionLost, SessionRefused, exit_code,
+from capview.remote.ssh_session import (Session, SessionLost, SessionRefused, exit_code,
                                         ProcState, line_sink)
 from capview.remote.ssh_target import Target, expand, known_hosts_name, resolve_target
 from capview.remote.transport import LineCallback, RunResult, ScriptPreamble
@@ -329,14 +329,12 @@ class SshTransport:
         command = self.build_command(script)
         self.round_trips += 1
         pooled = await self._get(host)
-        small = stdin is None or (isinstance(stdin, (bytes, bytearray, memoryview))
-                                  and len(stdin) <= SESSION_STDIN_MAX)
         async with pooled.channels:
             pooled.active += 1
             try:
-                if self.sessions and small and pooled.sessions_ok is not False:
+                if self.sessions and pooled.sessions_ok is not False:
                     try:
-                        return await self._run_in_session(pooled, script, bytes(stdin or b""), on_line, timeout)
+                        return await self._run_in_session(pooled, script, stdin, on_line, timeout)
                     except SessionRefused:
                         pooled.sessions_ok = False  # this host: a channel per script from now on
                 self._trim_idle(pooled)
@@ -351,7 +349,7 @@ class SshTransport:
         while pooled.idle and pooled.active + len(pooled.idle) > self.max_channels_per_host:
             pooled.idle.pop(0).close()
 
-    async def _run_in_session(self, pooled: _Pooled, script: str, stdin: bytes,
+    async def _run_in_session(self, pooled: _Pooled, script: str, stdin: bytes | AsyncIterable[bytes] | None,
                               on_line: LineCallback | None, timeout: float | None) -> RunResult:
         sess = pooled.idle.pop() if pooled.idle else None
         if sess is None:

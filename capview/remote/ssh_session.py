@@ -10,7 +10,11 @@ The loop reads the header with ``read`` (one byte at a time from a pipe, as POSI
 requires), the two bodies with ``head -c`` into files of a private ``mktemp -d`` dir,
 runs ``sh <script> < <stdin>`` — a process of its own, as with a channel per script:
 its own ``$$``, traps, ``exit`` and ``set -e`` — and then prints ``<tag> <status>`` on
-stdout and on stderr, so the client knows both streams are drained. The tag is random
+stdout and on stderr, so the client knows both streams are drained. A stream (a tar
+upload) comes as ``<tag> <script bytes> s`` and then chunks ``<n>\\n<n bytes>`` up to a
+``0\\n``; each chunk is read whole into a file before it is piped on, so a script that
+stops reading early never leaves half a chunk in the channel. Its end tag comes as
+soon as the script exits; the client then sends the ``0`` at once instead of the rest. The tag is random
 per exchange and never in the script's text or environment, so no host content can
 forge an end. ``head -c`` must not read past its count (GNU's does not; BusyBox's
 buffered one does): the loop checks that first and refuses (``<ready> refused``), and the
@@ -18,8 +22,7 @@ client then uses a channel per script for that host.
 
 Anything unusual (a cancel, a timeout, an end of stream before the tag) ends the whole
 session: the channel's TERM reaches the loop and the running script alike (sshd signals
-the process group), and the next script gets a fresh session. Streams (tar uploads) and
-large stdin payloads keep a channel of their own (``SshTransport.run``).
+the process group), and the next script gets a fresh session.
 """
 
 from __future__ import annotations
@@ -29,16 +32,17 @@ import secrets
 import shlex
 import signal as _signal
 from dataclasses import dataclass
-from typing import Callable
+from typing import AsyncIterable, AsyncIterator, Callable
 
 import asyncssh
 
 from capview.remote.transport import LineCallback, ScriptPreamble
 
 _PID_MARKER = "\x1ecapview-pid "  # the wrapper's first stderr line: its pid (ssh.py)
-SESSION_STDIN_MAX = 1 << 20  # bigger payloads are streamed on a channel of their own
+SESSION_STDIN_MAX = 1 << 20  # bigger payloads are streamed in chunks
 _READ_CHUNK = 64 * 1024
 _WRITE_CHUNK = 256 * 1024
+_STREAM_CHUNK = 1 << 20  # a stream's chunks are gathered up to this (two host forks each)
 
 # $1: the ready tag. Signals end the loop through its EXIT trap (the private dir is
 # removed); the script it runs gets default dispositions (trapped signals are reset by exec).
@@ -52,11 +56,18 @@ if [ "$(printf ab | { head -c 1 >/dev/null; head -c 1; })" != b ]; then
   printf '%s refused\n' "$1"; exit 0
 fi
 printf '%s ok\n' "$1"
+end() { printf '%s %s\n' "$1" "$2"; printf '%s %s\n' "$1" "$2" >&2; }
 while IFS=' ' read -r t a b; do
-  head -c "$a" > "$d/s" && head -c "$b" > "$d/i" || exit 98
-  s=0; sh "$d/s" < "$d/i" || s=$?
-  printf '%s %s\n' "$t" "$s"
-  printf '%s %s\n' "$t" "$s" >&2
+  head -c "$a" > "$d/s" || exit 98
+  if [ "$b" = s ]; then
+    while IFS= read -r n && [ "$n" -gt 0 ]; do
+      head -c "$n" > "$d/c" || exit 98
+      cat "$d/c" 2>/dev/null || :
+    done | { s=0; sh "$d/s" || s=$?; end "$t" "$s"; cat >/dev/null; }
+  else
+    head -c "$b" > "$d/i" || exit 98
+    s=0; sh "$d/s" < "$d/i" || s=$?; end "$t" "$s"
+  fi
 done
 """
 
@@ -106,6 +117,12 @@ def exit_code(proc: asyncssh.SSHClientProcess) -> int:
 
 
 
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for i in range(0, len(view), _STREAM_CHUNK):
+        yield bytes(view[i:i + _STREAM_CHUNK])
+
+
 class SessionRefused(Exception):
     """The host cannot run the session loop: use a channel per script."""
 
@@ -149,30 +166,82 @@ class Session:
         except Exception:
             pass
 
-    async def exchange(self, script: str, stdin: bytes, emit: Emit, on_sent: Callable[[int], None]) -> int:
+    async def exchange(self, script: str, stdin: bytes | AsyncIterable[bytes] | None, emit: Emit,
+                       on_sent: Callable[[int], None]) -> int:
         """Run one script; its output lines go to ``emit`` as they arrive; its exit status."""
         tag = secrets.token_hex(12).encode()
         body = (ScriptPreamble + script).encode("utf-8")
         w = self.proc.stdin
-        w.write(b"%s %d %d\n" % (tag, len(body), len(stdin)) + body)
-        view = memoryview(stdin)
-        for i in range(0, len(view), _WRITE_CHUNK):
-            chunk = bytes(view[i:i + _WRITE_CHUNK])
-            w.write(chunk)
-            on_sent(len(chunk))
-        await w.drain()
+        if stdin is not None and not isinstance(stdin, (bytes, bytearray, memoryview)):
+            source: AsyncIterable[bytes] | None = stdin
+        elif stdin is not None and len(stdin) > SESSION_STDIN_MAX:
+            source = _pieces(bytes(stdin))
+        else:
+            source = None
+        if source is None:
+            data = bytes(stdin or b"")
+            w.write(b"%s %d %d\n" % (tag, len(body), len(data)) + body)
+            view = memoryview(data)
+            for i in range(0, len(view), _WRITE_CHUNK):
+                w.write(bytes(view[i:i + _WRITE_CHUNK]))
+                on_sent(min(_WRITE_CHUNK, len(view) - i))
+            await w.drain()
+        else:
+            w.write(b"%s %d s\n" % (tag, len(body)) + body)
         self.exchanges += 1
+        if source is not None and not self._started:
+            await self._await_ready(emit)  # a refusing host must not have consumed the stream
         tasks = [asyncio.ensure_future(self._until(tag, n, emit)) for n in ("stdout", "stderr")]
+        feeder = asyncio.ensure_future(self._feed(source, on_sent)) if source is not None else None
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+            pending = set(tasks) | ({feeder} if feeder else set())
+            while not all(t.done() for t in tasks):
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    if t.exception() is not None:
+                        raise t.exception()  # type: ignore[misc]
+            if feeder is not None and not feeder.done():
+                # the script ended before its input did: the rest is not sent, only the end
+                feeder.cancel()
+                await asyncio.gather(feeder, return_exceptions=True)
+                w.write(b"0\n")
             return tasks[0].result()
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for t in tasks + ([feeder] if feeder else []):
+                if not t.done():
+                    t.cancel()
+            await asyncio.gather(*tasks, *([feeder] if feeder else []), return_exceptions=True)
+
+    async def _feed(self, source: AsyncIterable[bytes], on_sent: Callable[[int], None]) -> None:
+        """Chunks of a stream, whole (``<n>\\n<bytes>``); ``0\\n`` only once it is exhausted."""
+        w = self.proc.stdin
+        buf = bytearray()
+        async for piece in source:
+            buf += piece
+            if len(buf) >= _STREAM_CHUNK:
+                w.write(b"%d\n" % len(buf) + bytes(buf))
+                on_sent(len(buf))
+                buf.clear()
+                await w.drain()  # a cancel lands here: between chunks, never inside one
+        if buf:
+            w.write(b"%d\n" % len(buf) + bytes(buf))
+            on_sent(len(buf))
+        w.write(b"0\n")
+        await w.drain()
+
+    async def _await_ready(self, emit: Emit) -> None:
+        buf = self._bufs["stdout"]
+        while not self._started:
+            nl = buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(buf[:nl])
+                del buf[:nl + 1]
+                self._line(line, b"", "stdout", emit)  # before the ready line no tag is looked for
+                continue
+            chunk = await self.proc.stdout.read(_READ_CHUNK)
+            if not chunk:
+                raise SessionLost("stdout")
+            buf += chunk
 
     async def _until(self, tag: bytes, name: str, emit: Emit) -> int:
         reader = self.proc.stdout if name == "stdout" else self.proc.stderr
