@@ -1,12 +1,14 @@
 """Deleting releases (``capview prune`` and the deploy's cleanup): one script per host.
 
 Each release is first renamed to ``releases/.trash-<name>`` (a half-deleted release is
-never listed as a release), then removed; leftovers of an interrupted prune are
-finished first. The versions to delete come on stdin, one per line, so the script's
+never listed as a release), then removed in batches (one ``rm`` per ``BATCH``); leftovers
+of an interrupted prune are finished first. The versions to delete come on stdin, one per line, so the script's
 own size never grows with the number of releases; the host re-checks each (current,
 pinned, still there) and validates the name again. ``releases/`` may itself be a
 symlink (another volume): the prune works inside it and never follows an entry out.
-The space freed is measured on the host with ``du`` before and after.
+The space freed is counted on the host over the trash only, before each batch is removed
+(every inode whose links are all in the trash: what ``du`` before and after would say,
+without stat-ing every retained release).
 
 Frames (one line each): ``finished PATH``, ``deleted V``, ``unlinked V``,
 ``skipped V WHY``, ``image REF``, ``warn TEXT``, ``freed BYTES``.
@@ -20,6 +22,8 @@ from typing import Sequence
 from capview.engine.layout import PINNED, TRASH_PREFIX, HostPaths
 from capview.engine.scripts.shell import Frames, Script, q
 
+BATCH = 200  # trash entries per rm (and per freed count): argv stays small, forks few
+
 
 def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | None = None) -> str:
     """The deletes (needs the frames prelude; reads the versions on stdin)."""
@@ -29,12 +33,8 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         "warn() { printf '%s\\n' \"$*\" | while IFS= read -r l; do mark warn \"$l\"; done; }",
         f"cd {q(paths.root)}",
         "[ -d releases ] || { mark freed 0; exit 0; }",
-        # releases/. : du and find measure a symlinked releases/ at its target
-        'kb() { du -sk releases/. 2>/dev/null | { read -r k _ || true; echo "${k:-0}"; }; }',
-        "before=$(kb)",
         f"for t in releases/{TRASH_PREFIX}*; do",
-        '  [ -e "$t" ] || [ -L "$t" ] || continue',
-        '  if err=$(rm -rf -- "$t" 2>&1); then mark finished "$t"; else warn "$err"; fi',
+        '  if [ -e "$t" ] || [ -L "$t" ]; then mark finished "$t"; fi',
         "done",
         "cur=$(readlink current 2>/dev/null || true); cur=${cur%/}; cur=${cur##*/}",
         'dl=""; dj=""',
@@ -49,11 +49,24 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         "  fi",
         '  if [ ! -d "$r" ]; then mark skipped "$v" no longer exists; continue; fi',
         f'  if [ -e "$r/"{q(PINNED)} ]; then mark skipped "$v" pinned; continue; fi',
-        '  if ! err=$(mv -- "$r" "$t" 2>&1); then warn "$err"; continue; fi',
+        '  if ! mv -- "$r" "$t" 2>/dev/null; then warn "cannot move $r to $t: it stays"; continue; fi',
         '  dl="$dl $v"; dj="$dj${dj:+,}\\"$v\\""',
         '  mark deleted "$v"',
-        '  err=$(rm -rf -- "$t" 2>&1) || warn "$err (left in $t; the next prune retries)"',
         "done",
+        # what the deletes free, counted over the trash only (O(deleted files), never a du
+        # of every release): every dir, and each inode whose every link is in the trash (usage.py's rule)
+        f"freed=$(find releases/ -mindepth 1 ! -path 'releases/{TRASH_PREFIX}*' -prune -o -printf '%D:%i %n %b %y\\n' "
+        "2>/dev/null | awk '$4==\"d\" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; "
+        "printf \"%.0f\\n\", s*512}')",
+        # then one rm per BATCH trash entries, not one per release
+        'gone() { [ "$#" -gt 0 ] || return 0',
+        '  if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }',
+        "set --",
+        f"for t in releases/{TRASH_PREFIX}*; do",
+        '  [ -e "$t" ] || [ -L "$t" ] || continue',
+        f'  set -- "$@" "$t"; [ "$#" -lt {BATCH} ] || {{ gone "$@"; set --; }}',
+        "done",
+        'gone "$@"; [ -n "$freed" ] || freed=0',
     )
     if imgs:
         out.line('if [ -n "$dl" ]; then',
@@ -66,7 +79,6 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
                  "    done; done",
                  '  else warn "podman not found: images of pruned releases were not removed"; fi',
                  "fi")
-    out.line('after=$(kb); freed=$(( (before - after) * 1024 )); [ "$freed" -ge 0 ] || freed=0')
     if record is not None:
         # The host fills in what it actually deleted and freed.
         doc = json.dumps({**record, "deleted": "@@D@@", "freed": "@@F@@"}, sort_keys=True,
