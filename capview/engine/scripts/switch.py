@@ -326,7 +326,11 @@ def _paths_steps(plan: SwitchPlan, p: HostPaths) -> str:
         '  mv -f "$ops/result.tmp" "$ops/result" 2>/dev/null || :\n'
         '  mark result outcome "$outcome"; mark result reason "$reason"; mark result downtime "$downtime"\n'
         '  mark result unavailable "$unavail"; mark result unlocked "$unlocked"\n'
-        + (f"  ( {plan.after_unlock.strip()} ) || :\n" if plan.after_unlock else "")
+        # after_unlock (the usage cache refresh: O(files)) is waited on for 1 s at most, then
+        # left to finish on its own: a huge release must not hold the client (issue 21)
+        + (f"  ( {plan.after_unlock.strip()} ) </dev/null >/dev/null 2>&1 & cv_au=$!\n"
+           '  cv_n=0; while kill -0 "$cv_au" 2>/dev/null && [ "$cv_n" -lt 50 ]; do sleep 0.02; cv_n=$((cv_n+1)); done\n'
+           if plan.after_unlock else "")
         + f"  rm -f {q(p.switch_pid)} \"$ops/err\"\n"
         "  mark done\n"
         + (f"  {plan.after_finish.strip()}\n" if plan.after_finish else "")
