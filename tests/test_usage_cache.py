@@ -123,3 +123,23 @@ async def test_a_deploy_leaves_a_valid_cache_behind(site) -> None:
     out = await raw_status(ctx, h)
     assert "@@ usage" in out and "@@ sums" not in out  # the first listing after the deploy is warm
     assert sizes(await snapshot(ctx, h, detail=False)) == sizes(await snapshot(ctx, h, detail=True))
+
+
+async def test_more_releases_than_one_find_batch_are_all_summed_right(site) -> None:
+    # the sums list releases BATCH at a time (scripts/usage.py): every release of every
+    # batch gets its own line, and the same numbers as the per-release detail listing
+    import shutil
+
+    from capview.engine.scripts.usage import BATCH
+
+    ctx, env, h, dp, _ = site
+    rel = dp / "releases"
+    for i in range(BATCH + 20):
+        d = rel / f"x{i:04d}"
+        shutil.copytree(rel / "v1", d, copy_function=os.link if i % 2 else shutil.copy2, symlinks=True)
+        (d / "own").write_bytes(b"o" * (i + 1))
+    (dp / CACHE).unlink(missing_ok=True)
+    fast = await snapshot(ctx, h, detail=False)
+    assert len(fast.status.releases) == BATCH + 22
+    assert sizes(fast) == sizes(await snapshot(ctx, h, detail=True))
+    assert {r.version: r.files for r in fast.status.releases}["x0007"] == 22  # v1: 20 + new-v1, and its own
