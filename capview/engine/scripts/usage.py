@@ -51,7 +51,7 @@ def find_command(rel_dir: str) -> str:
 # lines to the file named by out= when it is not empty (the usage cache).
 BATCH = 500
 _META_RE = f"releases/[^/]*/{RELEASE_META.replace('.', '[.]')}"
-_BATCH_FIND = (
+BATCH_FIND = (
     f'find "$@" \\( -regex "{_META_RE}" -o -regex "{_META_RE}/.*" \\) -printf "m %H {FIND_FORMAT}"'
     f' -o -printf "a %H {FIND_FORMAT}" 2>/dev/null || true'
 )
@@ -78,7 +78,7 @@ def sums_function() -> str:
     return (
         "release_sums() {\n"
         '  ( out=$1; shift; [ "$#" -gt 0 ] || exit 0\n'
-        f"    printf '%s\\n' \"$@\" | xargs -n {BATCH} sh -c '{_BATCH_FIND}' sums | " + _SUMS_AWK + " ) || true\n"
+        f"    printf '%s\\n' \"$@\" | xargs -n {BATCH} sh -c '{BATCH_FIND}' sums | " + _SUMS_AWK + " ) || true\n"
         "}\n"
     )
 
