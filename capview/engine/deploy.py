@@ -25,6 +25,7 @@ from capview.engine.hostrun import HostRun, PhaseFailed, failure
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, git_dirty, validate_version
 from capview.engine.lock import HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, unlock_hint
+from capview.engine import compress
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight
 from capview.engine.releases_meta import ReleaseListing, parse_release_listing
@@ -38,7 +39,7 @@ from capview.engine.scripts.status import build_tool, preflight
 from capview.engine.scripts.switch import SwitchPlan, transaction
 from capview.engine.scripts.upload import part_script, upload_script, write_manifest_script
 from capview.engine.scripts.usage import refresh_script
-from capview.engine.upload import DRIFT, drift_warning, readonly_hint, split_delta, tar_stream
+from capview.engine.upload import DRIFT, NO_GZIP, drift_warning, readonly_hint, split_delta, tar_stream
 from capview.engine.build_check import after_build_script, inherited_references, judge_after_build, parse_after_build
 from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, UsageError
@@ -266,19 +267,28 @@ class HostDeploy(HostRun):
                 st.uploaded = True
                 info["detail"] = f"rsync --link-dest {st.previous or '(first release)'}"
                 return
-            res = await self.send_parts(delta, progress)
+            gz = compress.wanted(self.settings.upload.compress, self.src.root, delta)  # issue 21
+            res = await self.send_parts(delta, progress, gzip=gz)
+            if res.exit_status == NO_GZIP:
+                if self.settings.upload.compress == "always":
+                    raise PhaseFailed(f"upload.compress is 'always' but {self.host.name} has no gzip - "
+                                      "install gzip there, or set upload.compress to auto or never in deploy.yaml")
+                self.log("no gzip on the host: the upload is sent uncompressed")
+                gz = False
+                res = await self.send_parts(delta, progress)
             if res.exit_status == DRIFT:  # issue 13: the previous release changed in place: link nothing, send all
                 self.ctx.event(HostWarning, self.host.name,
                                message=drift_warning(res.stdout, delta, st.previous, self.host.env or "ENV"))
                 delta = diff(self.src.scan.entries, {})
                 total_files, total_bytes = delta.send_files, delta.send_bytes
-                res = await self.send_parts(delta, progress, previous=None)
+                res = await self.send_parts(delta, progress, previous=None, gzip=gz)
             if res.exit_status != 0:
                 raise PhaseFailed(f"upload failed: {self.upload_failure(res, total_files, total_bytes)}")
             st.meta["bytes_sent"] = self.bytes_sent - before
             st.uploaded = True
             linked = self.src.scan.files - total_files
-            info["detail"] = f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+            info["detail"] = (f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes"
+                              f"{', gzip' if gz else ''}), {linked} hard-linked")
 
     def upload_failure(self, res: RunResult, total_files: int, total_bytes: int) -> str:
         """Why the upload failed, naming a full disk or a full inode table as such."""
@@ -296,14 +306,15 @@ class HostDeploy(HostRun):
                     f"this release sends {total_bytes} bytes): {reason}")
         return reason
 
-    async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True) -> RunResult:
+    async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True,
+                         gzip: bool = False) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
-        script waits for the others, then assembles the release)."""
+        script waits for the others, then assembles the release). ``gzip``: compressed."""
         parts = split_delta(delta)
         previous = self.state.previous if previous is True else previous
-        main_script = upload_script(self.paths, self.version, previous, parts=len(parts))
+        main_script = upload_script(self.paths, self.version, previous, parts=len(parts), gzip=gzip)
         if len(parts) == 1:
-            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress))
+            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip))
         done = [(0, 0)] * len(parts)
 
         def part_progress(i: int):
@@ -313,9 +324,10 @@ class HostDeploy(HostRun):
             return report
 
         main = asyncio.ensure_future(self.run(
-            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0])))
-        extras = [self.run(part_script(self.paths, self.version, i),
-                           stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False))
+            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip)))
+        extras = [self.run(part_script(self.paths, self.version, i, gzip=gzip),
+                           stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False,
+                                            gzip=gzip))
                   for i in range(1, len(parts))]
         try:
             results = await asyncio.gather(*extras)
