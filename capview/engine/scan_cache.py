@@ -1,7 +1,7 @@
 """The local scan cache: a file's sha256 is reused while its stat is unchanged
 (issue 21; rsync's quick check, made stricter).
 
-An entry is keyed by (st_dev, st_ino) and trusted only while size, mtime_ns AND
+An entry is keyed by the inode (on the root's device) and trusted only while size, mtime_ns AND
 ctime_ns are all unchanged. ctime cannot be set from user space and moves on every
 write, chmod, link or rename of the inode, so a file rewritten with the same size
 and a pinned mtime (SOURCE_DATE_EPOCH builds), or a new file that got a freed inode
@@ -23,12 +23,10 @@ import os
 import time
 from pathlib import Path
 
-HEADER = "capview-scan-cache 1"
+HEADER = "capview-scan-cache 2"
 RACY = 2.0
 KEEP = 32
 
-_Key = tuple[int, int]
-_Stat = tuple[int, int, int]  # size, mtime_ns, ctime_ns
 
 
 def cache_dir() -> Path:
@@ -41,14 +39,21 @@ def enabled() -> bool:
 
 
 class HashCache:
+    """Kept small (200,000 files): st_ino -> one string "SIZE MTIME_NS CTIME_NS SHA256";
+    the device is the root's (a file on another device is hashed, never remembered)."""
+
     def __init__(self, root: Path, directory: Path | None = None) -> None:
         self.root = str(root)
         self.directory = directory or cache_dir()
         self.path = self.directory / (hashlib.sha256(self.root.encode("utf-8", "surrogateescape"))
                                       .hexdigest()[:32] + ".tsv")
         self.started_ns = time.time_ns()
-        self.old: dict[_Key, tuple[_Stat, str]] = {}
-        self.new: dict[_Key, tuple[_Stat, str]] = {}
+        try:
+            self.dev = os.stat(root).st_dev
+        except OSError:
+            self.dev = -1
+        self.old: dict[int, str] = {}
+        self.new: dict[int, str] = {}
         self.hits = 0
         self.misses = 0
         self._load()
@@ -56,27 +61,33 @@ class HashCache:
     def _load(self) -> None:
         try:
             with open(self.path, encoding="utf-8", errors="surrogateescape") as f:
-                if f.readline().rstrip("\n") != f"{HEADER} {self.root}":
-                    return  # another format, or (a hash collision) another root
+                if f.readline().rstrip("\n") != f"{HEADER} {self.dev} {self.root}":
+                    return  # another format, device or (a hash collision) another root
                 for line in f:
-                    p = line.split()
-                    if len(p) == 6 and len(p[5]) == 64:
-                        self.old[(int(p[0]), int(p[1]))] = ((int(p[2]), int(p[3]), int(p[4])), p[5])
+                    ino, _, rest = line.rstrip("\n").partition(" ")
+                    if ino.isdigit() and rest.count(" ") == 3 and len(rest) > 70:
+                        self.old[int(ino)] = rest
         except (OSError, ValueError):
             self.old = {}
 
+    @staticmethod
+    def _stat_key(st: os.stat_result) -> str:
+        return f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} "
+
     def lookup(self, st: os.stat_result) -> str | None:
-        hit = self.old.get((st.st_dev, st.st_ino))
-        if hit is not None and hit[0] == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-            self.hits += 1
-            self.new[(st.st_dev, st.st_ino)] = hit
-            return hit[1]
+        hit = self.old.get(st.st_ino) if st.st_dev == self.dev else None
+        if hit is not None:
+            want = self._stat_key(st)
+            if len(hit) == len(want) + 64 and hit.startswith(want):
+                self.hits += 1
+                self.new[st.st_ino] = hit
+                return hit[-64:]
         self.misses += 1
         return None
 
     def remember(self, st: os.stat_result, digest: str) -> None:
-        if st.st_ctime_ns < self.started_ns - int(RACY * 1e9):
-            self.new[(st.st_dev, st.st_ino)] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns), digest)
+        if st.st_dev == self.dev and st.st_ctime_ns < self.started_ns - int(RACY * 1e9) and len(digest) == 64:
+            self.new[st.st_ino] = self._stat_key(st) + digest
 
     def save(self) -> None:
         if self.new == self.old:
@@ -86,8 +97,8 @@ class HashCache:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-                f.write(f"{HEADER} {self.root}\n")
-                f.writelines(f"{d} {i} {s} {m} {c} {h}\n" for (d, i), ((s, m, c), h) in self.new.items())
+                f.write(f"{HEADER} {self.dev} {self.root}\n")
+                f.writelines(f"{i} {v}\n" for i, v in self.new.items())
             os.replace(tmp, self.path)
             self._trim()
         except OSError:
