@@ -19,7 +19,7 @@
 set -euo pipefail
 
 STATE=${CAPVIEW_TESTBED_STATE:-/tmp/capview-testbed}
-PACKAGES=(openssh-server rsync podman curl sqlite3 uidmap catatonit dbus-user-session)
+PACKAGES=(openssh-server rsync podman curl sqlite3 uidmap catatonit dbus-user-session zsh fish)  # zsh, fish: the completion tests
 SD_USERS=(cvdeploy)          # users that get a systemd --user manager
 PLAIN_USERS=(cvnosd)         # users that must NOT have one
 WAIT_SECS=${CAPVIEW_TESTBED_WAIT:-30}

@@ -289,7 +289,9 @@ def write_config(path: Path, app, source: Path, *, port: int | None = None, know
         "source": str(source),
         "exclude": list(EXCLUDE),
         "shared": {"dirs": ["data"], "files": [".env"]},
-        "build": ({"command": "podman build -q -t {image}:{version} .", "image": app.image}
+        # a label per app keeps concurrent identical builds apart, as on real separate hosts
+        "build": ({"command": f"podman build -q --label capview.test.app={app.name} -t {{image}}:{{version}} .",
+                   "image": app.image}
                   if build and app.image else None),
         "service": {"manager": "systemd-user", "unit": app.unit},
         "health": {"url": f"http://127.0.0.1:{app.port}/health", "timeout": health_timeout, "interval": "200ms"},

@@ -76,7 +76,8 @@ class App:
             keep_releases=over.pop("keep_releases", 5),
             exclude=(".git", "*.pyc"),
             shared=SharedConfig(dirs=("data",), files=(".env",)),
-            build=(BuildConfig(command="podman build -q -t {image}:{version} .", image=self.image)
+            build=(BuildConfig(command=f"podman build -q --label capview.test.app={self.name} -t {{image}}:{{version}} .",
+                               image=self.image)
                    if self.image else None),
             service=ServiceConfig(manager="systemd-user", unit=self.unit),
             health=HealthConfig(url=f"http://127.0.0.1:{self.port}/health", timeout=10, interval=0.2),

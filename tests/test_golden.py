@@ -96,9 +96,10 @@ BUILDERS = {
                                                          building="# building\n"),
     "release_link_only": lambda: release.link_and_build(COMMAND, P, "v2", F, ready="# ready\n", building=""),
     # upload (issue 13's builders, re-exported)
-    "upload_first": lambda: upload.upload_script(P, "v1", None),
-    "upload_parts": lambda: upload.upload_script(P, "v2", "v1", parts=3) + upload.part_script(P, "v2", 1),
-    "upload_gzip": lambda: upload.upload_script(P, "v2", "v1", parts=2, gzip=True) + upload.part_script(P, "v2", 1, gzip=True),
+    "upload_first": lambda: upload.upload_script(P, "v1", None, F),
+    "upload_parts": lambda: upload.upload_script(P, "v2", "v1", F, parts=3) + upload.part_script(P, "v2", 1),
+    "upload_gzip": lambda: (upload.upload_script(P, "v2", "v1", F, parts=2, gzip=True)
+                            + upload.part_script(P, "v2", 1, gzip=True)),
     "upload_manifest": lambda: upload.write_manifest_script(P, "v2"),
     # service
     "service_systemd": lambda: service.service_stop(SYSTEMD) + service.service_start(SYSTEMD)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from capview.engine.layout import HostPaths, is_version
 from capview.engine.manifest import Entry
-from capview.engine.scripts.shell import LEGACY_MARK as MARK, q
+from capview.engine.scripts.shell import Frames, q
 
 # sh: NUL records of every entry under DIR (its .capview left out), and their sha256s.
 LIST_FUNCTIONS = r"""cv_list() ( cd "$1" && find . -mindepth 1 \( -path ./.capview -prune \) -o -printf '%y\0%m\0%s\0%l\0%P\0' )
@@ -28,13 +28,14 @@ def _bre(text: str) -> str:
     return re.sub(r"([.\[\]\\*^$])", r"\\\1", text)
 
 
-def after_build_script(paths: HostPaths, version: str, previous: str | None, *, record: bool) -> str:
+def after_build_script(paths: HostPaths, version: str, previous: str | None, frames: Frames, *, record: bool) -> str:
     """sh run after the build (or the link, without one), in the same script.
 
     Markers: ``shared_changed KIND HASH PATH`` per previous-release file whose stat
     changed since the upload (KIND ``c``: size/mode/inode, ``m``: only the mtime; HASH
     is its sha256 now), ``shared_count N``, and ``xref OTHER PATH`` per file naming
     another release. With ``record``, the release as built is written for verify."""
+    MARK = frames.marker  # noqa: N806 -- spliced: [@a-z0-9-] only
     rel = paths.release(version)
     meta = f"{rel}/.capview"
     lines = ["(", f"cv_rel={q(rel)}; cv_meta={q(meta)}", "export LC_ALL=C"]

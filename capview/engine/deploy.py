@@ -127,6 +127,7 @@ class HostDeploy(HostRun):
         self.wait_lock = wait_lock
         self.lock = HostLock(self.paths, LockOwner.new(ctx.operator, "release", version, ctx.clock()))
         self.state = DeployState()
+        self.upload_frames = Frames.new()  # the upload script's one-line frames (drift, free space)
 
     # ---- the lifecycle ---------------------------------------------------
     async def execute(self) -> HostResult:
@@ -249,7 +250,7 @@ class HostDeploy(HostRun):
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
                 self.ctx.event(HostWarning, self.host.name, message=note)
-            script = upload_script(self.paths, self.version, st.previous)
+            script = upload_script(self.paths, self.version, st.previous, self.upload_frames)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
                 info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
@@ -278,7 +279,7 @@ class HostDeploy(HostRun):
                 res = await self.send_parts(delta, progress)
             if res.exit_status == DRIFT:  # issue 13: the previous release changed in place: link nothing, send all
                 self.ctx.event(HostWarning, self.host.name,
-                               message=drift_warning(res.stdout, delta, st.previous, self.host.env or "ENV"))
+                               message=drift_warning(res.stdout, self.upload_frames, delta, st.previous, self.host.env or "ENV"))
                 delta = diff(self.src.scan.entries, {})
                 total_files, total_bytes = delta.send_files, delta.send_bytes
                 res = await self.send_parts(delta, progress, previous=None, gzip=gz)
@@ -293,7 +294,7 @@ class HostDeploy(HostRun):
     def upload_failure(self, res: RunResult, total_files: int, total_bytes: int) -> str:
         """Why the upload failed, naming a full disk or a full inode table as such."""
         reason = cause_line(res.stderr) or f"exit {res.exit_status}"
-        marks = parse_markers(res.stdout)
+        marks = parse_markers(res.stdout, self.upload_frames)
         free = marks.get("free_kb", [""])[-1].strip()
         inodes = marks.get("free_inodes", [""])[-1].split()
         if ("No space left" in reason and len(inodes) == 2 and all(x.isdigit() for x in inodes)
@@ -312,9 +313,10 @@ class HostDeploy(HostRun):
         script waits for the others, then assembles the release). ``gzip``: compressed."""
         parts = split_delta(delta)
         previous = self.state.previous if previous is True else previous
-        main_script = upload_script(self.paths, self.version, previous, parts=len(parts), gzip=gzip)
+        main_script = upload_script(self.paths, self.version, previous, self.upload_frames, parts=len(parts), gzip=gzip)
         if len(parts) == 1:
-            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip))
+            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip),
+                                  frames=self.upload_frames)
         done = [(0, 0)] * len(parts)
 
         def part_progress(i: int):
@@ -324,7 +326,8 @@ class HostDeploy(HostRun):
             return report
 
         main = asyncio.ensure_future(self.run(
-            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip)))
+            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip),
+            frames=self.upload_frames))
         extras = [self.run(part_script(self.paths, self.version, i, gzip=gzip),
                            stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False,
                                             gzip=gzip))
@@ -356,11 +359,11 @@ class HostDeploy(HostRun):
         frames = Frames.new()
         # issue 13: after the build, in the same script: the previous release's shared files
         # unchanged, the release as built recorded (for verify), references to other releases
-        after = after_build_script(self.paths, self.version, st.previous, record=self.settings.build is not None)
+        after = after_build_script(self.paths, self.version, st.previous, frames, record=self.settings.build is not None)
         script = release_sh.link_and_build(self.settings, self.paths, self.version, frames, after=after,
                                            ready=self.state_script("ready"), building=self.state_script("building"))
         if self.dry_run:
-            link = release_sh.link_script(self.settings, self.paths, self.version)
+            link = release_sh.link_script(self.settings, self.paths, self.version, frames)
             build = release_sh.build_script(self.settings, self.paths, self.version)
             for phase, text in (("link", link), ("build", build or "# no build configured\n")):
                 async with self.timed(phase) as info:
@@ -392,13 +395,13 @@ class HostDeploy(HostRun):
             st.uploaded = False  # issue 13: a refused link removes the release
             raise PhaseFailed(reason)
         if self.settings.build is None:
-            self.check_after_build(res.stdout, "link")
+            self.check_after_build(res.stdout, frames, "link")
             self.phase_end("link", True)
             async with self.timed("build") as info:
                 info["detail"] = "no build configured"
             return
         rc = values.get("build_rc", "1").strip()
-        self.check_after_build(res.stdout, "build")
+        self.check_after_build(res.stdout, frames, "build")
         if res.exit_status != 0 or rc != "0":
             reason = f"build failed (exit {rc}); see releases/{self.version}/{BUILD_LOG}"
             self.phase_end("build", False, reason)
@@ -406,13 +409,13 @@ class HostDeploy(HostRun):
         tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
         self.phase_end("build", True, f"image {tag} built" if tag else "build command succeeded")
 
-    def check_after_build(self, stdout: str, phase: str) -> None:
+    def check_after_build(self, stdout: str, frames: Frames, phase: str) -> None:
         """issue 13: fail when the build wrote into the previous release's files; warn
         (and record in release.json and history) when this release names another one."""
         st = self.state
         prev_meta = st.listing.meta(st.previous)
         kept = {p for p, e in self.src.scan.entries.items() if st.prev_manifest.get(p) == e}
-        found = parse_after_build(parse_markers(stdout), self.src.scan.entries,
+        found = parse_after_build(parse_markers(stdout, frames), self.src.scan.entries,
                                   inherited_references(prev_meta.raw if prev_meta else None, kept, self.version))
         if found.references:
             st.meta["references"] = [{"release": o, "path": p} for o, p in found.references]

@@ -34,9 +34,6 @@ def failure(exc: Exception) -> tuple[str, int]:
     return f"unexpected error: {type(exc).__name__}: {exc}", 1  # a bug or an odd host answer: this host only
 
 
-_LEGACY = Frames("@@cv")  # scripts that print only the legacy marker (scripts/shell.py)
-
-
 class HostRun:
     def __init__(self, ctx: Context, host: HostConfig) -> None:
         self.ctx = ctx
@@ -65,14 +62,13 @@ class HostRun:
         quiet: bool = False,
         timeout: float | None = None,
     ) -> RunResult:
-        """Run one script (one round trip). Frame lines (of ``frames``, or the legacy
-        marker) go to ``on_frame(kind, arg)`` as they arrive; other lines to ``on_line``
-        and, unless ``quiet``, become LogLine events."""
+        """Run one script (one round trip). Frame lines of ``frames`` go to
+        ``on_frame(kind, arg)`` as they arrive (and are never shown); other lines to
+        ``on_line`` and, unless ``quiet``, become LogLine events."""
         self.round_trips += 1
-        frames = frames or _LEGACY
 
         def handle(stream: str, line: str) -> None:
-            frame = frames.line(line)
+            frame = frames.line(line) if frames is not None else None
             if frame is not None:
                 if on_frame:
                     on_frame(*frame)

@@ -14,7 +14,7 @@ It never runs ``rm`` on a path whose parent it has not checked. ``init`` and
 from __future__ import annotations
 
 from capview.config import Settings
-from capview.engine.scripts.shell import LEGACY_MARK as MARK, q
+from capview.engine.scripts.shell import Frames, q
 
 REFUSED = 9  # link script exit: a parent of a shared path is a symlink or not a directory
 
@@ -47,7 +47,7 @@ def refuse_symlinked_parents(base_label: str, path: str, *, create: bool, fail: 
     return out
 
 
-def link_shared_script(rel: str, version: str, settings: Settings, shared_dir: str) -> str:
+def link_shared_script(rel: str, version: str, settings: Settings, shared_dir: str, frames: Frames) -> str:
     """ln -s ../../shared/<p> <p> for every shared path; the release's own copy loses.
     Refuses (exit REFUSED, one line on stderr) when a parent is a symlink or a file."""
     lines = [f"cd {q(rel)}",
@@ -57,7 +57,7 @@ def link_shared_script(rel: str, version: str, settings: Settings, shared_dir: s
         lines.append(
             # a symlink is unlinked (never followed); the parents are real dirs, so rm stays inside
             f"if [ -L {q(path)} ]; then rm -f -- {q(path)}; elif [ -e {q(path)} ]; then "
-            f"printf '%s warn %s\\n' {MARK} {q(f'the uploaded {path} was replaced by a link to shared/{path}')}; "
+            f"printf '%s warn %s\\n' {frames.marker} {q(f'the uploaded {path} was replaced by a link to shared/{path}')}; "
             f"rm -rf -- {q(path)}; fi"
         )
         lines.append(f"ln -s {q(link_target(path))} {q(path)}")

@@ -31,7 +31,7 @@ from typing import AsyncIterator, Callable
 from capview.engine.compress import gzip_compressor
 from capview.engine.layout import HostPaths
 from capview.engine.manifest import Delta, Entry, escape
-from capview.engine.scripts.shell import LEGACY_MARK as MARK, parse_markers, q
+from capview.engine.scripts.shell import Frames, parse_markers, q
 
 CHUNK = 256 * 1024
 ProgressFn = Callable[[int, int], None]  # (files_done, bytes_done)
@@ -82,9 +82,12 @@ def _gunzip_check(gzip: bool) -> list[str]:
     return [f"command -v gzip >/dev/null 2>&1 || exit {NO_GZIP}"] if gzip else []
 
 
-def upload_script(paths: HostPaths, version: str, previous: str | None, parts: int = 1, *,
+def upload_script(paths: HostPaths, version: str, previous: str | None, frames: Frames, parts: int = 1, *,
                   gzip: bool = False) -> str:
-    """``gzip``: the stream is gzip-compressed (upload.compress; compress.py)."""
+    """Extract the stream, merge the manifest, link the unchanged files (frames: ``drift``,
+    ``free_kb``/``free_inodes`` on failure; the marker is spliced, no prelude needed).
+    ``gzip``: the stream is gzip-compressed (upload.compress; compress.py)."""
+    MARK = frames.marker  # noqa: N806 -- [@a-z0-9-] only, safe unquoted
     rel = paths.release(version)
     inc = f"{rel}/.capview/incoming"
     lines = _gunzip_check(gzip) + [
@@ -153,9 +156,9 @@ def upload_script(paths: HostPaths, version: str, previous: str | None, parts: i
     return "\n".join(lines) + "\n"
 
 
-def drift_warning(stdout: str, delta: Delta, previous: str | None, env: str = "ENV") -> str:
+def drift_warning(stdout: str, frames: Frames, delta: Delta, previous: str | None, env: str = "ENV") -> str:
     """The upload script's ``drift KIND INDEX`` marker as one line for the operator."""
-    kind, _, index = (parse_markers(stdout).get("drift", ["changed 0"])[-1] + " ").partition(" ")
+    kind, _, index = (parse_markers(stdout, frames).get("drift", ["changed 0"])[-1] + " ").partition(" ")
     linked = [e.path for e in delta.keep if e.type != "d"]
     i = int(index) if index.strip().isdigit() else 0
     what = {"manifest": "its manifest.tsv is not the one read at setup",

@@ -1,5 +1,5 @@
 rel=/home/deploy/web/app/releases/v2; inc=/home/deploy/web/app/releases/v2/.capview/incoming; m=/home/deploy/web/app/releases/v2/.capview/incoming/meta
-trap 'rc=$?; [ "$rc" = 0 ] || [ "$rc" = 7 ] || printf "%s free_kb %s\n%s free_inodes %s\n" @@cv "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {print \$4}")" @@cv "$(df -Pi "$rel" 2>/dev/null | awk "NR==2 {print \$2, \$4}")"' EXIT
+trap 'rc=$?; [ "$rc" = 0 ] || [ "$rc" = 7 ] || printf "%s free_kb %s\n%s free_inodes %s\n" @@cv-0000000000000000 "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {print \$4}")" @@cv-0000000000000000 "$(df -Pi "$rel" 2>/dev/null | awk "NR==2 {print \$2, \$4}")"' EXIT
 mkdir -p "$inc"
 tar -xpf - -C "$inc" --no-same-owner
 n=0
@@ -44,7 +44,7 @@ END {
 }
 ' part=drop "$m/drop.tsv" part=prev /home/deploy/web/app/releases/v1/.capview/manifest.tsv part=add "$m/add.tsv"
 drift() {
-  printf '%s drift %s %s\n' @@cv "$1" "$2"
+  printf '%s drift %s %s\n' @@cv-0000000000000000 "$1" "$2"
   find "$rel" -mindepth 1 -maxdepth 1 ! -name .capview -exec rm -rf -- {} +
   find "$inc" -type d ! -perm -u+w -exec chmod u+w {} + 2>/dev/null || true
   rm -rf "$inc"; mkdir "$inc"; exit 7

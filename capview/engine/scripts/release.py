@@ -58,10 +58,10 @@ def state_write(paths: HostPaths, version: str, doc: dict) -> str:
     return write_json(paths.release_json(version), doc)
 
 
-def link_script(settings: Settings, paths: HostPaths, version: str) -> str:
+def link_script(settings: Settings, paths: HostPaths, version: str, frames: Frames) -> str:
     """ln -s ../../shared/<p> <p> for every shared path (shared_links.py, issue 13's: never
     through a symlinked parent; exit REFUSED, and the deploy removes the release)."""
-    return link_shared_script(paths.release(version), version, settings, paths.shared)
+    return link_shared_script(paths.release(version), version, settings, paths.shared, frames)
 
 
 def build_script(settings: Settings, paths: HostPaths, version: str) -> str | None:
@@ -89,8 +89,8 @@ def link_and_build(settings: Settings, paths: HostPaths, version: str, frames: F
     """One script for both phases: the link, then (with a build) frame ``linked``, the
     release marked building, the build. ``ready``/``building``: the state writes;
     ``after``: the check after the build (build_check.after_build_script, issue 13)."""
-    link = link_script(settings, paths, version)
+    link = link_script(settings, paths, version, frames)
     build = build_script(settings, paths, version)
     if build is None:
-        return link + after + ready
+        return frames.prelude() + link + after + ready
     return frames.prelude() + link + "mark linked\n" + building + build + after

@@ -24,11 +24,6 @@ from textwrap import indent as _indent
 
 q = shlex.quote
 
-# The fixed marker two scripts of issue 13's files still print (upload.py's free_kb,
-# the link-shared script's warnings); parsed as frames of this marker. Converted to
-# nonce frames once those files are merged.
-LEGACY_MARK = "@@cv"
-
 # GNU date has %N; elsewhere fall back to whole seconds.
 NOW = "$(date +%s.%N 2>/dev/null | sed 's/N$/0/')"
 
@@ -54,11 +49,10 @@ class Frames:
         return parse_frames(stdout, self.marker)
 
     def line(self, line: str) -> tuple[str, str] | None:
-        """(kind, arg) when ``line`` is a frame line of this marker (or the legacy one)."""
-        for m in (self.marker, LEGACY_MARK):
-            if line.startswith(m + " "):
-                kind, _, arg = line[len(m) + 1:].partition(" ")
-                return kind, arg
+        """(kind, arg) when ``line`` is a frame line of this marker."""
+        if line.startswith(self.marker + " "):
+            kind, _, arg = line[len(self.marker) + 1:].partition(" ")
+            return kind, arg
         return None
 
 
@@ -75,10 +69,10 @@ def parse_frames(stdout: str, marker: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def parse_markers(stdout: str) -> dict[str, list[str]]:
-    """The legacy ``@@cv NAME VALUE`` lines (issue 13's scripts) as name -> [values]."""
+def parse_markers(stdout: str, frames: Frames) -> dict[str, list[str]]:
+    """One-line frames (``MARKER NAME VALUE``) as name -> [values], in order."""
     found: dict[str, list[str]] = {}
-    for kind, arg, _ in parse_frames(stdout, LEGACY_MARK):
+    for kind, arg, _ in frames.parse(stdout):
         found.setdefault(kind, []).append(arg)
     return found
 

@@ -6,12 +6,13 @@ and ``initialInterval``; this module simulates that arithmetic to size them.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Iterable
+
+from capview.engine.history import parse_history
 
 
 
@@ -220,15 +221,8 @@ def downtimes_from_history(lines: Iterable[str], *, limit: int = HISTORY_WINDOW)
     ``downtime`` (absent/null on failed ops: skipped); unparsable lines skipped; the
     most recent ``limit`` kept, oldest first."""
     out: list[float] = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(rec, dict) or rec.get("op") not in ("release", "rollback"):
+    for rec in parse_history("\n".join(lines)):
+        if rec.get("op") not in ("release", "rollback"):
             continue
         # "unavailable" (stop -> first healthy answer) is the window a proxy must hide;
         # "downtime" (stop -> start returned) is what older records have.

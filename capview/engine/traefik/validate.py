@@ -207,11 +207,7 @@ def validate_dynamic_config(doc: Any) -> list[str]:
                         if not m or not 100 <= lo <= hi <= 599:
                             errs.append(f"{bp}.status[{i}]: must be a string code or range like '502-504', got {s!r}")
             if "service" in body:
-                svc = body["service"]
-                if not isinstance(svc, str) or svc not in services:
-                    errs.append(f"{bp}.service: {svc!r} is not a service defined in http.services")
-                else:
-                    used_services.add(svc)
+                _service_ref(body["service"], bp, services, used_services, errs)
             if "query" in body:
                 qy = body["query"]
                 if not isinstance(qy, str) or not qy.startswith("/") or any(c.isspace() for c in qy):
@@ -233,11 +229,7 @@ def validate_dynamic_config(doc: Any) -> list[str]:
             elif len(set(eps)) != len(eps):
                 errs.append(f"{p}.entryPoints: duplicates in {eps!r}")
         if "service" in rt:
-            svc = rt["service"]
-            if not isinstance(svc, str) or svc not in services:
-                errs.append(f"{p}.service: {svc!r} is not a service defined in http.services")
-            else:
-                used_services.add(svc)
+            _service_ref(rt["service"], p, services, used_services, errs)
         if "middlewares" in rt:
             mws = rt["middlewares"]
             if not isinstance(mws, list) or not all(isinstance(m, str) for m in mws):
@@ -258,3 +250,11 @@ def validate_dynamic_config(doc: Any) -> list[str]:
         if name not in used_middlewares:
             errs.append(f"http.middlewares.{name}: defined but used by no router")
     return errs
+
+
+def _service_ref(svc: object, path: str, services: dict, used: set[str], errs: list[str]) -> None:
+    """A ``service`` key must name a service of http.services (then it counts as used)."""
+    if not isinstance(svc, str) or svc not in services:
+        errs.append(f"{path}.service: {svc!r} is not a service defined in http.services")
+    else:
+        used.add(svc)
