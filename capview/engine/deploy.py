@@ -250,7 +250,8 @@ class HostDeploy(HostRun):
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
                 self.ctx.event(HostWarning, self.host.name, message=note)
-            script = upload_script(self.paths, self.version, st.previous, self.upload_frames)
+            gz = compress.wanted(self.settings.upload.compress, self.src.root, delta)  # issue 21
+            script = upload_script(self.paths, self.version, st.previous, self.upload_frames, gzip=gz)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
                 info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
@@ -268,7 +269,6 @@ class HostDeploy(HostRun):
                 st.uploaded = True
                 info["detail"] = f"rsync --link-dest {st.previous or '(first release)'}"
                 return
-            gz = compress.wanted(self.settings.upload.compress, self.src.root, delta)  # issue 21
             res = await self.send_parts(delta, progress, gzip=gz)
             if res.exit_status == NO_GZIP:
                 if self.settings.upload.compress == "always":
