@@ -143,3 +143,21 @@ async def test_more_releases_than_one_find_batch_are_all_summed_right(site) -> N
     assert len(fast.status.releases) == BATCH + 22
     assert sizes(fast) == sizes(await snapshot(ctx, h, detail=True))
     assert {r.version: r.files for r in fast.status.releases}["x0007"] == 22  # v1: 20 + new-v1, and its own
+
+
+@pytest.mark.parametrize("detail", [True, False])
+async def test_no_releases_lists_nothing_else(tmp_path: Path, detail: bool) -> None:
+    # xargs runs its command once even on empty input: the batch must not become a
+    # find of "." (every file of deploy_path) or an awk waiting on stdin
+    dp = tmp_path / "app"
+    (dp / "releases").mkdir(parents=True)
+    (dp / "shared").mkdir()
+    for i in range(50):
+        (dp / "shared" / f"f{i}").write_text("x")
+    frames = Frames.new()
+    h = HostConfig(name="h", host="local", settings=Settings(app="a", deploy_path=str(dp), source=tmp_path))
+    res = await LocalTransport().run(h, status_script(str(dp), frames, detail=detail))
+    assert res.ok, res.stderr
+    body = res.stdout.split(f"{frames.marker} finds")[-1] if detail else res.stdout.split(f"{frames.marker} sums")[-1]
+    assert "shared/f1" not in res.stdout and body.strip().endswith(f"{frames.marker} end")
+    assert body.count("\n") <= 3, body

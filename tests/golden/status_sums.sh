@@ -15,9 +15,16 @@ sec df
 df -Pk . 2>/dev/null | tail -n 1 || true
 if [ -d releases ]; then
   sec releasesdir
+  cv_names() {
+    for r in releases/*; do
+      n=${r#releases/}
+      case $n in [A-Za-z0-9]*) ;; *) continue ;; esac
+      case $n in *[!A-Za-z0-9._+-]*) continue ;; esac
+      if [ -d "$r" ] && [ ! -L "$r" ]; then printf '%s\n' "$r"; fi
+    done
+  }
   cv_jsons() {
-    [ "$#" -gt 0 ] || return 0
-    printf '%s\n' "$@" | xargs -n 500 sh -c 'find "$@" -mindepth 2 -maxdepth 2 -path "*/.capview/release.json" -type f -printf "%s %p\n" 2>/dev/null || true' jsons | {
+    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" -mindepth 2 -maxdepth 2 -path "*/.capview/release.json" -type f -printf "%s %p\n" 2>/dev/null || true' jsons | {
       set --
       while read -r size f; do
         if [ "$size" -le 1048576 ]; then set -- "$@" "$f"; [ "$#" -lt 500 ] || { cv_json_awk "$@"; set --; }
@@ -31,13 +38,11 @@ if [ -d releases ]; then
     awk -F '\n' -v M="$M" 'FNR == 1 {n = FILENAME; sub("^releases/", "", n); sub("/[^/]*/[^/]*$", "", n); printf "\n%s json %s\n", M, n} {print}' "$@" 2>/dev/null || true
   }
   cv_finds() {
-    [ "$#" -gt 0 ] || return 0
     sec finds
-    printf '%s\n' "$@" | xargs -n 500 sh -c 'find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' finds
+    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' finds
   }
   release_sums() {
-    ( out=$1; shift; [ "$#" -gt 0 ] || exit 0
-      printf '%s\n' "$@" | xargs -n 500 sh -c 'find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
+    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
   }
   fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)
   cached=
@@ -50,7 +55,6 @@ if [ -d releases ]; then
     trap 'rm -f "$tmpc"' EXIT
     printf '%s\n' "$fp0" > "$tmpc" 2>/dev/null || tmpc=
   fi
-  set --
   t=0; j=0
   for r in releases/.trash-*; do if [ -e "$r" ] || [ -L "$r" ]; then t=$((t+1)); fi; done
   sec trash; printf '%s\n' "$t"
@@ -63,11 +67,10 @@ if [ -d releases ]; then
     if [ ! -d "$r" ]; then j=$((j+1)); continue; fi
     sec rel "$n"
     if [ -e "$r/".capview/pinned ]; then sec pinned "$n"; fi
-    set -- "$@" "$r"
   done
   sec junk; printf '%s\n' "$j"
-  cv_jsons "$@"
-  if [ -z "$cached" ]; then sec sums; release_sums "$tmpc" "$@"; fi
+  cv_names | cv_jsons
+  if [ -z "$cached" ]; then sec sums; cv_names | release_sums "$tmpc"; fi
   if [ -n "$tmpc" ]; then
     if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
     else rm -f "$tmpc"; fi
