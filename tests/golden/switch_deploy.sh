@@ -131,22 +131,25 @@ for t in releases/.trash-*; do
   if [ -e "$t" ] || [ -L "$t" ]; then mark finished "$t"; fi
 done
 cur=$(readlink current 2>/dev/null || true); cur=${cur%/}; cur=${cur##*/}
-dl=""; dj=""
+dl=""; dj=""; l1=""; j1=""; k=0
+note() { [ -z "${2:-}" ] || l1="$l1 $1"; j1="$j1${j1:+,}\"$1\""; k=$((k+1))
+  [ "$k" -lt 200 ] || flush_names; }
+flush_names() { dl="$dl$l1"; [ -z "$j1" ] || dj="$dj${dj:+,}$j1"; l1=""; j1=""; k=0; }
 while IFS= read -r v; do
   case $v in ""|.|..|*[!A-Za-z0-9._+-]*) continue ;; [A-Za-z0-9]*) ;; *) continue ;; esac
   r=releases/$v; t=releases/.trash-$v
   if [ "$cur" = "$v" ]; then mark skipped "$v" it is current; continue; fi
   if [ -L "$r" ]; then
     # a symlinked entry is unlinked, never followed
-    if err=$(rm -f -- "$r" 2>&1); then mark unlinked "$v"; dj="$dj${dj:+,}\"$v\""; else warn "$err"; fi
+    if err=$(rm -f -- "$r" 2>&1); then mark unlinked "$v"; note "$v"; else warn "$err"; fi
     continue
   fi
   if [ ! -d "$r" ]; then mark skipped "$v" no longer exists; continue; fi
   if [ -e "$r/".capview/pinned ]; then mark skipped "$v" pinned; continue; fi
   if ! mv -- "$r" "$t" 2>/dev/null; then warn "cannot move $r to $t: it stays"; continue; fi
-  dl="$dl $v"; dj="$dj${dj:+,}\"$v\""
-  mark deleted "$v"
+  note "$v" dir; mark deleted "$v"
 done
+flush_names
 freed=$(find releases/ -mindepth 1 ! -path 'releases/.trash-*' -prune -o -printf '%D:%i %n %b %y\n' 2>/dev/null | awk '$4=="d" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; printf "%.0f\n", s*512}')
 gone() { [ "$#" -gt 0 ] || return 0
   if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }
