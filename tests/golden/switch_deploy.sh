@@ -135,9 +135,14 @@ dl=""; dj=""; l1=""; j1=""; k=0
 note() { [ -z "${2:-}" ] || l1="$l1 $1"; j1="$j1${j1:+,}\"$1\""; k=$((k+1))
   [ "$k" -lt 200 ] || flush_names; }
 flush_names() { dl="$dl$l1"; [ -z "$j1" ] || dj="$dj${dj:+,}$j1"; l1=""; j1=""; k=0; }
+b=""; made=""; moved() { [ "$#" -gt 0 ] || return 0; mv -- "$@" "$b/" 2>/dev/null || :
+  for r; do v=${r#releases/}
+    if [ -e "$b/$v" ] || [ -L "$b/$v" ]; then note "$v" dir; mark deleted "$v"; else warn "cannot move $r to the trash: it stays"; fi
+  done; b=""; }
+set --
 while IFS= read -r v; do
   case $v in ""|.|..|*[!A-Za-z0-9._+-]*) continue ;; [A-Za-z0-9]*) ;; *) continue ;; esac
-  r=releases/$v; t=releases/.trash-$v
+  r=releases/$v
   if [ "$cur" = "$v" ]; then mark skipped "$v" it is current; continue; fi
   if [ -L "$r" ]; then
     # a symlinked entry is unlinked, never followed
@@ -146,11 +151,15 @@ while IFS= read -r v; do
   fi
   if [ ! -d "$r" ]; then mark skipped "$v" no longer exists; continue; fi
   if [ -e "$r/".capview/pinned ]; then mark skipped "$v" pinned; continue; fi
-  if ! mv -- "$r" "$t" 2>/dev/null; then warn "cannot move $r to $t: it stays"; continue; fi
-  note "$v" dir; mark deleted "$v"
+  if [ -z "$b" ]; then
+    b=releases/.trash-$v; mkdir "$b" 2>/dev/null || { b=$b.$$; mkdir "$b" 2>/dev/null; } || { warn "cannot make $b"; b=""; continue; }; made="$made $b"
+  fi
+  set -- "$@" "$r"; [ "$#" -lt 200 ] || { moved "$@"; set --; }
 done
+moved "$@"; set --
 flush_names
 freed=$(find releases/ -mindepth 1 ! -path 'releases/.trash-*' -prune -o -printf '%D:%i %n %b %y\n' 2>/dev/null | awk '$4=="d" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; printf "%.0f\n", s*512}')
+[ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf '%b\n' 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s*512}') ))
 gone() { [ "$#" -gt 0 ] || return 0
   if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }
 set --

@@ -1,7 +1,8 @@
 """Deleting releases (``capview prune`` and the deploy's cleanup): one script per host.
 
-Each release is first renamed to ``releases/.trash-<name>`` (a half-deleted release is
-never listed as a release), then removed in batches (one ``rm`` per ``BATCH``); leftovers
+Each release is first moved into a trash dir ``releases/.trash-<name>/`` (one per ``BATCH``
+releases, named after the first: one ``mv`` per batch; a half-deleted release is never
+listed as a release), then removed in batches (one ``rm`` per ``BATCH``); leftovers
 of an interrupted prune are finished first. The versions to delete come on stdin, one per line, so the script's
 own size never grows with the number of releases; the host re-checks each (current,
 pinned, still there) and validates the name again. ``releases/`` may itself be a
@@ -44,9 +45,16 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         'note() { [ -z "${2:-}" ] || l1="$l1 $1"; j1="$j1${j1:+,}\\"$1\\""; k=$((k+1))',
         f'  [ "$k" -lt {BATCH} ] || flush_names; }}',
         'flush_names() { dl="$dl$l1"; [ -z "$j1" ] || dj="$dj${dj:+,}$j1"; l1=""; j1=""; k=0; }',
+        # moves go BATCH at a time into one trash dir per batch (named after its first
+        # release): one mv per batch, not per release; each name is checked after it
+        f'b=""; made=""; moved() {{ [ "$#" -gt 0 ] || return 0; mv -- "$@" "$b/" 2>/dev/null || :',
+        '  for r; do v=${r#releases/}',
+        '    if [ -e "$b/$v" ] || [ -L "$b/$v" ]; then note "$v" dir; mark deleted "$v"; else warn "cannot move $r to the trash: it stays"; fi',
+        '  done; b=""; }',
+        "set --",
         "while IFS= read -r v; do",
         '  case $v in ""|.|..|*[!A-Za-z0-9._+-]*) continue ;; [A-Za-z0-9]*) ;; *) continue ;; esac',
-        f'  r=releases/$v; t=releases/{TRASH_PREFIX}$v',
+        '  r=releases/$v',
         '  if [ "$cur" = "$v" ]; then mark skipped "$v" it is current; continue; fi',
         '  if [ -L "$r" ]; then',
         "    # a symlinked entry is unlinked, never followed",
@@ -55,15 +63,21 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         "  fi",
         '  if [ ! -d "$r" ]; then mark skipped "$v" no longer exists; continue; fi',
         f'  if [ -e "$r/"{q(PINNED)} ]; then mark skipped "$v" pinned; continue; fi',
-        '  if ! mv -- "$r" "$t" 2>/dev/null; then warn "cannot move $r to $t: it stays"; continue; fi',
-        '  note "$v" dir; mark deleted "$v"',
+        '  if [ -z "$b" ]; then',
+        f'    b=releases/{TRASH_PREFIX}$v; mkdir "$b" 2>/dev/null || {{ b=$b.$$; mkdir "$b" 2>/dev/null; }} || {{ warn "cannot make $b"; b=""; continue; }}; made="$made $b"',
+        "  fi",
+        f'  set -- "$@" "$r"; [ "$#" -lt {BATCH} ] || {{ moved "$@"; set --; }}',
         "done",
+        'moved "$@"; set --',
         "flush_names",
         # what the deletes free, counted over the trash only (O(deleted files), never a du
         # of every release): every dir, and each inode whose every link is in the trash (usage.py's rule)
         f"freed=$(find releases/ -mindepth 1 ! -path 'releases/{TRASH_PREFIX}*' -prune -o -printf '%D:%i %n %b %y\\n' "
         "2>/dev/null | awk '$4==\"d\" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; "
         "printf \"%.0f\\n\", s*512}')",
+        # the batch dirs themselves were made here: they free nothing
+        '[ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf \'%b\\n\' 2>/dev/null '
+        "| awk '{s+=$1} END {printf \"%.0f\\n\", s*512}') ))",
         # then one rm per BATCH trash entries, not one per release
         'gone() { [ "$#" -gt 0 ] || return 0',
         '  if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }',
