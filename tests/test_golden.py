@@ -108,6 +108,7 @@ BUILDERS = {
     + service.service_logs(COMMAND) + service.health_function(COMMAND),
     # the switch transaction
     "switch_deploy": lambda: switch.transaction(deploy_plan(), F),
+    "switch_big_deploy": lambda: switch.transaction(deploy_plan(after_unlock_wait=1.0), F),
     "switch_first_deploy": lambda: switch.transaction(deploy_plan(COMMAND, previous=None, cleanup=""), F),
     "switch_rollback": lambda: switch.transaction(deploy_plan(op="rollback", failed_doc=None, cleanup="",
                                                               after_unlock="", check_image=True), F),

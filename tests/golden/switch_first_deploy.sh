@@ -166,8 +166,7 @@ cv_finish() {
     if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
     else rm -f "$tmpc"; fi
   fi
-) >/dev/null 2>&1 || : ) </dev/null >/dev/null 2>&1 & cv_au=$!
-  cv_n=0; while kill -0 "$cv_au" 2>/dev/null && [ "$cv_n" -lt 50 ]; do sleep 0.02; cv_n=$((cv_n+1)); done
+) >/dev/null 2>&1 || : ) || :
   rm -f /home/deploy/web/app/.capview/switch.pid "$ops/err"
   mark done
 }
