@@ -58,6 +58,9 @@ class Source:
     dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
 
 
+BIG_LISTING = 50_000  # files in the retained releases beyond which the usage refresh is not waited on
+
+
 def scan_source(settings: Settings, root: Path | None = None) -> Source:
     root = (root or settings.source).resolve()
     if not root.is_dir():
@@ -443,6 +446,8 @@ class HostDeploy(HostRun):
             failed_doc={**meta, "state": "failed", "health": "failed", "finished_at": now},
             record=record, cleanup=self.cleanup_script(now),
             after_unlock=refresh_script(self.paths.root),  # warm the usage cache for the next listing
+            # ... but a huge tree's refresh (O(files), issue 21) finishes after the client is done
+            after_unlock_wait=1.0 if self.src.scan.files * max(1, self.settings.keep_releases) > BIG_LISTING else None,
         )
 
     def cleanup_script(self, now: float) -> str:
