@@ -29,7 +29,7 @@ def _bash_complete(script: str, *words: str) -> list[str]:
 
 def test_bash_completes_commands_options_and_values(tmp_path):
     script = _script("bash")
-    assert _bash_complete(script, "capview", "re") == ["release", "releases"]
+    assert sorted(_bash_complete(script, "capview", "re")) == ["release", "releases", "restart"]
     assert _bash_complete(script, "capview", "") [:3] == ["check", "release", "deploy"]
     assert _bash_complete(script, "capview", "release", "--d") == ["--dry-run"]
     assert _bash_complete(script, "capview", "deploy", "v1", "prod", "--so") == ["--source"]
@@ -79,6 +79,6 @@ def test_fish_completes(tmp_path):
         assert cp.returncode == 0, cp.stderr
         return [w.split("\t")[0] for w in cp.stdout.splitlines()]
 
-    assert complete("capview re") == ["release", "releases"]
+    assert sorted(complete("capview re")) == ["release", "releases", "restart"]
     assert complete("capview release --dr") == ["--dry-run"]
     assert complete("capview completion ") == ["bash", "fish", "zsh"]
