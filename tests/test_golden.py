@@ -111,6 +111,8 @@ BUILDERS = {
     # upload (issue 13's builders, re-exported)
     "upload_first": lambda: upload.upload_script(P, "v1", None, F),
     "upload_parts": lambda: upload.upload_script(P, "v2", "v1", F, parts=3) + upload.part_script(P, "v2", 1),
+    "upload_gzip": lambda: (upload.upload_script(P, "v2", "v1", F, parts=2, gzip=True)
+                            + upload.part_script(P, "v2", 1, gzip=True)),
     "upload_manifest": lambda: upload.write_manifest_script(P, "v2"),
     # service
     "service_systemd": lambda: service.service_stop(SYSTEMD) + service.service_start(SYSTEMD)
@@ -122,6 +124,7 @@ BUILDERS = {
     "status_with_service": lambda: status.status_script(DP, F, detail=False, service=service.service_state(SYSTEMD)),
     # the switch transaction
     "switch_deploy": lambda: switch.transaction(deploy_plan(), F),
+    "switch_big_deploy": lambda: switch.transaction(deploy_plan(after_unlock_wait=1.0), F),
     "switch_first_deploy": lambda: switch.transaction(deploy_plan(COMMAND, previous=None, cleanup=""), F),
     "switch_rollback": lambda: switch.transaction(deploy_plan(op="rollback", failed_doc=None, cleanup="",
                                                               after_unlock="", check_image=True), F),

@@ -233,7 +233,8 @@ async def test_permission_error_is_a_warning_naming_the_path(tmp_path, immutable
     rec = Rec()
     res = await prune(mkctx(rec), environment(host_config(fh.dp)), keep=1)
     assert res.ok and surviving(fh) == [".trash-v1", "v2", "v3"]
-    assert any(".trash-v1/sub/stuck" in w.message for w in rec.of(HostWarning))
+    # the trash dir of the batch is named after its first release; the release keeps its name in it
+    assert any(".trash-v1/v1/sub/stuck" in w.message for w in rec.of(HostWarning))
     assert [r.version for r in (await snapshot(mkctx(), host_config(fh.dp))).status.releases] == ["v2", "v3"]
 
 
@@ -271,3 +272,29 @@ async def test_unreachable_host_is_exit_4(tmp_path):
     assert res.exit_code == 4 and res.hosts[0].message == "h1: connection refused"
     [plan] = await plan_prune(ctx, environment(host_config(tmp_path)))
     assert not plan.reachable and plan.error == "h1: connection refused"
+
+
+async def test_hundreds_of_releases_go_in_batches_and_freed_is_exact(tmp_path):
+    # more releases than one rm batch (scripts/cleanup.py BATCH): every one is deleted,
+    # and a file shared only by deleted releases in different batches counts as freed once
+    from capview.engine.scripts.cleanup import BATCH
+
+    fh = FakeHost(tmp_path / "app")
+    n = BATCH * 2 + 25
+    prev = None
+    for i in range(n):
+        v = f"r{i:04d}"
+        shared = "S" if i < n - 1 else "T"  # the newest (kept: the previous live one) shares nothing
+        fh.release(v, {"shared.bin": shared * 40_000, "own.txt": v * 500}, link_from=prev, deployed_at=10.0 + i)
+        prev = v
+    fh.release("live", {"new.bin": "N" * 1000}, deployed_at=10.0 + n)
+    fh.set_current("live")
+    before = du_k(fh.dp / "releases")
+    res = await prune(mkctx(), environment(host_config(fh.dp)), keep=1)
+    assert res.ok and surviving(fh) == ["live", f"r{n - 1:04d}"]
+    last = fh.records()[-1]
+    assert len(last["deleted"]) == n - 1
+    # du's difference also carries releases/ itself growing by a block or two under the
+    # hundreds of renames (a directory never shrinks); everything deleted is counted
+    du_freed = (before - du_k(fh.dp / "releases")) * 1024
+    assert du_freed <= last["freed"] <= du_freed + 16 * 1024 and du_freed > 40_000 + n * 4096

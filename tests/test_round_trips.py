@@ -3,13 +3,17 @@
 Targets after connect: a deploy without a build <= 8 (we use 5: lock+preflight,
 setup+listing, upload, link, the switch transaction), a rollback <= 4 (2: lock+listing,
 the transaction), a restart 2, listing releases 1 per host. LocalTransport counts every
-script it runs.
+script it runs. Over SSH (issue 21) every one of those scripts runs in one long-lived
+session: one connection and one session channel per deploy and per rollback, counted
+in the real sshd's log.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import pytest
 
 from capview.config import Environment, HostConfig, Settings
 from capview.engine.context import Context
@@ -83,3 +87,37 @@ async def test_fleet_deploy_is_one_more_round_trip_per_host(tmp_path: Path) -> N
     before = t.round_trips
     assert (await rollback(Context(transport=t), env, to="v1")).ok  # converge: already on v1 everywhere
     assert t.round_trips - before == 3 * 2 <= 3 * ROLLBACK_BUDGET  # lock+listing, then the unlock
+
+
+# ---------------------------------------------------------------- SSH sessions (issue 21)
+
+@pytest.mark.testbed
+async def test_one_ssh_session_per_deploy_and_per_rollback(host, tmp_path: Path) -> None:
+    """On real OpenSSH (the sshd log counts every session channel): a redeploy and a
+    rollback each open one connection and one session, every script runs in it."""
+    import asyncio
+
+    from capview.remote.ssh import SshTransport
+    from realhost import make_source, new_app
+
+    app = new_app(host, build=False)
+
+    def counts() -> tuple[int, int]:
+        log = host.sshd_log()
+        return log.count("Accepted publickey for"), log.count("Starting session:")
+
+    async def counted(op) -> tuple[int, int, object]:
+        c0, s0 = counts()
+        async with SshTransport() as t:
+            res = await op(Context(transport=t, operator="tester@ci"))
+        await asyncio.sleep(0.3)  # sshd logs from the connection's own child
+        c1, s1 = counts()
+        return c1 - c0, s1 - s0, res
+
+    src = make_source(tmp_path, "v1")
+    for v in ("v1", "v2"):
+        c, s, r = await counted(lambda ctx, v=v: release(ctx, app.env(src), v))
+        assert r.ok, r
+        assert (c, s) == (1, 1), f"deploy {v}: {c} connections, {s} sessions"
+    c, s, r = await counted(lambda ctx: rollback(ctx, app.env(src)))
+    assert r.ok and (c, s) == (1, 1), (c, s, r)

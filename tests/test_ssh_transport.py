@@ -249,9 +249,12 @@ async def test_dropped_connection_is_replaced(host: TestHost, tmp_path: Path):
     hc = hostcfg(host, tmp_path)
     async with SshTransport() as t:
         assert (await t.run(hc, "echo hi")).stdout == "hi"
-        # kill this session's sshd process (the parent of the `exec`ed sh): the connection dies
+        # kill this connection's sshd process (the nearest sshd above the script: its
+        # parent with a channel per script, the session loop's parent otherwise): it dies
+        kill_sshd = ('p=$PPID; while [ "$(cat /proc/$p/comm)" != sshd ]; do '
+                     "p=$(awk '{print $4}' /proc/$p/stat); done; kill -9 $p; sleep 5")
         with pytest.raises(HostUnreachable, match="connection lost"):
-            await asyncio.wait_for(t.run(hc, "echo before; kill -9 $PPID; sleep 5"), 30)
+            await asyncio.wait_for(t.run(hc, "echo before; " + kill_sshd), 30)
         r = await t.run(hc, "echo again")
         assert r.stdout == "again" and t.connects == 2
 

@@ -123,3 +123,41 @@ async def test_a_deploy_leaves_a_valid_cache_behind(site) -> None:
     out = await raw_status(ctx, h)
     assert "@@ usage" in out and "@@ sums" not in out  # the first listing after the deploy is warm
     assert sizes(await snapshot(ctx, h, detail=False)) == sizes(await snapshot(ctx, h, detail=True))
+
+
+async def test_more_releases_than_one_find_batch_are_all_summed_right(site) -> None:
+    # the sums list releases BATCH at a time (scripts/usage.py): every release of every
+    # batch gets its own line, and the same numbers as the per-release detail listing
+    import shutil
+
+    from capview.engine.scripts.usage import BATCH
+
+    ctx, env, h, dp, _ = site
+    rel = dp / "releases"
+    for i in range(BATCH + 20):
+        d = rel / f"x{i:04d}"
+        shutil.copytree(rel / "v1", d, copy_function=os.link if i % 2 else shutil.copy2, symlinks=True)
+        (d / "own").write_bytes(b"o" * (i + 1))
+    (dp / CACHE).unlink(missing_ok=True)
+    fast = await snapshot(ctx, h, detail=False)
+    assert len(fast.status.releases) == BATCH + 22
+    assert sizes(fast) == sizes(await snapshot(ctx, h, detail=True))
+    assert {r.version: r.files for r in fast.status.releases}["x0007"] == 22  # v1: 20 + new-v1, and its own
+
+
+@pytest.mark.parametrize("detail", [True, False])
+async def test_no_releases_lists_nothing_else(tmp_path: Path, detail: bool) -> None:
+    # xargs runs its command once even on empty input: the batch must not become a
+    # find of "." (every file of deploy_path) or an awk waiting on stdin
+    dp = tmp_path / "app"
+    (dp / "releases").mkdir(parents=True)
+    (dp / "shared").mkdir()
+    for i in range(50):
+        (dp / "shared" / f"f{i}").write_text("x")
+    frames = Frames.new()
+    h = HostConfig(name="h", host="local", settings=Settings(app="a", deploy_path=str(dp), source=tmp_path))
+    res = await LocalTransport().run(h, status_script(str(dp), frames, detail=detail))
+    assert res.ok, res.stderr
+    body = res.stdout.split(f"{frames.marker} finds")[-1] if detail else res.stdout.split(f"{frames.marker} sums")[-1]
+    assert "shared/f1" not in res.stdout and body.strip().endswith(f"{frames.marker} end")
+    assert body.count("\n") <= 3, body

@@ -30,6 +30,7 @@ from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, 
 from capview.engine.lock import (
     HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, switch_running, take_over, unlock_hint,
 )
+from capview.engine import compress
 from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
 from capview.engine.preflight import parse_preflight
 from capview.engine.releases_meta import ReleaseListing, parse_release_listing
@@ -43,7 +44,7 @@ from capview.engine.scripts.status import build_tool, preflight
 from capview.engine.scripts.switch import SwitchPlan, transaction
 from capview.engine.scripts.upload import part_script, upload_script, write_manifest_script
 from capview.engine.scripts.usage import refresh_script
-from capview.engine.upload import DRIFT, drift_warning, readonly_hint, split_delta, tar_stream
+from capview.engine.upload import DRIFT, NO_GZIP, drift_warning, readonly_hint, split_delta, tar_stream
 from capview.engine.build_check import after_build_script, inherited_references, judge_after_build, parse_after_build
 from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, UsageError
@@ -62,6 +63,9 @@ class Source:
     dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
 
 
+BIG_LISTING = 50_000  # files in the retained releases beyond which the usage refresh is not waited on
+
+
 def scan_source(settings: Settings, root: Path | None = None) -> Source:
     root = (root or settings.source).resolve()
     if not root.is_dir():
@@ -71,7 +75,8 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
         if not safe_relpath(path) or path.split("/")[0] == META:
             raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
     try:
-        scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable))  # issue 13: read-only files
+        scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable),  # issue 13: read-only files
+                         cache=True)  # issue 21: unchanged files are not hashed again
     except OSError as exc:  # an unreadable file or directory: one line naming it, nothing sent
         raise UsageError(f"cannot read {exc.filename or root}: {exc.strerror or exc} - "
                          "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
@@ -289,7 +294,8 @@ class HostDeploy(FleetMember):
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
                 self.ctx.event(HostWarning, self.host.name, message=note)
-            script = upload_script(self.paths, self.version, st.previous, self.upload_frames)
+            gz = compress.wanted(self.settings.upload.compress, self.src.root, delta)  # issue 21
+            script = upload_script(self.paths, self.version, st.previous, self.upload_frames, gzip=gz)
             if self.dry_run:
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
                 info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
@@ -307,19 +313,27 @@ class HostDeploy(FleetMember):
                 st.uploaded = True
                 info["detail"] = f"rsync --link-dest {st.previous or '(first release)'}"
                 return
-            res = await self.send_parts(delta, progress)
+            res = await self.send_parts(delta, progress, gzip=gz)
+            if res.exit_status == NO_GZIP:
+                if self.settings.upload.compress == "always":
+                    raise PhaseFailed(f"upload.compress is 'always' but {self.host.name} has no gzip - "
+                                      "install gzip there, or set upload.compress to auto or never in deploy.yaml")
+                self.log("no gzip on the host: the upload is sent uncompressed")
+                gz = False
+                res = await self.send_parts(delta, progress)
             if res.exit_status == DRIFT:  # issue 13: the previous release changed in place: link nothing, send all
                 self.ctx.event(HostWarning, self.host.name,
                                message=drift_warning(res.stdout, self.upload_frames, delta, st.previous, self.host.env or "ENV"))
                 delta = diff(self.src.scan.entries, {})
                 total_files, total_bytes = delta.send_files, delta.send_bytes
-                res = await self.send_parts(delta, progress, previous=None)
+                res = await self.send_parts(delta, progress, previous=None, gzip=gz)
             if res.exit_status != 0:
                 raise PhaseFailed(f"upload failed: {self.upload_failure(res, total_files, total_bytes)}")
             st.meta["bytes_sent"] = self.bytes_sent - before
             st.uploaded = True
             linked = self.src.scan.files - total_files
-            info["detail"] = f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes), {linked} hard-linked"
+            info["detail"] = (f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes"
+                              f"{', gzip' if gz else ''}), {linked} hard-linked")
 
     def upload_failure(self, res: RunResult, total_files: int, total_bytes: int) -> str:
         """Why the upload failed, naming a full disk or a full inode table as such."""
@@ -337,14 +351,16 @@ class HostDeploy(FleetMember):
                     f"this release sends {total_bytes} bytes): {reason}")
         return reason
 
-    async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True) -> RunResult:
+    async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True,
+                         gzip: bool = False) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
-        script waits for the others, then assembles the release)."""
+        script waits for the others, then assembles the release). ``gzip``: compressed."""
         parts = split_delta(delta)
         previous = self.state.previous if previous is True else previous
-        main_script = upload_script(self.paths, self.version, previous, self.upload_frames, parts=len(parts))
+        main_script = upload_script(self.paths, self.version, previous, self.upload_frames, parts=len(parts), gzip=gzip)
         if len(parts) == 1:
-            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress), frames=self.upload_frames)
+            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip),
+                                  frames=self.upload_frames)
         done = [(0, 0)] * len(parts)
 
         def part_progress(i: int):
@@ -354,10 +370,11 @@ class HostDeploy(FleetMember):
             return report
 
         main = asyncio.ensure_future(self.run(
-            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0]),
+            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip),
             frames=self.upload_frames))
-        extras = [self.run(part_script(self.paths, self.version, i),
-                           stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False))
+        extras = [self.run(part_script(self.paths, self.version, i, gzip=gzip),
+                           stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False,
+                                            gzip=gzip))
                   for i in range(1, len(parts))]
         try:
             results = await asyncio.gather(*extras)
@@ -487,6 +504,8 @@ class HostDeploy(FleetMember):
             after_unlock=refresh_script(self.paths.root),  # warm the usage cache for the next listing
             keep_lock=self.fleet,
             **release_pieces(self.host, v, prev, now),  # issue 18: snapshot, hooks
+            # ... but a huge tree's refresh (O(files), issue 21) finishes after the client is done
+            after_unlock_wait=1.0 if self.src.scan.files * max(1, self.settings.keep_releases) > BIG_LISTING else None,
         )
 
     def cleanup_script(self, now: float) -> str:

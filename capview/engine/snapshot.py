@@ -20,7 +20,8 @@ from capview.engine.scripts.service import service_state
 from capview.engine.scripts.shell import Frames, one_line
 from capview.engine.scripts.status import META_BYTES, status_script
 from capview.engine.service_state import parse_service
-from capview.engine.usage import InodeListing, Summary, parse_cache, parse_inode_listing, parse_sums, unique_bytes
+from capview.engine.usage import (InodeListing, Summary, parse_cache, parse_inode_listing, parse_inode_listings,
+                                  parse_sums, unique_bytes)
 from capview.errors import RemoteError
 
 
@@ -146,6 +147,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             summaries.update(parse_cache(body, is_version))
         elif kind == "sums":
             summaries.update(parse_sums(body, is_version))
+        elif kind == "finds":  # the batched per-inode detail of every release (issue 21)
+            listings.update(parse_inode_listings(body, is_version))
         elif not is_version(arg):
             continue  # never trust a name we did not validate ourselves
         elif kind == "rel":

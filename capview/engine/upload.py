@@ -28,6 +28,7 @@ import threading
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
+from capview.engine.compress import gzip_compressor
 from capview.engine.layout import HostPaths
 from capview.engine.manifest import Delta, Entry, escape
 from capview.engine.scripts.shell import Frames, parse_markers, q
@@ -35,6 +36,7 @@ from capview.engine.scripts.shell import Frames, parse_markers, q
 CHUNK = 256 * 1024
 ProgressFn = Callable[[int, int], None]  # (files_done, bytes_done)
 DRIFT = 7  # upload script exit: the previous release differs from its manifest; send all
+NO_GZIP = 8  # upload script exit, before reading anything: a gzip stream but no gzip on the host
 SHARED_STAT = "%f %s %i %.9Y"  # stat -c: raw mode, size, inode, mtime (ns)
 
 # awk helpers: percent-unescape, octal, and the validity rule of manifest.parse_manifest.
@@ -76,20 +78,26 @@ END {
 """
 
 
-def upload_script(paths: HostPaths, version: str, previous: str | None, frames: Frames, parts: int = 1) -> str:
+def _gunzip_check(gzip: bool) -> list[str]:
+    return [f"command -v gzip >/dev/null 2>&1 || exit {NO_GZIP}"] if gzip else []
+
+
+def upload_script(paths: HostPaths, version: str, previous: str | None, frames: Frames, parts: int = 1, *,
+                  gzip: bool = False) -> str:
     """Extract the stream, merge the manifest, link the unchanged files (frames: ``drift``,
-    ``free_kb``/``free_inodes`` on failure; the marker is spliced, no prelude needed)."""
+    ``free_kb``/``free_inodes`` on failure; the marker is spliced, no prelude needed).
+    ``gzip``: the stream is gzip-compressed (upload.compress; compress.py)."""
     MARK = frames.marker  # noqa: N806 -- [@a-z0-9-] only, safe unquoted
     rel = paths.release(version)
     inc = f"{rel}/.capview/incoming"
-    lines = [
+    lines = _gunzip_check(gzip) + [
         f"rel={q(rel)}; inc={q(inc)}; m={q(inc + '/meta')}",
         # On failure say how much room is left (tar's own message on ENOSPC may be only
         # "Wrote only N of M bytes"), so a full disk is named as such.
         f"""trap 'rc=$?; [ "$rc" = 0 ] || [ "$rc" = {DRIFT} ] || printf "%s free_kb %s\\n%s free_inodes %s\\n" {MARK} "$(df -Pk "$rel" 2>/dev/null | awk "NR==2 {{print \\$4}}")" {MARK} "$(df -Pi "$rel" 2>/dev/null | awk "NR==2 {{print \\$2, \\$4}}")"' EXIT""",
         'mkdir -p "$inc"',  # setup created it empty; the other parts' channels extract into it too
         # -p: the modes in the stream are the manifest's (files read-only), not umask's
-        'tar -xpf - -C "$inc" --no-same-owner',
+        f'tar -x{"z" if gzip else ""}pf - -C "$inc" --no-same-owner',
     ]
     if parts > 1:
         # Wait for the other parts (parallel channels) to finish extracting.
@@ -170,7 +178,7 @@ def readonly_hint(output: str) -> str | None:
             "the file in upload.writable to get a private, writable copy that is never linked")
 
 
-def part_script(paths: HostPaths, version: str, index: int) -> str:
+def part_script(paths: HostPaths, version: str, index: int, *, gzip: bool = False) -> str:
     """Extract one extra part of a split upload into its own dir under incoming/.
 
     Its own dir: two tar processes creating the same parent directories at once lost
@@ -178,7 +186,8 @@ def part_script(paths: HostPaths, version: str, index: int) -> str:
     inc = f"{paths.release(version)}/.capview/incoming"
     mark = f"{inc}/.part-{index}"
     dest = f"{inc}/part-{index}"
-    return (f"mkdir -p {q(dest)} && if tar -xf - -C {q(dest)} --no-same-owner; then : > {q(mark + '.ok')}; "
+    return ("".join(c + "\n" for c in _gunzip_check(gzip))
+            + f"mkdir -p {q(dest)} && if tar -x{'z' if gzip else ''}f - -C {q(dest)} --no-same-owner; then : > {q(mark + '.ok')}; "
             f"else rc=$?; : > {q(mark + '.failed')} 2>/dev/null; exit $rc; fi\n")
 
 
@@ -240,21 +249,25 @@ def _entry_member(tar: tarfile.TarFile, root: Path, e: Entry) -> None:
 class _QueueWriter(io.RawIOBase):
     """A file object for tarfile (in a thread) that feeds an asyncio queue, with backpressure."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, cancelled: threading.Event) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, cancelled: threading.Event,
+                 gzip: bool = False) -> None:
         self.loop, self.queue, self.cancelled = loop, queue, cancelled
         self.buf = bytearray()
+        self.z = gzip_compressor() if gzip else None
 
     def writable(self) -> bool:
         return True
 
     def write(self, b) -> int:
-        self.buf += b
+        self.buf += self.z.compress(b) if self.z is not None else b
         while len(self.buf) >= CHUNK:
             self._put(bytes(self.buf[:CHUNK]))
             del self.buf[:CHUNK]
         return len(b)
 
     def flush_all(self) -> None:
+        if self.z is not None:
+            self.buf += self.z.flush()
         if self.buf:
             self._put(bytes(self.buf))
             self.buf.clear()
@@ -266,17 +279,19 @@ class _QueueWriter(io.RawIOBase):
 
 
 async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = None, *,
-                     entries: tuple[Entry, ...] | None = None, meta: bool = True) -> AsyncIterator[bytes]:
+                     entries: tuple[Entry, ...] | None = None, meta: bool = True,
+                     gzip: bool = False) -> AsyncIterator[bytes]:
     """Yield the upload tar in chunks; memory stays bounded (a few chunks) whatever the tree size.
 
-    ``entries`` (default: all of delta.send) and ``meta`` let a split upload send a part."""
+    ``entries`` (default: all of delta.send) and ``meta`` let a split upload send a part;
+    ``gzip`` compresses the stream (compress.py)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue(maxsize=8)
     cancelled = threading.Event()
     errors: list[BaseException] = []
 
     def produce() -> None:
-        writer = _QueueWriter(loop, queue, cancelled)
+        writer = _QueueWriter(loop, queue, cancelled, gzip)
         try:
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 if meta:

@@ -87,6 +87,19 @@ def parse_inode_listing(text: str) -> InodeListing:
     return InodeListing(dict(counts), nodes, files, size, frozenset(seen_app))
 
 
+def parse_inode_listings(text: str, is_name: Callable[[str], bool]) -> dict[str, InodeListing]:
+    """The batched listing (``a|m releases/NAME`` + the fields above, one find for many
+    releases) -> {name: InodeListing}; names failing ``is_name`` are ignored."""
+    per: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        where, _, fields = rest.partition(" ")
+        name = where[len("releases/"):] if where.startswith("releases/") else ""
+        if name and "/" not in name and is_name(name):
+            per.setdefault(name, []).append(f"{kind} {fields}")
+    return {name: parse_inode_listing("\n".join(lines)) for name, lines in per.items()}
+
+
 def _freed(listings: Iterable[InodeListing]) -> tuple[int, int]:
     """(disk bytes, apparent bytes of regular files) freed by deleting all of ``listings``."""
     counts: Counter[str] = Counter()

@@ -37,15 +37,16 @@ import logging
 import os
 import re
 import shlex
-import signal as _signal
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterable, Awaitable
 
 import asyncssh
 
 from capview.config import HostConfig, SshOptions
 from capview.errors import HostUnreachable
+from capview.remote.ssh_session import (Session, SessionLost, SessionRefused, exit_code,
+                                        ProcState, line_sink)
 from capview.remote.ssh_target import Target, expand, known_hosts_name, resolve_target
 from capview.remote.transport import LineCallback, RunResult, ScriptPreamble
 
@@ -70,15 +71,7 @@ MAX_SCRIPT_BYTES = 100 * 1024  # argv budget: bulk data goes on stdin
 _STDIN_CHUNK = 256 * 1024
 _READ_CHUNK = 64 * 1024
 _KILL_GRACE = 1.0  # seconds to wait for the remote process to exit after a signal
-_PID_MARKER = "\x1ecapview-pid "
 _PID_LINE = "printf '\\036capview-pid %s\\n' \"$$\" >&2\n"
-
-
-def _sig_number(name: str) -> int:
-    try:
-        return int(getattr(_signal, "SIG" + name.upper()))
-    except (AttributeError, TypeError, ValueError):
-        return 0
 
 
 @dataclass
@@ -87,13 +80,9 @@ class _Pooled:
     channels: asyncio.Semaphore
     target: Target
     lost: bool = False
-
-
-@dataclass
-class _ProcState:
-    pid: int | None = None
-    marker_seen: bool = False
-    done: bool = False
+    idle: list[Session] = field(default_factory=list)  # open sessions waiting for a script
+    active: int = 0  # runs holding a channel now
+    sessions_ok: bool | None = None  # False: the host refused the session loop
 
 
 class _Client(asyncssh.SSHClient):
@@ -115,8 +104,10 @@ class SshTransport:
     """Transport over asyncssh. See the module docstring."""
 
     def __init__(self, *, max_channels_per_host: int = 8, max_concurrent_connects: int = 64,
-                 max_connects_per_server: int = 8) -> None:
+                 max_connects_per_server: int = 8, sessions: bool = True) -> None:
         self.round_trips = 0
+        self.sessions = sessions  # one long-lived sh per channel (ssh_session.py)
+        self.sessions_opened = 0
         self.bytes_sent = 0
         self.connects = 0  # connections opened (tests hold pooling to this)
         self.max_channels_per_host = max_channels_per_host
@@ -339,61 +330,132 @@ class SshTransport:
         self.round_trips += 1
         pooled = await self._get(host)
         async with pooled.channels:
-            opening = asyncio.ensure_future(pooled.conn.create_process(
-                command, encoding=None, request_pty=False, x11_forwarding=False,
-            ))
+            pooled.active += 1
             try:
-                # shielded: a cancel landing between "exec sent" and "reply received"
-                # must not leave a process running that we hold no handle to
-                proc = await asyncio.shield(opening)
+                if self.sessions and pooled.sessions_ok is not False:
+                    try:
+                        return await self._run_in_session(pooled, script, stdin, on_line, timeout)
+                    except SessionRefused:
+                        pooled.sessions_ok = False  # this host: a channel per script from now on
+                self._trim_idle(pooled)
+                return await self._run_channel(pooled, command, stdin, on_line, timeout)
+            finally:
+                pooled.active -= 1
+
+    # ------------------------------------------------------- one long-lived sh
+
+    def _trim_idle(self, pooled: _Pooled) -> None:
+        """Idle sessions are open channels too: keep active + idle under the channel cap."""
+        while pooled.idle and pooled.active + len(pooled.idle) > self.max_channels_per_host:
+            pooled.idle.pop(0).close()
+
+    async def _run_in_session(self, pooled: _Pooled, script: str, stdin: bytes | AsyncIterable[bytes] | None,
+                              on_line: LineCallback | None, timeout: float | None) -> RunResult:
+        sess = pooled.idle.pop() if pooled.idle else None
+        if sess is None:
+            self._trim_idle(pooled)
+            opening = asyncio.ensure_future(Session.open(pooled.conn, _PID_LINE))
+            try:
+                sess = await asyncio.shield(opening)  # a cancel must not orphan an open channel
             except asyncio.CancelledError:
                 try:
-                    orphan = await asyncio.wait_for(opening, 10)
+                    (await asyncio.wait_for(opening, 10)).close()  # nothing was sent to it yet
                 except BaseException:
-                    raise asyncio.CancelledError() from None
-                await self._kill(pooled, orphan, _ProcState())
+                    pass
                 raise
             except (asyncssh.Error, OSError) as exc:
-                if pooled.conn.is_closed() or pooled.lost:
-                    self._drop(pooled)
-                    raise HostUnreachable(f"{pooled.target.label}: connection lost ({_reason(exc)})") from None
-                raise HostUnreachable(f"{pooled.target.label}: cannot open an ssh channel: {_reason(exc)}") from None
-            state = _ProcState()
-            out: list[str] = []
-            err: list[str] = []
-            try:
-                async with asyncio.timeout(timeout):
-                    await _all_or_nothing(
-                        self._feed(proc, stdin),
-                        self._pump(proc.stdout, "stdout", out, on_line, state),
-                        self._pump(proc.stderr, "stderr", err, on_line, state),
-                    )
-                    await proc.wait_closed()
-                state.done = True
-            except BaseException as exc:
-                if not state.done:
-                    await self._kill(pooled, proc, state)
-                if (isinstance(exc, (asyncssh.Error, OSError)) and not isinstance(exc, TimeoutError)
-                        and (pooled.lost or pooled.conn.is_closed())):
+                raise self._channel_error(pooled, exc) from None
+            self.sessions_opened += 1
+        state = sess.state
+        out: list[str] = []
+        err: list[str] = []
+        sink = line_sink(out, err, on_line, state)
+
+        def sent(n: int) -> None:
+            self.bytes_sent += n
+
+        try:
+            async with asyncio.timeout(timeout):
+                status = await sess.exchange(script, stdin, lambda name, raw: sink(name, raw), sent)
+        except SessionRefused:
+            sess.close()
+            raise
+        except BaseException as exc:
+            # the session ends with whatever it was running (TERM reaches its process group)
+            await self._kill(pooled, sess.proc, state)
+            if isinstance(exc, SessionLost) or (
+                    isinstance(exc, (asyncssh.Error, OSError)) and not isinstance(exc, TimeoutError)):
+                if pooled.lost or pooled.conn.is_closed():
                     self._drop(pooled)
                     raise HostUnreachable(
                         f"{pooled.target.label}: connection lost during the run ({_reason(exc)}); "
                         "the remote state is unknown"
                     ) from None
-                raise
-        signal_info = proc.exit_signal
-        if signal_info:
-            status = 128 + _sig_number(signal_info[0])
-        elif proc.exit_status is not None and proc.exit_status >= 0:
-            status = proc.exit_status
-        elif pooled.lost or pooled.conn.is_closed():
+                if isinstance(exc, SessionLost):
+                    return RunResult(exit_code(sess.proc), "\n".join(out), "\n".join(err))
+            raise
+        if self._closed or pooled.lost:
+            sess.close()
+        else:
+            pooled.idle.append(sess)
+        return RunResult(status, "\n".join(out), "\n".join(err))
+
+    # ------------------------------------------------------ a channel per script
+
+    async def _run_channel(self, pooled: _Pooled, command: str, stdin: bytes | AsyncIterable[bytes] | None,
+                           on_line: LineCallback | None, timeout: float | None) -> RunResult:
+        opening = asyncio.ensure_future(pooled.conn.create_process(
+            command, encoding=None, request_pty=False, x11_forwarding=False,
+        ))
+        try:
+            # shielded: a cancel landing between "exec sent" and "reply received"
+            # must not leave a process running that we hold no handle to
+            proc = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            try:
+                orphan = await asyncio.wait_for(opening, 10)
+            except BaseException:
+                raise asyncio.CancelledError() from None
+            await self._kill(pooled, orphan, ProcState())
+            raise
+        except (asyncssh.Error, OSError) as exc:
+            raise self._channel_error(pooled, exc) from None
+        state = ProcState()
+        out: list[str] = []
+        err: list[str] = []
+        try:
+            async with asyncio.timeout(timeout):
+                await _all_or_nothing(
+                    self._feed(proc, stdin),
+                    self._pump(proc.stdout, "stdout", out, on_line, state),
+                    self._pump(proc.stderr, "stderr", err, on_line, state),
+                )
+                await proc.wait_closed()
+            state.done = True
+        except BaseException as exc:
+            if not state.done:
+                await self._kill(pooled, proc, state)
+            if (isinstance(exc, (asyncssh.Error, OSError)) and not isinstance(exc, TimeoutError)
+                    and (pooled.lost or pooled.conn.is_closed())):
+                self._drop(pooled)
+                raise HostUnreachable(
+                    f"{pooled.target.label}: connection lost during the run ({_reason(exc)}); "
+                    "the remote state is unknown"
+                ) from None
+            raise
+        if (not proc.exit_signal and (proc.exit_status is None or proc.exit_status < 0)
+                and (pooled.lost or pooled.conn.is_closed())):
             self._drop(pooled)
             raise HostUnreachable(
                 f"{pooled.target.label}: connection lost during the run; the remote state is unknown"
             )
-        else:
-            status = 255  # the channel closed without an exit status (what ssh(1) reports)
-        return RunResult(status, "\n".join(out), "\n".join(err))
+        return RunResult(exit_code(proc), "\n".join(out), "\n".join(err))
+
+    def _channel_error(self, pooled: _Pooled, exc: BaseException) -> HostUnreachable:
+        if pooled.conn.is_closed() or pooled.lost:
+            self._drop(pooled)
+            return HostUnreachable(f"{pooled.target.label}: connection lost ({_reason(exc)})")
+        return HostUnreachable(f"{pooled.target.label}: cannot open an ssh channel: {_reason(exc)}")
 
     def _drop(self, pooled: _Pooled) -> None:
         pooled.lost = True
@@ -423,24 +485,9 @@ class SshTransport:
         except (BrokenPipeError, ConnectionResetError):
             return  # the script stopped reading; its exit status tells the story
 
-    async def _pump(self, reader, name: str, sink: list[str], on_line: LineCallback | None, state: _ProcState) -> None:
+    async def _pump(self, reader, name: str, sink: list[str], on_line: LineCallback | None, state: ProcState) -> None:
+        emit = line_sink(sink, sink, on_line, state)
         buf = bytearray()
-
-        def emit(raw: bytes) -> None:
-            line = raw.decode("utf-8", "replace")
-            # the wrapper's pid line (not necessarily the first: a login shell's rc
-            # files may print before the `exec`)
-            if name == "stderr" and not state.marker_seen and line.startswith(_PID_MARKER):
-                state.marker_seen = True
-                try:
-                    state.pid = int(line[len(_PID_MARKER):].strip())
-                except ValueError:
-                    pass
-                return
-            sink.append(line)
-            if on_line is not None:
-                on_line(name, line)
-
         while True:
             chunk = await reader.read(_READ_CHUNK)
             if not chunk:
@@ -451,7 +498,7 @@ class SshTransport:
                 nl = buf.find(b"\n", start)
                 if nl < 0:
                     break
-                emit(bytes(buf[start:nl]))
+                emit(name, bytes(buf[start:nl]))
                 start = nl + 1
             if start:
                 del buf[:start]
@@ -460,9 +507,9 @@ class SshTransport:
             # dashboard's key presses waited ~55 ms median behind it (benchmarks/tui_bench).
             await asyncio.sleep(0)
         if buf:
-            emit(bytes(buf))
+            emit(name, bytes(buf))
 
-    async def _kill(self, pooled: _Pooled, proc: asyncssh.SSHClientProcess, state: _ProcState) -> None:
+    async def _kill(self, pooled: _Pooled, proc: asyncssh.SSHClientProcess, state: ProcState) -> None:
         """Stop the remote process group; see the module docstring. Never raises."""
 
         async def exited(wait: float) -> bool:

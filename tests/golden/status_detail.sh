@@ -15,6 +15,32 @@ sec df
 df -Pk . 2>/dev/null | tail -n 1 || true
 if [ -d releases ]; then
   sec releasesdir
+  cv_names() {
+    for r in releases/*; do
+      n=${r#releases/}
+      case $n in [A-Za-z0-9]*) ;; *) continue ;; esac
+      case $n in *[!A-Za-z0-9._+-]*) continue ;; esac
+      if [ -d "$r" ] && [ ! -L "$r" ]; then printf '%s\n' "$r"; fi
+    done
+  }
+  cv_jsons() {
+    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" -mindepth 2 -maxdepth 2 -path "*/.capview/release.json" -type f -printf "%s %p\n" 2>/dev/null || true' jsons | {
+      set --
+      while read -r size f; do
+        if [ "$size" -le 1048576 ]; then set -- "$@" "$f"; [ "$#" -lt 500 ] || { cv_json_awk "$@"; set --; }
+        else n=${f#releases/}; n=${n%%/*}; sec json "$n"; head -c 1048577 "$f" 2>/dev/null || true; fi
+      done
+      cv_json_awk "$@"
+    }
+  }
+  cv_json_awk() {
+    [ "$#" -gt 0 ] || return 0
+    awk -F '\n' -v M="$M" 'FNR == 1 {n = FILENAME; sub("^releases/", "", n); sub("/[^/]*/[^/]*$", "", n); printf "\n%s json %s\n", M, n} {print}' "$@" 2>/dev/null || true
+  }
+  cv_finds() {
+    sec finds
+    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' finds
+  }
   t=0; j=0
   for r in releases/.trash-*; do if [ -e "$r" ] || [ -L "$r" ]; then t=$((t+1)); fi; done
   sec trash; printf '%s\n' "$t"
@@ -27,10 +53,9 @@ if [ -d releases ]; then
     if [ ! -d "$r" ]; then j=$((j+1)); continue; fi
     sec rel "$n"
     if [ -e "$r/".capview/pinned ]; then sec pinned "$n"; fi
-    if [ -f "$r/".capview/release.json ]; then sec json "$n"; head -c 1048577 "$r/".capview/release.json 2>/dev/null || true; fi
-    sec find "$n"
-    find "$r" \( -path "$r"/.capview -o -path "$r"/.capview'/*' \) -printf 'm %D:%i %n %b %s %y\n' -o -printf 'a %D:%i %n %b %s %y\n' 2>/dev/null || true
   done
   sec junk; printf '%s\n' "$j"
+  cv_names | cv_jsons
+  cv_names | cv_finds
 fi
 sec end

@@ -15,9 +15,34 @@ sec df
 df -Pk . 2>/dev/null | tail -n 1 || true
 if [ -d releases ]; then
   sec releasesdir
+  cv_names() {
+    for r in releases/*; do
+      n=${r#releases/}
+      case $n in [A-Za-z0-9]*) ;; *) continue ;; esac
+      case $n in *[!A-Za-z0-9._+-]*) continue ;; esac
+      if [ -d "$r" ] && [ ! -L "$r" ]; then printf '%s\n' "$r"; fi
+    done
+  }
+  cv_jsons() {
+    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" -mindepth 2 -maxdepth 2 -path "*/.capview/release.json" -type f -printf "%s %p\n" 2>/dev/null || true' jsons | {
+      set --
+      while read -r size f; do
+        if [ "$size" -le 1048576 ]; then set -- "$@" "$f"; [ "$#" -lt 500 ] || { cv_json_awk "$@"; set --; }
+        else n=${f#releases/}; n=${n%%/*}; sec json "$n"; head -c 1048577 "$f" 2>/dev/null || true; fi
+      done
+      cv_json_awk "$@"
+    }
+  }
+  cv_json_awk() {
+    [ "$#" -gt 0 ] || return 0
+    awk -F '\n' -v M="$M" 'FNR == 1 {n = FILENAME; sub("^releases/", "", n); sub("/[^/]*/[^/]*$", "", n); printf "\n%s json %s\n", M, n} {print}' "$@" 2>/dev/null || true
+  }
+  cv_finds() {
+    sec finds
+    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' finds
+  }
   release_sums() {
-    ( out=$1; shift
-      for r in "$@"; do printf 'R %s\n' "${r#releases/}"; find "$r" \( -path "$r"/.capview -o -path "$r"/.capview'/*' \) -printf 'm %D:%i %n %b %s %y\n' -o -printf 'a %D:%i %n %b %s %y\n' 2>/dev/null || true; done | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $1=="R" {flush(); name=$2; next} {k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6; if ($1=="a" && $6=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}} END {flush()}' ) || true
+    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
   }
   fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)
   cached=
@@ -30,7 +55,6 @@ if [ -d releases ]; then
     trap 'rm -f "$tmpc"' EXIT
     printf '%s\n' "$fp0" > "$tmpc" 2>/dev/null || tmpc=
   fi
-  set --
   t=0; j=0
   for r in releases/.trash-*; do if [ -e "$r" ] || [ -L "$r" ]; then t=$((t+1)); fi; done
   sec trash; printf '%s\n' "$t"
@@ -43,11 +67,10 @@ if [ -d releases ]; then
     if [ ! -d "$r" ]; then j=$((j+1)); continue; fi
     sec rel "$n"
     if [ -e "$r/".capview/pinned ]; then sec pinned "$n"; fi
-    if [ -f "$r/".capview/release.json ]; then sec json "$n"; head -c 1048577 "$r/".capview/release.json 2>/dev/null || true; fi
-    set -- "$@" "$r"
   done
   sec junk; printf '%s\n' "$j"
-  if [ -z "$cached" ]; then sec sums; release_sums "$tmpc" "$@"; fi
+  cv_names | cv_jsons
+  if [ -z "$cached" ]; then sec sums; cv_names | release_sums "$tmpc"; fi
   if [ -n "$tmpc" ]; then
     if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
     else rm -f "$tmpc"; fi

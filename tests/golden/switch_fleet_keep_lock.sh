@@ -146,30 +146,47 @@ export LC_ALL=C
 warn() { printf '%s\n' "$*" | while IFS= read -r l; do mark warn "$l"; done; }
 cd /home/deploy/web/app
 [ -d releases ] || { mark freed 0; exit 0; }
-kb() { du -sk releases/. 2>/dev/null | { read -r k _ || true; echo "${k:-0}"; }; }
-before=$(kb)
 for t in releases/.trash-*; do
-  [ -e "$t" ] || [ -L "$t" ] || continue
-  if err=$(rm -rf -- "$t" 2>&1); then mark finished "$t"; else warn "$err"; fi
+  if [ -e "$t" ] || [ -L "$t" ]; then mark finished "$t"; fi
 done
 cur=$(readlink current 2>/dev/null || true); cur=${cur%/}; cur=${cur##*/}
-dl=""; dj=""
+dl=""; dj=""; l1=""; j1=""; k=0
+note() { [ -z "${2:-}" ] || l1="$l1 $1"; j1="$j1${j1:+,}\"$1\""; k=$((k+1))
+  [ "$k" -lt 200 ] || flush_names; }
+flush_names() { dl="$dl$l1"; [ -z "$j1" ] || dj="$dj${dj:+,}$j1"; l1=""; j1=""; k=0; }
+b=""; made=""; moved() { [ "$#" -gt 0 ] || return 0; mv -- "$@" "$b/" 2>/dev/null || :
+  for r; do v=${r#releases/}
+    if [ -e "$b/$v" ] || [ -L "$b/$v" ]; then note "$v" dir; mark deleted "$v"; else warn "cannot move $r to the trash: it stays"; fi
+  done; b=""; }
+set --
 while IFS= read -r v; do
   case $v in ""|.|..|*[!A-Za-z0-9._+-]*) continue ;; [A-Za-z0-9]*) ;; *) continue ;; esac
-  r=releases/$v; t=releases/.trash-$v
+  r=releases/$v
   if [ "$cur" = "$v" ]; then mark skipped "$v" it is current; continue; fi
   if [ -L "$r" ]; then
     # a symlinked entry is unlinked, never followed
-    if err=$(rm -f -- "$r" 2>&1); then mark unlinked "$v"; dj="$dj${dj:+,}\"$v\""; else warn "$err"; fi
+    if err=$(rm -f -- "$r" 2>&1); then mark unlinked "$v"; note "$v"; else warn "$err"; fi
     continue
   fi
   if [ ! -d "$r" ]; then mark skipped "$v" no longer exists; continue; fi
   if [ -e "$r/".capview/pinned ]; then mark skipped "$v" pinned; continue; fi
-  if ! err=$(mv -- "$r" "$t" 2>&1); then warn "$err"; continue; fi
-  dl="$dl $v"; dj="$dj${dj:+,}\"$v\""
-  mark deleted "$v"
-  err=$(rm -rf -- "$t" 2>&1) || warn "$err (left in $t; the next prune retries)"
+  if [ -z "$b" ]; then
+    b=releases/.trash-$v; mkdir "$b" 2>/dev/null || { b=$b.$$; mkdir "$b" 2>/dev/null; } || { warn "cannot make $b"; b=""; continue; }; made="$made $b"
+  fi
+  set -- "$@" "$r"; [ "$#" -lt 200 ] || { moved "$@"; set --; }
 done
+moved "$@"; set --
+flush_names
+freed=$(find releases/ -mindepth 1 ! -path 'releases/.trash-*' -prune -o -printf '%D:%i %n %b %y\n' 2>/dev/null | awk '$4=="d" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; printf "%.0f\n", s*512}')
+[ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf '%b\n' 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s*512}') ))
+gone() { [ "$#" -gt 0 ] || return 0
+  if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }
+set --
+for t in releases/.trash-*; do
+  [ -e "$t" ] || [ -L "$t" ] || continue
+  set -- "$@" "$t"; [ "$#" -lt 200 ] || { gone "$@"; set --; }
+done
+gone "$@"; [ -n "$freed" ] || freed=0
 if [ -n "$dl" ]; then
   if command -v podman >/dev/null 2>&1; then
     for v in $dl; do for img in localhost/app; do
@@ -180,7 +197,6 @@ if [ -n "$dl" ]; then
     done; done
   else warn "podman not found: images of pruned releases were not removed"; fi
 fi
-after=$(kb); freed=$(( (before - after) * 1024 )); [ "$freed" -ge 0 ] || freed=0
 mkdir -p /home/deploy/web/app/.capview
 printf '%s[%s]%s%s%s\n' '{"deleted":' "$dj" ',"freed":' "$freed" ',"op":"prune"}' >> /home/deploy/web/app/.capview/history.jsonl || warn "history not written"
 mark freed "$freed"
@@ -236,9 +252,16 @@ cv_finish() {
   mark result unavailable "$unavail"; mark result unlocked "$unlocked"; mark result health_seconds "$health_s"
   ( ( cd /home/deploy/web/app 2>/dev/null && [ -d releases ] || exit 0
   export LC_ALL=C; cached=
+  cv_names() {
+    for r in releases/*; do
+      n=${r#releases/}
+      case $n in [A-Za-z0-9]*) ;; *) continue ;; esac
+      case $n in *[!A-Za-z0-9._+-]*) continue ;; esac
+      if [ -d "$r" ] && [ ! -L "$r" ]; then printf '%s\n' "$r"; fi
+    done
+  }
   release_sums() {
-    ( out=$1; shift
-      for r in "$@"; do printf 'R %s\n' "${r#releases/}"; find "$r" \( -path "$r"/.capview -o -path "$r"/.capview'/*' \) -printf 'm %D:%i %n %b %s %y\n' -o -printf 'a %D:%i %n %b %s %y\n' 2>/dev/null || true; done | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $1=="R" {flush(); name=$2; next} {k=$2; c[k]++; nl[k]=$3; bl[k]=$4; sz[k]=$5; ty[k]=$6; if ($1=="a" && $6=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$5}}} END {flush()}' ) || true
+    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
   }
   fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)
   tmpc=
@@ -248,14 +271,7 @@ cv_finish() {
     printf '%s\n' "$fp0" > "$tmpc" 2>/dev/null || tmpc=
   fi
   [ -n "$tmpc" ] || exit 0
-  set --
-  for r in releases/*; do
-    n=${r#releases/}
-    case $n in [A-Za-z0-9]*) ;; *) continue ;; esac
-    case $n in *[!A-Za-z0-9._+-]*) continue ;; esac
-    [ -d "$r" ] && [ ! -L "$r" ] && set -- "$@" "$r"
-  done
-  release_sums "$tmpc" "$@" >/dev/null
+  cv_names | release_sums "$tmpc" >/dev/null
   if [ -n "$tmpc" ]; then
     if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
     else rm -f "$tmpc"; fi

@@ -1,12 +1,15 @@
 """Deleting releases (``capview prune`` and the deploy's cleanup): one script per host.
 
-Each release is first renamed to ``releases/.trash-<name>`` (a half-deleted release is
-never listed as a release), then removed; leftovers of an interrupted prune are
-finished first. The versions to delete come on stdin, one per line, so the script's
+Each release is first moved into a trash dir ``releases/.trash-<name>/`` (one per ``BATCH``
+releases, named after the first: one ``mv`` per batch; a half-deleted release is never
+listed as a release), then removed in batches (one ``rm`` per ``BATCH``); leftovers
+of an interrupted prune are finished first. The versions to delete come on stdin, one per line, so the script's
 own size never grows with the number of releases; the host re-checks each (current,
 pinned, still there) and validates the name again. ``releases/`` may itself be a
 symlink (another volume): the prune works inside it and never follows an entry out.
-The space freed is measured on the host with ``du`` before and after.
+The space freed is counted on the host over the trash only, before each batch is removed
+(every inode whose links are all in the trash: what ``du`` before and after would say,
+without stat-ing every retained release).
 
 Frames (one line each): ``finished PATH``, ``deleted V``, ``unlinked V``,
 ``skipped V WHY``, ``image REF``, ``warn TEXT``, ``freed BYTES``.
@@ -20,6 +23,8 @@ from typing import Sequence
 from capview.engine.layout import PINNED, TRASH_PREFIX, HostPaths
 from capview.engine.scripts.shell import Frames, Script, q
 
+BATCH = 200  # trash entries per rm (and per freed count): argv stays small, forks few
+
 
 def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | None = None) -> str:
     """The deletes (needs the frames prelude; reads the versions on stdin)."""
@@ -29,31 +34,59 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         "warn() { printf '%s\\n' \"$*\" | while IFS= read -r l; do mark warn \"$l\"; done; }",
         f"cd {q(paths.root)}",
         "[ -d releases ] || { mark freed 0; exit 0; }",
-        # releases/. : du and find measure a symlinked releases/ at its target
-        'kb() { du -sk releases/. 2>/dev/null | { read -r k _ || true; echo "${k:-0}"; }; }',
-        "before=$(kb)",
         f"for t in releases/{TRASH_PREFIX}*; do",
-        '  [ -e "$t" ] || [ -L "$t" ] || continue',
-        '  if err=$(rm -rf -- "$t" 2>&1); then mark finished "$t"; else warn "$err"; fi',
+        '  if [ -e "$t" ] || [ -L "$t" ]; then mark finished "$t"; fi',
         "done",
         "cur=$(readlink current 2>/dev/null || true); cur=${cur%/}; cur=${cur##*/}",
-        'dl=""; dj=""',
+        # the deleted names for the record and the images, gathered 200 at a time (one
+        # growing string per name was quadratic: seconds for 10,000 releases)
+        'dl=""; dj=""; l1=""; j1=""; k=0',
+        # note V [dir]: V goes in the record; a deleted dir's images go too (not an unlinked entry's)
+        'note() { [ -z "${2:-}" ] || l1="$l1 $1"; j1="$j1${j1:+,}\\"$1\\""; k=$((k+1))',
+        f'  [ "$k" -lt {BATCH} ] || flush_names; }}',
+        'flush_names() { dl="$dl$l1"; [ -z "$j1" ] || dj="$dj${dj:+,}$j1"; l1=""; j1=""; k=0; }',
+        # moves go BATCH at a time into one trash dir per batch (named after its first
+        # release): one mv per batch, not per release; each name is checked after it
+        f'b=""; made=""; moved() {{ [ "$#" -gt 0 ] || return 0; mv -- "$@" "$b/" 2>/dev/null || :',
+        '  for r; do v=${r#releases/}',
+        '    if [ -e "$b/$v" ] || [ -L "$b/$v" ]; then note "$v" dir; mark deleted "$v"; else warn "cannot move $r to the trash: it stays"; fi',
+        '  done; b=""; }',
+        "set --",
         "while IFS= read -r v; do",
         '  case $v in ""|.|..|*[!A-Za-z0-9._+-]*) continue ;; [A-Za-z0-9]*) ;; *) continue ;; esac',
-        f'  r=releases/$v; t=releases/{TRASH_PREFIX}$v',
+        '  r=releases/$v',
         '  if [ "$cur" = "$v" ]; then mark skipped "$v" it is current; continue; fi',
         '  if [ -L "$r" ]; then',
         "    # a symlinked entry is unlinked, never followed",
-        '    if err=$(rm -f -- "$r" 2>&1); then mark unlinked "$v"; dj="$dj${dj:+,}\\"$v\\""; else warn "$err"; fi',
+        '    if err=$(rm -f -- "$r" 2>&1); then mark unlinked "$v"; note "$v"; else warn "$err"; fi',
         "    continue",
         "  fi",
         '  if [ ! -d "$r" ]; then mark skipped "$v" no longer exists; continue; fi',
         f'  if [ -e "$r/"{q(PINNED)} ]; then mark skipped "$v" pinned; continue; fi',
-        '  if ! err=$(mv -- "$r" "$t" 2>&1); then warn "$err"; continue; fi',
-        '  dl="$dl $v"; dj="$dj${dj:+,}\\"$v\\""',
-        '  mark deleted "$v"',
-        '  err=$(rm -rf -- "$t" 2>&1) || warn "$err (left in $t; the next prune retries)"',
+        '  if [ -z "$b" ]; then',
+        f'    b=releases/{TRASH_PREFIX}$v; mkdir "$b" 2>/dev/null || {{ b=$b.$$; mkdir "$b" 2>/dev/null; }} || {{ warn "cannot make $b"; b=""; continue; }}; made="$made $b"',
+        "  fi",
+        f'  set -- "$@" "$r"; [ "$#" -lt {BATCH} ] || {{ moved "$@"; set --; }}',
         "done",
+        'moved "$@"; set --',
+        "flush_names",
+        # what the deletes free, counted over the trash only (O(deleted files), never a du
+        # of every release): every dir, and each inode whose every link is in the trash (usage.py's rule)
+        f"freed=$(find releases/ -mindepth 1 ! -path 'releases/{TRASH_PREFIX}*' -prune -o -printf '%D:%i %n %b %y\\n' "
+        "2>/dev/null | awk '$4==\"d\" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; "
+        "printf \"%.0f\\n\", s*512}')",
+        # the batch dirs themselves were made here: they free nothing
+        '[ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf \'%b\\n\' 2>/dev/null '
+        "| awk '{s+=$1} END {printf \"%.0f\\n\", s*512}') ))",
+        # then one rm per BATCH trash entries, not one per release
+        'gone() { [ "$#" -gt 0 ] || return 0',
+        '  if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }',
+        "set --",
+        f"for t in releases/{TRASH_PREFIX}*; do",
+        '  [ -e "$t" ] || [ -L "$t" ] || continue',
+        f'  set -- "$@" "$t"; [ "$#" -lt {BATCH} ] || {{ gone "$@"; set --; }}',
+        "done",
+        'gone "$@"; [ -n "$freed" ] || freed=0',
     )
     if imgs:
         out.line('if [ -n "$dl" ]; then',
@@ -66,7 +99,6 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
                  "    done; done",
                  '  else warn "podman not found: images of pruned releases were not removed"; fi',
                  "fi")
-    out.line('after=$(kb); freed=$(( (before - after) * 1024 )); [ "$freed" -ge 0 ] || freed=0')
     if record is not None:
         # The host fills in what it actually deleted and freed.
         doc = json.dumps({**record, "deleted": "@@D@@", "freed": "@@F@@"}, sort_keys=True,

@@ -19,7 +19,8 @@ from textwrap import indent
 from capview.config import HostConfig, Settings
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, PINNED, RELEASE_JSON, TRASH_PREFIX, HostPaths
 from capview.engine.scripts.shell import Frames, q
-from capview.engine.scripts.usage import FINGERPRINT, cache_begin, cache_commit, cache_read, find_command, sums_function
+from capview.engine.scripts.usage import (BATCH, BATCH_FIND, FINGERPRINT, cache_begin, cache_commit, cache_read,
+                                          names_function, sums_function)
 
 HISTORY_TAIL = 500
 # What a listing reads from files a host (or someone on it) may have made huge.
@@ -31,17 +32,52 @@ MIN_FREE_INODES = 10_000  # warn below this many free inodes
 HERE = HostPaths("")  # the layout's names, relative to deploy_path (the scripts cd there)
 
 
+def _batched() -> str:
+    """sh functions reading many releases with a few processes, not a few per release
+    (10,000 releases were 20,000 forks), the release dirs (``cv_names``) on stdin:
+    ``cv_jsons`` frames each release.json
+    (``sec json NAME``: one awk per BATCH files; one over META_BYTES is cut with head as
+    before, so the client still sees it is too big), ``cv_finds DIR...`` prints one
+    ``finds`` section of ``a|m releases/NAME`` + scripts/usage.py's inode lines (find's %H names
+    the release: a validated releases/NAME). xargs may run its command once on empty
+    input: every batch command starts with ``[ "$#" -gt 0 ] || exit 0`` (a find without a
+    path would list ".")."""
+    return (
+        "cv_jsons() {\n"
+        f"  xargs -n {BATCH} sh -c '[ \"$#\" -gt 0 ] || exit 0; find \"$@\" -mindepth 2 -maxdepth 2 "
+        f"-path \"*/{RELEASE_JSON}\" -type f -printf \"%s %p\\n\" 2>/dev/null || true' jsons | {{\n"
+        "    set --\n"
+        "    while read -r size f; do\n"
+        f'      if [ "$size" -le {META_BYTES} ]; then set -- "$@" "$f"; [ "$#" -lt {BATCH} ] || {{ cv_json_awk "$@"; set --; }}\n'
+        f'      else n=${{f#releases/}}; n=${{n%%/*}}; sec json "$n"; head -c {META_BYTES + 1} "$f" 2>/dev/null || true; fi\n'
+        "    done\n"
+        '    cv_json_awk "$@"\n'
+        "  }\n"
+        "}\n"
+        "cv_json_awk() {\n"
+        '  [ "$#" -gt 0 ] || return 0\n'
+        "  awk -F '\\n' -v M=\"$M\" 'FNR == 1 {n = FILENAME; sub(\"^releases/\", \"\", n); sub(\"/[^/]*/[^/]*$\", \"\", n); "
+        "printf \"\\n%s json %s\\n\", M, n} {print}' \"$@\" 2>/dev/null || true\n"
+        "}\n"
+        "cv_finds() {\n"
+        "  sec finds\n"
+        f"  xargs -n {BATCH} sh -c '{BATCH_FIND}' finds\n"
+        "}\n"
+    )
+
+
 def status_script(dp: str, frames: Frames, *, detail: bool = True, service: str = "") -> str:
     """detail=False sums each release on the host (one line each): enough for listings;
     prune needs the per-inode detail to size deleting a set of releases. ``service``: sh
     printing the service manager's answer (scripts/service.py service_state), same trip."""
     if detail:
-        sizes = 'sec find "$n"\n    ' + find_command('"$r"')
-        cache_start = cache_end = ""
+        cache_start = indent(names_function() + _batched(), "  ")
+        cache_end = indent("cv_names | cv_finds\n", "  ")
     else:  # one awk sums all releases, or the host's valid usage cache has them (scripts/usage.py)
-        sizes = 'set -- "$@" "$r"\n'
-        cache_start = indent(sums_function() + f"fp0=$({FINGERPRINT})\n" + cache_read() + cache_begin() + "set --\n", "  ")
-        cache_end = indent('if [ -z "$cached" ]; then sec sums; release_sums "$tmpc" "$@"; fi\n' + cache_commit(), "  ")
+        cache_start = indent(names_function() + _batched() + sums_function() + f"fp0=$({FINGERPRINT})\n" + cache_read()
+                             + cache_begin(), "  ")
+        cache_end = indent('if [ -z "$cached" ]; then sec sums; cv_names | release_sums "$tmpc"; fi\n' + cache_commit(), "  ")
+    cache_end = indent("cv_names | cv_jsons\n", "  ") + cache_end
     return frames.prelude() + f"""export LC_ALL=C
 dp={q(HostPaths(dp).root)}
 if [ ! -d "$dp" ]; then sec nodp; sec end; exit 0; fi
@@ -68,8 +104,7 @@ if [ -d releases ]; then
     if [ ! -d "$r" ]; then j=$((j+1)); continue; fi
     sec rel "$n"
     if [ -e "$r/"{q(PINNED)} ]; then sec pinned "$n"; fi
-    if [ -f "$r/"{q(RELEASE_JSON)} ]; then sec json "$n"; head -c {META_BYTES + 1} "$r/"{q(RELEASE_JSON)} 2>/dev/null || true; fi
-    {sizes}  done
+  done
   sec junk; printf '%s\\n' "$j"
 {cache_end}fi
 {service}sec end

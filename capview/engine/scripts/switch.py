@@ -82,6 +82,7 @@ class SwitchPlan:
     restore: str = ""  # sh undoing after_stop (revert="restore")
     cleanup: str = ""  # sh after a healthy switch (prune); reads its list on stdin
     after_unlock: str = ""  # sh after the lock is released (usage cache refresh)
+    after_unlock_wait: float | None = None  # seconds waited on it at most (None: to its end)
     after_finish: str = ""  # sh once the result is out (migrate: drop .capview it created)
     keep_lock: bool = False  # issue 17: a fleet keeps the lock until every host is settled
     op_id: str = ""  # issue 17: keys .capview/ops/ instead of the token (a second switch under one lock)
@@ -352,13 +353,26 @@ def _paths_steps(plan: SwitchPlan, p: HostPaths) -> str:
         '  mv -f "$ops/result.tmp" "$ops/result" 2>/dev/null || :\n'
         '  mark result outcome "$outcome"; mark result reason "$reason"; mark result downtime "$downtime"\n'
         '  mark result unavailable "$unavail"; mark result unlocked "$unlocked"; mark result health_seconds "$health_s"\n'
-        + (f"  ( {plan.after_unlock.strip()} ) || :\n" if plan.after_unlock else "")
+        + _after_unlock(plan)
         + f"  rm -f {q(p.switch_pid)} \"$ops/err\"\n"
         "  mark done\n"
         + (f"  {plan.after_finish.strip()}\n" if plan.after_finish else "")
         + "}\n"
     )
     return out
+
+
+def _after_unlock(plan: SwitchPlan) -> str:
+    """after_unlock, waited on to its end, or (``after_unlock_wait``) for so long at most and
+    then left to finish on its own: a huge release's usage refresh (O(files)) must not hold
+    the client (issue 21)."""
+    if not plan.after_unlock:
+        return ""
+    if plan.after_unlock_wait is None:
+        return f"  ( {plan.after_unlock.strip()} ) || :\n"
+    ticks = max(1, int(plan.after_unlock_wait / 0.02))
+    return (f"  ( {plan.after_unlock.strip()} ) </dev/null >/dev/null 2>&1 & cv_au=$!\n"
+            f'  cv_n=0; while kill -0 "$cv_au" 2>/dev/null && [ "$cv_n" -lt {ticks} ]; do sleep 0.02; cv_n=$((cv_n+1)); done\n')
 
 
 def _main(plan: SwitchPlan) -> str:
