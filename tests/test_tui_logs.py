@@ -264,3 +264,31 @@ async def test_a_split_environment_is_flagged_and_converge_brings_every_host_to_
         await select(pilot, "prod", None)
         await until(pilot, lambda: "c Converge" not in footer_text(app), what="converge gone once converged")
         assert "SPLIT" not in screen_text(app)
+
+
+async def test_unlock_of_a_dead_holder_on_this_machine_asks_once_without_typing(world):
+    """The dashboard judges a lock with the engine's rule (lock.why_not_stale, issue 17): a
+    holder that ran on this machine (same machine id and hostname) and whose pid is gone is
+    safe to remove with a plain confirmation; the lock is then gone on the host."""
+    import socket
+
+    from capview.engine.lock import LockOwner, local_machine_id
+    from tui_world import take_lock
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    owner = LockOwner("dave@here", "release", "v9", world.clock() - 600, "d0d0d0d0d0d0d0d0", dead.pid,
+                      socket.gethostname(), local_machine_id())
+    await take_lock(world, world.config.env("prod").host("prod-1"), "prod-1", owner, world.clock() - 600)
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1")
+        await until(pilot, lambda: "u Unlock" in footer_text(app), what="unlock offered")
+        await pilot.press("u")
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmScreen) and dialog.type_to_confirm is None, screen_text(app)
+        assert "safe to remove" in screen_text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: not (world.dp("prod-1") / ".capview" / "lock").exists(), timeout=30,
+                    what="the lock removed on the host")

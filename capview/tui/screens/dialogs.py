@@ -1,7 +1,7 @@
 """The main screen's dialogs: what each action asks before it starts anything.
 
 Each function reads the engine's own state (``HostStatus``, ``LockInfo``, the engine's
-``unlock.why_not_stale`` rule) to say exactly what will happen on which host, and sets
+``lock.why_not_stale`` rule) to say exactly what will happen on which host, and sets
 the safe default: Cancel is focused everywhere; rolling back to a failed release and
 forcing a lock that capview cannot prove dead need the version (or host) typed. A restart
 changes no release, so Cancel focused and ``y`` are enough.
@@ -9,7 +9,6 @@ changes no release, so Cancel focused and ``y`` are enough.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from rich.text import Text
@@ -120,8 +119,7 @@ def unlock(main: Any, target: Target) -> None:
         app.notify(f"{target.label}: no lock is held.", markup=False)
         return
     now = app.clock()
-    machine = socket.gethostname()
-    reasons = {st.host: why_not_stale(st.lock, now, machine) for st in locked}
+    reasons = {st.host: why_not_stale(st.lock, now) for st in locked}  # this machine's id, as the CLI
     live = [st for st in locked if reasons[st.host] is not None]
     body = Text()
     for st in locked:
