@@ -60,7 +60,11 @@ end() { printf '%s %s\n' "$1" "$2"; printf '%s %s\n' "$1" "$2" >&2; }
 while IFS=' ' read -r t a b; do
   head -c "$a" > "$d/s" || exit 98
   if [ "$b" = s ]; then
-    while IFS= read -r n && [ "$n" -gt 0 ]; do
+    while :; do
+      # the link ending inside a stream (or a garbled count) must never look like its end
+      # to the script: kill it with the session rather than let it go on with half its input
+      IFS= read -r n || n=x
+      case $n in 0) break ;; ''|*[!0-9]*) kill -TERM 0; exit 98 ;; esac
       head -c "$n" > "$d/c" || exit 98
       cat "$d/c" 2>/dev/null || :
     done | { s=0; sh "$d/s" || s=$?; end "$t" "$s"; cat >/dev/null; }
