@@ -136,6 +136,11 @@ class SshTransport:
         """The pooled connection for ``host`` (opened if needed). For tests and tools."""
         return (await self._get(host)).conn
 
+    async def prepare(self, host: HostConfig) -> None:
+        """Open the pooled connection before the first script needs it (a deploy overlaps
+        it with the local scan); raises what that script's connect would have."""
+        await self._get(host)
+
     async def _get(self, host: HostConfig) -> _Pooled:
         if self._closed:
             raise RuntimeError("SshTransport is closed")
