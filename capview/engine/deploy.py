@@ -16,7 +16,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capview.config import Environment, HostConfig, Settings
+from capview.config import Environment, HostConfig
 from capview.engine import switching
 from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostWarning, UploadProgress
@@ -26,15 +26,16 @@ from capview.engine.fleet_host import FleetMember
 from capview.engine.hooks import HookContext, dry_run_listing, failure_words, hook_failure, hook_function, release_pieces
 from capview.engine.hostrun import HostRun, PhaseFailed, failure
 from capview.engine.hosts import HostResult, operation
-from capview.engine.layout import BUILD_LOG, META, default_version, git_commit, git_dirty, validate_version
+from capview.engine.layout import BUILD_LOG, validate_version
 from capview.engine.lock import (
     HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, switch_running, take_over, unlock_hint,
 )
 from capview.engine import compress
-from capview.engine.manifest import Delta, Scan, diff, parse_manifest, safe_relpath, scan_tree
+from capview.engine.manifest import Delta, diff, parse_manifest
 from capview.engine.preflight import parse_preflight
 from capview.engine.releases_meta import ReleaseListing, parse_release_listing
 from capview.engine.retention import after_deploy
+from capview.engine.source import Source, scan_and_connect
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload
 from capview.engine.scripts import release as release_sh
 from capview.engine.scripts.cleanup import finish_trash, prune_body, stdin_list
@@ -47,43 +48,11 @@ from capview.engine.scripts.usage import refresh_script
 from capview.engine.upload import DRIFT, NO_GZIP, drift_warning, readonly_hint, split_delta, tar_stream
 from capview.engine.build_check import after_build_script, inherited_references, judge_after_build, parse_after_build
 from capview.units import plural
-from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE, UsageError
+from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE
 from capview.remote.transport import RunResult
 
 LOCK_POLL = 2.0
-
-
-@dataclass(frozen=True)
-class Source:
-    """The local tree, scanned once per deploy and shared by every host."""
-
-    root: Path
-    scan: Scan
-    commit: str | None
-    dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
-
-
 BIG_LISTING = 50_000  # files in the retained releases beyond which the usage refresh is not waited on
-
-
-def scan_source(settings: Settings, root: Path | None = None) -> Source:
-    root = (root or settings.source).resolve()
-    if not root.is_dir():
-        raise PhaseFailed(f"source {root} is not a directory - set 'source' in deploy.yaml or build it first", code=2)
-    reserved = tuple(settings.shared.dirs) + tuple(settings.shared.files)
-    for path in reserved:  # deploy.yaml checks these too; Settings may come from code
-        if not safe_relpath(path) or path.split("/")[0] == META:
-            raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
-    try:
-        scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable),  # issue 13: read-only files
-                         cache=True)  # issue 21: unchanged files are not hashed again
-    except OSError as exc:  # an unreadable file or directory: one line naming it, nothing sent
-        raise UsageError(f"cannot read {exc.filename or root}: {exc.strerror or exc} - "
-                         "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
-    if not scan.entries:
-        raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
-    commit = git_commit(root)
-    return Source(root, scan, commit, git_dirty(root) if commit else None)
 
 
 async def release(
@@ -98,12 +67,13 @@ async def release(
 ) -> OperationResult:
     """Deploy ``version`` to the environment's hosts (or one host). Never raises for a host's failure."""
     hosts = env.select(host)
-    src_root = source or env.settings.source
-    version = validate_version(version) if version is not None else default_version(src_root, ctx.clock())
-    src = scan_source(env.settings, source)
+    version = validate_version(version) if version is not None else None
+    # issue 21: the connections open while the source is scanned (source.py)
+    version, src, warm = await scan_and_connect(ctx.transport, env.settings, hosts, version, source, ctx.clock())
 
     fleet = len(hosts) > 1  # issue 17: every lock is kept until every host is settled
-    members = [HostDeploy(ctx, h, version, src, dry_run=dry_run, wait_lock=wait_lock, fleet=fleet) for h in hosts]
+    members = [HostDeploy(ctx, h, version, src, dry_run=dry_run, wait_lock=wait_lock, fleet=fleet,
+                          connecting=warm.get(h.name)) for h in hosts]
 
     async def run_all(_hosts) -> list[HostResult]:
         return await rollout(ctx, env, members) if fleet else [await members[0].execute()]
@@ -132,8 +102,9 @@ class HostDeploy(FleetMember):
     """One host's deploy, in the stages fleet.rollout drives (a single host runs them in a row)."""
 
     def __init__(self, ctx: Context, host: HostConfig, version: str, src: Source, *, dry_run: bool,
-                 wait_lock: float, fleet: bool = False) -> None:
+                 wait_lock: float, fleet: bool = False, connecting: asyncio.Task | None = None) -> None:
         super().__init__(ctx, host)
+        self.connecting = connecting  # connect_early's task for this host
         self.version = version
         self.src = src
         self.dry_run = dry_run
@@ -218,6 +189,8 @@ class HostDeploy(FleetMember):
     # ---- phases before the switch ----------------------------------------
     async def lock_phase(self) -> None:
         async with self.timed("lock") as info:
+            if self.connecting is not None:
+                await self.connecting  # an unreachable host fails here, as its first script would
             frames = Frames.new()
             if self.dry_run:
                 res = await self.run(frames.prelude() + preflight(self.host), quiet=True)
