@@ -34,6 +34,15 @@ def failure(exc: Exception) -> tuple[str, int]:
     return f"unexpected error: {type(exc).__name__}: {exc}", 1  # a bug or an odd host answer: this host only
 
 
+def phase_reason(exc: BaseException) -> str:
+    """A failed phase's detail (PhaseFinished) for ``exc``."""
+    if isinstance(exc, CapviewError):
+        return str(exc)
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
+
+
 class HostRun:
     def __init__(self, ctx: Context, host: HostConfig) -> None:
         self.ctx = ctx
@@ -107,13 +116,7 @@ class HostRun:
         try:
             yield info
         except BaseException as exc:
-            if isinstance(exc, CapviewError):
-                reason = str(exc)
-            elif isinstance(exc, asyncio.CancelledError):
-                reason = "cancelled"
-            else:
-                reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
-            self.phase_end(phase, False, reason)
+            self.phase_end(phase, False, phase_reason(exc))
             raise
         self.phase_end(phase, bool(info.get("ok", True)), info["detail"])
 
