@@ -2,8 +2,8 @@
 
 lock -> setup -> upload -> link -> build, then the switch transaction (switching.py:
 switch -> health -> record -> cleanup -> unlock, or the revert) as one host-side
-script. Five round trips whatever the link: lock+preflight, setup+listing, upload,
-link(+build), the transaction.
+script. Four round trips after connect (issue 21): preflight+lock+setup+listing,
+upload, link(+build), the transaction.
 
 Before the switch, any failure (or Ctrl-C) aborts: the release is marked failed (or
 removed when it was never whole) and the lock released. Once the switch began, only
@@ -24,7 +24,7 @@ from capview.engine.history import history_record
 from capview.engine.fleet import rollout
 from capview.engine.fleet_host import FleetMember
 from capview.engine.hooks import HookContext, dry_run_listing, failure_words, hook_failure, hook_function, release_pieces
-from capview.engine.hostrun import HostRun, PhaseFailed, failure
+from capview.engine.hostrun import PhaseFailed, failure, phase_reason
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import BUILD_LOG, validate_version
 from capview.engine.lock import (
@@ -35,17 +35,18 @@ from capview.engine.manifest import Delta, diff, parse_manifest
 from capview.engine.preflight import parse_preflight
 from capview.engine.releases_meta import ReleaseListing, parse_release_listing
 from capview.engine.retention import after_deploy
+from capview.engine.deploy_upload import UploadStreams
 from capview.engine.source import Source, scan_and_connect
-from capview.engine.rsync_upload import manifest_bytes, rsync_upload
 from capview.engine.scripts import release as release_sh
 from capview.engine.scripts.cleanup import finish_trash, prune_body, stdin_list
 from capview.engine.scripts.service import health_function
-from capview.engine.scripts.shell import Frames, append_line, last_line, parse_markers, q
+from capview.engine.scripts.lock import LOCKED
+from capview.engine.scripts.shell import Frames, append_line, kinds, last_line, parse_markers, q
 from capview.engine.scripts.status import build_tool, preflight
 from capview.engine.scripts.switch import SwitchPlan, transaction
-from capview.engine.scripts.upload import part_script, upload_script, write_manifest_script
+from capview.engine.scripts.upload import upload_script
 from capview.engine.scripts.usage import refresh_script
-from capview.engine.upload import DRIFT, NO_GZIP, drift_warning, readonly_hint, split_delta, tar_stream
+from capview.engine.upload import DRIFT, NO_GZIP, drift_warning, readonly_hint
 from capview.engine.build_check import after_build_script, inherited_references, judge_after_build, parse_after_build
 from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE
@@ -98,7 +99,7 @@ class DeployState:
         return self.listing.current
 
 
-class HostDeploy(FleetMember):
+class HostDeploy(UploadStreams, FleetMember):
     """One host's deploy, in the stages fleet.rollout drives (a single host runs them in a row)."""
 
     def __init__(self, ctx: Context, host: HostConfig, version: str, src: Source, *, dry_run: bool,
@@ -129,7 +130,7 @@ class HostDeploy(FleetMember):
             self.stop_heartbeat()
 
     async def stage_lock(self) -> HostResult | None:
-        """Stage 1a: the lock (and the preflight). None when taken."""
+        """Stage 1a: the lock (with the preflight, and setup in the same trip). None when taken."""
         try:
             await self.lock_phase()
         except BaseException as exc:
@@ -139,9 +140,8 @@ class HostDeploy(FleetMember):
         return None
 
     async def stage_prepare(self) -> HostResult | None:
-        """Stage 1b: setup -> upload -> link -> build. None when ready to switch."""
+        """Stage 1b: upload -> link -> build. None when ready to switch."""
         try:
-            await self.setup_phase()
             await self.upload_phase()
             await self.link_build_phase()
         except BaseException as exc:
@@ -188,40 +188,65 @@ class HostDeploy(FleetMember):
 
     # ---- phases before the switch ----------------------------------------
     async def lock_phase(self) -> None:
-        async with self.timed("lock") as info:
+        """Preflight + lock + setup + listing: one exchange (issue 21). The host goes on to
+        setup only once the lock is ours: its ``locked`` frame ends the "lock" phase and
+        starts "setup", ``created`` says releases/<version> is ours. Exit 3: held by
+        another, 4: preflight failed, EXISTS: the release exists (releases are immutable)."""
+        self.phase_start("lock")
+        try:
             if self.connecting is not None:
                 await self.connecting  # an unreachable host fails here, as its first script would
             frames = Frames.new()
-            if self.dry_run:
-                res = await self.run(frames.prelude() + preflight(self.host), quiet=True)
-                self.check_preflight(frames.parse(res.stdout))
-                info["detail"] = "dry run: preflight only, lock not taken"
-                return
-            deadline = self.ctx.clock() + self.wait_lock
-            while True:
-                script = frames.prelude() + preflight(self.host) + self.lock.acquire_script(self.ctx.clock(), frames)
+            res = await self.take_lock(frames)
+            if self.phase == "lock":  # a dry run: nothing to lock
+                self.phase_end("lock", True, "dry run: preflight only, lock not taken")
+                self.phase_start("setup")
+            self.setup_done(res, frames)
+        except BaseException as exc:
+            self.phase_end(self.phase or "lock", False, phase_reason(exc))
+            raise
+
+    async def take_lock(self, frames: Frames) -> RunResult:
+        """The start exchange, sent again while the lock is held (``wait_lock``), and the
+        takeover of a dead holder's lock (issue 17) with setup in the same trip."""
+        def on_frame(kind: str, _arg: str) -> None:
+            if kind == "locked" and self.phase == "lock":
+                self.phase_end("lock", True)
+                self.phase_start("setup")
+            elif kind == "created":
+                self.state.created = True
+
+        deadline = self.ctx.clock() + self.wait_lock
+        while True:
+            setup = self.setup_script(frames)
+            take = "" if self.dry_run else self.lock.acquire_script(self.ctx.clock(), frames)
+            if not self.dry_run:
                 self.lock.trying()  # from here the lock may be ours even if the answer is lost
-                res = await self.run(script, quiet=True)
-                parts = frames.parse(res.stdout)
-                self.lock.answered(res.exit_status == 0)
-                self.check_preflight(parts)
-                if res.exit_status == 0:
-                    return
-                if res.exit_status != 3:
-                    raise PhaseFailed(f"taking the lock failed: {res.stderr.strip() or res.exit_status}")
-                took = await take_over(self, self.lock, parts, frames)  # issue 17: a provably dead holder
-                if took is not None:
-                    res, parts = took
-                    if res.exit_status == 0:
-                        return
-                holder_info = parse_owner(parts)
-                holder = describe_holder(holder_info, self.ctx.clock())
-                if self.ctx.clock() >= deadline:
-                    hint = stale_hint(holder_info, self.host.env, self.host.name, now=self.ctx.clock(),
-                                      running=switch_running(parts))
-                    raise PhaseFailed(holder, code=EXIT_LOCKED, hint=hint)
-                self.log(f"{holder}; waiting")
-                await asyncio.sleep(LOCK_POLL)
+            res = await self.run(release_sh.lock_and_setup(frames, preflight(self.host), take, setup),
+                                 quiet=True, frames=frames, on_frame=on_frame)
+            parts = frames.parse(res.stdout)
+            if not self.dry_run:
+                self.lock.answered("locked" in kinds(parts))
+            self.check_preflight(parts)
+            if self.dry_run or self.lock.held:
+                return res
+            if res.exit_status != LOCKED:
+                raise PhaseFailed(f"taking the lock failed: {res.stderr.strip() or res.exit_status}")
+            took = await take_over(self, self.lock, parts, frames, then=setup)  # issue 17: a provably dead holder
+            if took is not None:
+                res, parts = took
+                for kind, arg, _ in parts:  # that trip's frames were not streamed
+                    on_frame(kind, arg)
+                if self.lock.held:
+                    return res
+            holder_info = parse_owner(parts)
+            holder = describe_holder(holder_info, self.ctx.clock())
+            if self.ctx.clock() >= deadline:
+                hint = stale_hint(holder_info, self.host.env, self.host.name, now=self.ctx.clock(),
+                                  running=switch_running(parts))
+                raise PhaseFailed(holder, code=EXIT_LOCKED, hint=hint)
+            self.log(f"{holder}; waiting")
+            await asyncio.sleep(LOCK_POLL)
 
     def check_preflight(self, parts: list[tuple[str, str, str]]) -> None:
         report = parse_preflight(parts)
@@ -230,35 +255,36 @@ class HostDeploy(FleetMember):
         if report.failures:
             raise PhaseFailed("preflight failed: " + "; ".join(report.failures), code=EXIT_UNREACHABLE)
 
-    async def setup_phase(self) -> None:
-        async with self.timed("setup") as info:
-            st = self.state
-            st.meta = {
-                "version": self.version, "state": "uploading", "operator": self.ctx.operator,
-                "started_at": self.ctx.clock(), "deployed_at": None, "finished_at": None,
-                "commit": self.src.commit, "dirty": self.src.dirty, "image": self.image_tag(), "files": self.src.scan.files,
-                "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
-                "health": None, "error": None, "previous": None,
-            }
-            frames = Frames.new()
-            res = await self.run(release_sh.setup(self.paths, self.settings, self.version, st.meta, frames,
-                                                  dry_run=self.dry_run), quiet=True)
-            if res.exit_status == release_sh.EXISTS:
-                raise PhaseFailed(
-                    f"release {self.version} already exists (releases are immutable)",
-                    hint=f"pick a new version, or switch to it with: capview rollback {self.host.env or 'ENV'} --to {self.version}",
-                )
-            if res.exit_status != 0:
-                raise PhaseFailed(f"setup failed: {res.stderr.strip() or 'exit ' + str(res.exit_status)}")
-            st.created = not self.dry_run
-            st.listing = parse_release_listing(res.stdout, frames, self.paths.root)
-            st.prev_manifest = parse_manifest(st.listing.current_manifest)
-            st.meta["previous"] = st.previous
-            if st.previous is None and st.listing.current_link:
-                self.ctx.event(HostWarning, self.host.name, message=(
-                    f"current points to {st.listing.current_link!r}, not a release of this app: it is kept "
-                    "and put back if this first release fails"))
-            info["detail"] = f"previous release: {st.previous or 'none (first deploy)'}"
+    def setup_script(self, frames: Frames) -> str:
+        """Setup (run by the start exchange once the lock is ours): release.json as
+        "uploading", then the listing the deploy needs."""
+        self.state.meta = {
+            "version": self.version, "state": "uploading", "operator": self.ctx.operator,
+            "started_at": self.ctx.clock(), "deployed_at": None, "finished_at": None,
+            "commit": self.src.commit, "dirty": self.src.dirty, "image": self.image_tag(), "files": self.src.scan.files,
+            "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
+            "health": None, "error": None, "previous": None,
+        }
+        return release_sh.setup(self.paths, self.settings, self.version, self.state.meta, frames, dry_run=self.dry_run)
+
+    def setup_done(self, res: RunResult, frames: Frames) -> None:
+        """The "setup" phase's end, from the start exchange's answer."""
+        st = self.state
+        if res.exit_status == release_sh.EXISTS:
+            raise PhaseFailed(
+                f"release {self.version} already exists (releases are immutable)",
+                hint=f"pick a new version, or switch to it with: capview rollback {self.host.env or 'ENV'} --to {self.version}",
+            )
+        if res.exit_status != 0:
+            raise PhaseFailed(f"setup failed: {res.stderr.strip() or 'exit ' + str(res.exit_status)}")
+        st.listing = parse_release_listing(res.stdout, frames, self.paths.root)
+        st.prev_manifest = parse_manifest(st.listing.current_manifest)
+        st.meta["previous"] = st.previous
+        if st.previous is None and st.listing.current_link:
+            self.ctx.event(HostWarning, self.host.name, message=(
+                f"current points to {st.listing.current_link!r}, not a release of this app: it is kept "
+                "and put back if this first release fails"))
+        self.phase_end("setup", True, f"previous release: {st.previous or 'none (first deploy)'}")
 
     async def upload_phase(self) -> None:
         async with self.timed("upload") as info:
@@ -308,81 +334,34 @@ class HostDeploy(FleetMember):
             info["detail"] = (f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes"
                               f"{', gzip' if gz else ''}), {linked} hard-linked")
 
-    def upload_failure(self, res: RunResult, total_files: int, total_bytes: int) -> str:
-        """Why the upload failed, naming a full disk or a full inode table as such."""
-        reason = cause_line(res.stderr) or f"exit {res.exit_status}"
-        marks = parse_markers(res.stdout, self.upload_frames)
-        free = marks.get("free_kb", [""])[-1].strip()
-        inodes = marks.get("free_inodes", [""])[-1].split()
-        if ("No space left" in reason and len(inodes) == 2 and all(x.isdigit() for x in inodes)
-                and int(inodes[0]) > 0 and int(inodes[1]) < total_files + 16):
-            return (f"no free inodes on {self.host.name}: {inodes[1]} of {inodes[0]} left for "
-                    f"{self.settings.deploy_path} ({free or '?'} KiB of blocks free; this release "
-                    f"creates {total_files} new files; see df -i): {reason}")
-        if free.isdigit() and int(free) * 1024 < total_bytes and "No space left" not in reason:
-            return (f"no space left on {self.host.name} ({free} KiB free for {self.settings.deploy_path}, "
-                    f"this release sends {total_bytes} bytes): {reason}")
-        return reason
-
-    async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True,
-                         gzip: bool = False) -> RunResult:
-        """One tar stream, or for a large upload a few in parallel channels (part 0's
-        script waits for the others, then assembles the release). ``gzip``: compressed."""
-        parts = split_delta(delta)
-        previous = self.state.previous if previous is True else previous
-        main_script = upload_script(self.paths, self.version, previous, self.upload_frames, parts=len(parts), gzip=gzip)
-        if len(parts) == 1:
-            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip),
-                                  frames=self.upload_frames)
-        done = [(0, 0)] * len(parts)
-
-        def part_progress(i: int):
-            def report(files: int, size: int) -> None:
-                done[i] = (files, size)
-                progress(sum(f for f, _ in done), sum(b for _, b in done))
-            return report
-
-        main = asyncio.ensure_future(self.run(
-            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip),
-            frames=self.upload_frames))
-        extras = [self.run(part_script(self.paths, self.version, i, gzip=gzip),
-                           stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False,
-                                            gzip=gzip))
-                  for i in range(1, len(parts))]
-        try:
-            results = await asyncio.gather(*extras)
-            failed = next((r for r in results if r.exit_status != 0), None)
-        except BaseException:
-            await cancel_and_wait(main)
-            raise
-        if failed is not None:
-            await cancel_and_wait(main)  # its remote process is killed with the channel
-            return failed
-        return await main
-
-    async def rsync_upload(self) -> None:
-        s = self.settings
-        rc, err = await rsync_upload(self.host, str(self.src.root), self.version, self.state.previous,
-                                     exclude=tuple(s.exclude), reserved=tuple(s.shared.dirs) + tuple(s.shared.files))
-        if rc != 0:
-            raise PhaseFailed(f"rsync failed (exit {rc}): {last_line(err)}")
-        res = await self.run(write_manifest_script(self.paths, self.version, self.state.previous),
-                             stdin=manifest_bytes(self.src.scan))
-        if res.exit_status != 0:
-            raise PhaseFailed(f"writing the manifest failed: {last_line(res.stderr)}")
-
-    async def link_build_phase(self) -> None:
+    def link_build_script(self, frames: Frames) -> tuple[str, bool, bool]:
+        """The link(+build, +after_upload hooks) script; whether it has a "build" phase of
+        its own (a build or hooks: frame ``linked`` between the two); whether hooks run."""
         st = self.state
-        frames = Frames.new()
         # issue 13: after the build, in the same script: the previous release's shared files
         # unchanged, the release as built recorded (for verify), references to other releases
         after = after_build_script(self.paths, self.version, st.previous, frames, record=self.settings.build is not None)
         after_upload = hook_function("cv_hooks_after_upload", self.settings, self.paths, "after_upload",
                                      HookContext.of(self.host, "release", self.version, st.previous))
-        framed = self.settings.build is not None or bool(after_upload)  # a "build" phase of its own
         script = release_sh.link_and_build(self.settings, self.paths, self.version, frames, after=after,
                                            ready=self.state_script("ready"), building=self.state_script("building"),
                                            after_upload=after_upload)
+        return script, self.settings.build is not None or bool(after_upload), bool(after_upload)
+
+    def link_frames(self, seen: list[tuple[str, str]]):
+        """on_frame for the link/build part: warnings as they come, "linked" starts "build"."""
+        def on_frame(kind: str, arg: str) -> None:
+            seen.append((kind, arg))
+            if kind == "warn":
+                self.ctx.event(HostWarning, self.host.name, message=arg)
+            elif kind == "linked":
+                self.phase_end("link", True)
+                self.phase_start("build")
+        return on_frame
+
+    async def link_build_phase(self) -> None:
+        """The link(+build) trip; a dry run's listing."""
+        frames = Frames.new()
         if self.dry_run:
             for line in dry_run_listing(self.settings, ("after_upload", "before_start", "after_switch", "on_failure")):
                 self.log(f"would run {line}")
@@ -396,24 +375,20 @@ class HostDeploy(FleetMember):
             self.ctx.event(DryRunScript, self.host.name, phase="switch", script=transaction(plan, frames))
             self.ctx.event(DryRunScript, self.host.name, phase="health", script=health_function(self.settings))
             return
-        values: dict[str, str] = {}
+        script, framed, hooked = self.link_build_script(frames)
         seen: list[tuple[str, str]] = []
         self.phase_start("link")
-
-        def on_frame(kind: str, arg: str) -> None:
-            values[kind] = arg
-            seen.append((kind, arg))
-            if kind == "warn":
-                self.ctx.event(HostWarning, self.host.name, message=arg)
-            elif kind == "linked":
-                self.phase_end("link", True)
-                self.phase_start("build")
-
         try:
-            res = await self.run(script, frames=frames, on_frame=on_frame)
+            res = await self.run(script, frames=frames, on_frame=self.link_frames(seen))
         except BaseException as exc:
             self.phase_end(self.phase or "link", False, f"{type(exc).__name__}: {exc}")
             raise
+        self.link_build_done(res, frames, framed, hooked, seen)
+
+    def link_build_done(self, res: RunResult, frames: Frames, framed: bool, hooked: bool,
+                        seen: list[tuple[str, str]]) -> None:
+        """The link and build phases' ends from the script's answer (PhaseFailed: they failed)."""
+        st = self.state
         if self.phase == "link" and (framed or res.exit_status != 0):
             reason = f"linking shared paths failed: {last_line(res.stderr)}"  # never saw "linked"
             self.phase_end("link", False, reason)
@@ -422,10 +397,10 @@ class HostDeploy(FleetMember):
         if not framed:
             self.check_after_build(res.stdout, frames, "link")
             self.phase_end("link", True)
-            async with self.timed("build") as info:
-                info["detail"] = "no build configured"
+            self.phase_start("build")
+            self.phase_end("build", True, "no build configured")
             return
-        rc = values.get("build_rc", "1").strip()
+        rc = dict(seen).get("build_rc", "1").strip()
         self.check_after_build(res.stdout, frames, "build")
         hook = hook_failure(seen)
         if hook is not None:  # issue 18: an after_upload hook failed; the old release still serves
@@ -437,7 +412,7 @@ class HostDeploy(FleetMember):
             self.phase_end("build", False, reason)
             raise PhaseFailed(reason, hint=readonly_hint(res.stdout))
         tag = self.image_tag() if build_tool(self.settings) in ("podman", "docker", "buildah") else None
-        hooks = f", {plural(len(self.settings.hooks.after_upload), 'after_upload hook')} ran" if after_upload else ""
+        hooks = f", {plural(len(self.settings.hooks.after_upload), 'after_upload hook')} ran" if hooked else ""
         built = (f"image {tag} built" if tag else "build command succeeded") if self.settings.build else "no build configured"
         self.phase_end("build", True, built + hooks)
 
@@ -540,21 +515,3 @@ def not_switched(result: switching.SwitchResult) -> str:
     if result.outcome == "notstarted":
         return "the connection was lost before the switch began; nothing was switched"
     return f"the switch was refused: {result.reason or 'unknown reason'}"
-
-
-async def cancel_and_wait(task: asyncio.Future) -> None:
-    task.cancel()
-    try:
-        await task
-    except BaseException:  # cancelled, or it failed first: either way it is over
-        pass
-
-
-def cause_line(text: str) -> str:
-    """The line that says why (tar's last line is only "Exiting with failure status ...")."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    for line in lines:
-        if "No space left on device" in line or "Disk quota exceeded" in line:
-            return line
-    causes = [line for line in lines if "Exiting with failure status" not in line]
-    return (causes or lines or [""])[-1]

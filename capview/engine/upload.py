@@ -156,6 +156,16 @@ def upload_script(paths: HostPaths, version: str, previous: str | None, frames: 
     return "\n".join(lines) + "\n"
 
 
+def upload_and_link(frames: Frames, upload: str, link: str) -> str:
+    """issue 21: a single stream's upload and the link (+build, hooks) in one script.
+
+    The upload runs in a subshell: its EXIT trap, its exits (DRIFT, NO_GZIP, a failure
+    under ``set -e``: the script ends with that status), ``LC_ALL=C`` and its variables
+    stay there. Only after it succeeded: frame ``uploaded``, then ``link`` (a full script
+    of link_and_build, its prelude included) reading /dev/null, never the stream."""
+    return frames.prelude() + "(\n" + upload + ")\nmark uploaded\n{\n" + link + "} </dev/null\n"
+
+
 def drift_warning(stdout: str, frames: Frames, delta: Delta, previous: str | None, env: str = "ENV") -> str:
     """The upload script's ``drift KIND INDEX`` marker as one line for the operator."""
     kind, _, index = (parse_markers(stdout, frames).get("drift", ["changed 0"])[-1] + " ").partition(" ")

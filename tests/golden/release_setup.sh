@@ -1,6 +1,11 @@
+M='@@cv-0000000000000000'
+mark() { printf '%s %s\n' "$M" "$*"; }
+sec() { printf '\n%s %s\n' "$M" "$*"; }
 mkdir -p /home/deploy/web/app/releases /home/deploy/web/app/shared /home/deploy/web/app/shared/data
 if [ -e /home/deploy/web/app/releases/v2 ] || [ -L /home/deploy/web/app/releases/v2 ]; then exit 5; fi
-mkdir /home/deploy/web/app/releases/v2 /home/deploy/web/app/releases/v2/.capview /home/deploy/web/app/releases/v2/.capview/incoming
+mkdir /home/deploy/web/app/releases/v2
+mark created
+mkdir /home/deploy/web/app/releases/v2/.capview /home/deploy/web/app/releases/v2/.capview/incoming
 printf '%s\n' '{"operator":"ann@laptop","started_at":100.0,"state":"uploading","version":"v2"}' > /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ && mv -f /home/deploy/web/app/releases/v2/.capview/release.json.tmp.$$ /home/deploy/web/app/releases/v2/.capview/release.json
 M='@@cv-0000000000000000'
 mark() { printf '%s %s\n' "$M" "$*"; }

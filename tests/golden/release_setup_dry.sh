@@ -1,3 +1,6 @@
+M='@@cv-0000000000000000'
+mark() { printf '%s %s\n' "$M" "$*"; }
+sec() { printf '\n%s %s\n' "$M" "$*"; }
 if [ -e /home/deploy/web/app/releases/v2 ] || [ -L /home/deploy/web/app/releases/v2 ]; then exit 5; fi
 M='@@cv-0000000000000000'
 mark() { printf '%s %s\n' "$M" "$*"; }

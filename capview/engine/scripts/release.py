@@ -39,18 +39,26 @@ def listing(paths: HostPaths, frames: Frames, *, manifest_of_current: bool) -> s
 
 def setup(paths: HostPaths, settings: Settings, version: str, meta: dict, frames: Frames, *,
           dry_run: bool = False) -> str:
-    """Create releases/<version> (exit 5 if it exists: releases are immutable) with its
-    release.json, then print the listing the deploy needs. Dry run: only the check."""
+    """Create releases/<version> (exit 5 if it exists: releases are immutable; frame
+    ``created`` once it is ours) with its release.json, then print the listing the deploy
+    needs. Dry run: only the check."""
     rel = paths.release(version)
-    s = Script()
+    s = Script(frames)
     if not dry_run:
         shared = " ".join(q(f"{paths.shared}/{d}") for d in settings.shared.dirs)
         s.line(f"mkdir -p {q(paths.releases)} {q(paths.shared)} {shared}".rstrip())
     s.line(f"if [ -e {q(rel)} ] || [ -L {q(rel)} ]; then exit {EXISTS}; fi")
     if not dry_run:
-        s.line(f"mkdir {q(rel)} {q(paths.release_meta(version))} {q(paths.incoming(version))}")
+        s.line(f"mkdir {q(rel)}").marker("created")
+        s.line(f"mkdir {q(paths.release_meta(version))} {q(paths.incoming(version))}")
         s.raw(write_json(paths.release_json(version), meta))
     return s.text() + listing(paths, frames, manifest_of_current=True)
+
+
+def lock_and_setup(frames: Frames, preflight: str, lock: str, setup_script: str) -> str:
+    """A deploy's first exchange (issue 21): the preflight (exit 4), the lock (exit 3 when
+    held; frame ``locked`` when ours; empty in a dry run), and only then ``setup_script``."""
+    return frames.prelude() + preflight + lock + setup_script
 
 
 def state_write(paths: HostPaths, version: str, doc: dict) -> str:
