@@ -103,7 +103,7 @@ async def test_three_hosts_one_extra_round_trip_each(tmp_path):
     assert (await release(ctx(events, t), env, "v1")).ok
     fin = [e for e in events if isinstance(e, HostFinished)]
     assert sorted(e.host for e in fin) == ["h1", "h2", "h3"]  # one HostFinished per host, at the end
-    assert [e.round_trips for e in fin] == [5, 5, 5] and t.round_trips == 15  # 4 + the final unlock
+    assert [e.round_trips for e in fin] == [4, 4, 4] and t.round_trips == 12  # 3 + the final unlock
     consistent(env)
     assert currents(env) == ["v1"] * 3
 

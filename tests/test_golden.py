@@ -112,6 +112,9 @@ BUILDERS = {
     "release_link_only": lambda: release.link_and_build(COMMAND, P, "v2", F, ready="# ready\n", building=""),
     # upload (issue 13's builders, re-exported)
     "upload_first": lambda: upload.upload_script(P, "v1", None, F),
+    "upload_and_link": lambda: upload.upload_and_link(F, upload.upload_script(P, "v2", "v1", F),
+                                                      release.link_and_build(SYSTEMD, P, "v2", F, ready="# ready\n",
+                                                                             building="# building\n")),
     "upload_parts": lambda: upload.upload_script(P, "v2", "v1", F, parts=3) + upload.part_script(P, "v2", 1),
     "upload_gzip": lambda: (upload.upload_script(P, "v2", "v1", F, parts=2, gzip=True)
                             + upload.part_script(P, "v2", 1, gzip=True)),

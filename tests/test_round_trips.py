@@ -1,8 +1,9 @@
 """Round-trip budget (issue 7): counts, not timings, so they hold on a noisy machine.
 
-Targets after connect: a deploy without a build <= 8 (we use 4: preflight+lock+setup+
-listing, upload, link, the switch transaction; issue 21 folded setup into the lock's
-trip), a rollback <= 4 (2: lock+listing, the transaction), a restart 2, listing releases 1 per host. LocalTransport counts every
+Targets after connect: a deploy without a build <= 8 (we use 3: preflight+lock+setup+
+listing, upload+link(+build) on one tar stream, the switch transaction; issue 21 folded
+setup into the lock's trip and the link into the upload's), a rollback <= 4 (2:
+lock+listing, the transaction), a restart 2, listing releases 1 per host. LocalTransport counts every
 script it runs. Over SSH (issue 21) every one of those scripts runs in one long-lived
 session: one connection and one session channel per deploy and per rollback, counted
 in the real sshd's log.
@@ -53,7 +54,7 @@ async def test_deploy_and_rollback_round_trips(tmp_path: Path) -> None:
         (src / "VERSION").write_text(v)
         before = t.round_trips
         assert (await release(ctx, env, v)).ok
-        assert t.round_trips - before == 4 <= DEPLOY_BUDGET
+        assert t.round_trips - before == 3 <= DEPLOY_BUDGET
     assert sorted(os.listdir(env.hosts[0].settings.deploy_path + "/releases")) == ["v2", "v3", "v4"]
     before = t.round_trips
     assert (await rollback(ctx, env)).ok
@@ -62,7 +63,7 @@ async def test_deploy_and_rollback_round_trips(tmp_path: Path) -> None:
     assert (await restart(ctx, env)).ok
     assert t.round_trips - before == 2
     fin = [e for e in events if isinstance(e, HostFinished)]
-    assert [e.round_trips for e in fin] == [4, 4, 4, 4, 2, 2]
+    assert [e.round_trips for e in fin] == [3, 3, 3, 3, 2, 2]
 
 
 async def test_status_is_one_round_trip_per_host(tmp_path: Path) -> None:
@@ -77,13 +78,13 @@ async def test_status_is_one_round_trip_per_host(tmp_path: Path) -> None:
 
 async def test_fleet_deploy_is_one_more_round_trip_per_host(tmp_path: Path) -> None:
     """issue 17: with several hosts every lock is kept through the switches and released
-    by one last trip per host (so a revert_all never races another deploy): 4 + 1."""
+    by one last trip per host (so a revert_all never races another deploy): 3 + 1."""
     env = _env(tmp_path, hosts=3)
     t = LocalTransport()
     events: list = []
     assert (await release(Context(transport=t, emit=events.append), env, "v1")).ok
-    assert t.round_trips == 3 * 5 <= 3 * DEPLOY_BUDGET
-    assert [e.round_trips for e in events if isinstance(e, HostFinished)] == [5, 5, 5]
+    assert t.round_trips == 3 * 4 <= 3 * DEPLOY_BUDGET
+    assert [e.round_trips for e in events if isinstance(e, HostFinished)] == [4, 4, 4]
     before = t.round_trips
     assert (await rollback(Context(transport=t), env, to="v1")).ok  # converge: already on v1 everywhere
     assert t.round_trips - before == 3 * 2 <= 3 * ROLLBACK_BUDGET  # lock+listing, then the unlock

@@ -2,8 +2,9 @@
 
 lock -> setup -> upload -> link -> build, then the switch transaction (switching.py:
 switch -> health -> record -> cleanup -> unlock, or the revert) as one host-side
-script. Four round trips after connect (issue 21): preflight+lock+setup+listing,
-upload, link(+build), the transaction.
+script. Three round trips after connect for a redeploy (issue 21): preflight+lock+
+setup+listing, upload+link(+build) (one tar stream), the transaction; a split upload
+(a big first deploy) or rsync links in a trip of its own (four).
 
 Before the switch, any failure (or Ctrl-C) aborts: the release is marked failed (or
 removed when it was never whole) and the lock released. Once the switch began, only
@@ -142,8 +143,8 @@ class HostDeploy(UploadStreams, FleetMember):
     async def stage_prepare(self) -> HostResult | None:
         """Stage 1b: upload -> link -> build. None when ready to switch."""
         try:
-            await self.upload_phase()
-            await self.link_build_phase()
+            if not await self.upload_phase():  # a redeploy's single stream links and builds too
+                await self.link_build_phase()
         except BaseException as exc:
             return await self.before_switch_failed(exc)
         if self.dry_run:
@@ -286,19 +287,25 @@ class HostDeploy(UploadStreams, FleetMember):
                 "and put back if this first release fails"))
         self.phase_end("setup", True, f"previous release: {st.previous or 'none (first deploy)'}")
 
-    async def upload_phase(self) -> None:
-        async with self.timed("upload") as info:
-            st = self.state
+    async def upload_phase(self) -> bool:
+        """The upload. A single tar stream (a redeploy) carries the link and the build in
+        the same script (issue 21: upload_and_link; its ``uploaded`` frame ends this phase
+        and starts "link"): True, nothing left for link_build_phase. A split upload, rsync,
+        a dry run: False."""
+        st = self.state
+        self.phase_start("upload")
+        try:
             delta: Delta = diff(self.src.scan.entries, st.prev_manifest if st.previous else {})
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
                 self.ctx.event(HostWarning, self.host.name, message=note)
             gz = compress.wanted(self.settings.upload.compress, self.src.root, delta)  # issue 21
-            script = upload_script(self.paths, self.version, st.previous, self.upload_frames, gzip=gz)
             if self.dry_run:
+                script = upload_script(self.paths, self.version, st.previous, self.upload_frames, gzip=gz)
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
-                info["detail"] = f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), hard-link the rest"
-                return
+                self.phase_end("upload", True, f"would send {plural(total_files, 'changed file')} ({total_bytes} bytes), "
+                               "hard-link the rest")
+                return False
             self.ctx.event(UploadProgress, self.host.name, files_done=0, files_total=total_files,
                            bytes_done=0, bytes_total=total_bytes)
 
@@ -310,29 +317,53 @@ class HostDeploy(UploadStreams, FleetMember):
             if self.settings.upload.method == "rsync":
                 await self.rsync_upload()
                 st.uploaded = True
-                info["detail"] = f"rsync --link-dest {st.previous or '(first release)'}"
-                return
-            res = await self.send_parts(delta, progress, gzip=gz)
-            if res.exit_status == NO_GZIP:
+                self.phase_end("upload", True, f"rsync --link-dest {st.previous or '(first release)'}")
+                return False
+            link, framed, hooked = self.link_build_script(self.upload_frames)
+            seen: list[tuple[str, str]] = []
+            on_link_frame = self.link_frames(seen)
+
+            def uploaded(link_follows: bool) -> None:
+                st.meta["bytes_sent"] = self.bytes_sent - before
+                st.uploaded = True
+                linked = self.src.scan.files - total_files
+                self.phase_end("upload", True, f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes"
+                                               f"{', gzip' if gz else ''}), {linked} hard-linked")
+                if link_follows:
+                    self.phase_start("link")
+
+            def on_frame(kind: str, arg: str) -> None:
+                if self.phase != "upload":
+                    on_link_frame(kind, arg)
+                elif kind == "uploaded":
+                    uploaded(link_follows=True)
+
+            send = dict(then=link, on_frame=on_frame)
+            res = await self.send_parts(delta, progress, gzip=gz, **send)
+            if res.exit_status == NO_GZIP and self.phase == "upload":
                 if self.settings.upload.compress == "always":
                     raise PhaseFailed(f"upload.compress is 'always' but {self.host.name} has no gzip - "
                                       "install gzip there, or set upload.compress to auto or never in deploy.yaml")
                 self.log("no gzip on the host: the upload is sent uncompressed")
                 gz = False
-                res = await self.send_parts(delta, progress)
-            if res.exit_status == DRIFT:  # issue 13: the previous release changed in place: link nothing, send all
+                res = await self.send_parts(delta, progress, **send)
+            if res.exit_status == DRIFT and self.phase == "upload":  # issue 13: the previous release changed in place
                 self.ctx.event(HostWarning, self.host.name,
                                message=drift_warning(res.stdout, self.upload_frames, delta, st.previous, self.host.env or "ENV"))
                 delta = diff(self.src.scan.entries, {})
                 total_files, total_bytes = delta.send_files, delta.send_bytes
-                res = await self.send_parts(delta, progress, previous=None, gzip=gz)
-            if res.exit_status != 0:
-                raise PhaseFailed(f"upload failed: {self.upload_failure(res, total_files, total_bytes)}")
-            st.meta["bytes_sent"] = self.bytes_sent - before
-            st.uploaded = True
-            linked = self.src.scan.files - total_files
-            info["detail"] = (f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes"
-                              f"{', gzip' if gz else ''}), {linked} hard-linked")
+                res = await self.send_parts(delta, progress, previous=None, gzip=gz, **send)  # link nothing, send all
+            if self.phase == "upload":  # never saw "uploaded": it failed, or a split upload ended
+                if res.exit_status != 0:
+                    raise PhaseFailed(f"upload failed: {self.upload_failure(res, total_files, total_bytes)}")
+                uploaded(link_follows=False)  # a split upload: its link is a trip of its own
+                return False
+        except BaseException as exc:
+            self.phase_end(self.phase or "upload", False,
+                           phase_reason(exc) if self.phase == "upload" else f"{type(exc).__name__}: {exc}")
+            raise
+        self.link_build_done(res, self.upload_frames, framed, hooked, seen)
+        return True
 
     def link_build_script(self, frames: Frames) -> tuple[str, bool, bool]:
         """The link(+build, +after_upload hooks) script; whether it has a "build" phase of
@@ -360,7 +391,7 @@ class HostDeploy(UploadStreams, FleetMember):
         return on_frame
 
     async def link_build_phase(self) -> None:
-        """The link(+build) trip; a dry run's listing."""
+        """The link(+build) trip of its own: after a split upload or rsync; a dry run's listing."""
         frames = Frames.new()
         if self.dry_run:
             for line in dry_run_listing(self.settings, ("after_upload", "before_start", "after_switch", "on_failure")):
