@@ -159,3 +159,70 @@ async def test_a_host_that_refuses_the_loop_gets_a_channel_per_script(host: Test
             assert (r.exit_status, r.stdout) == (i, str(i))
         assert t.sessions_opened == 1  # tried once, then never again for this host
     assert await _settled_sessions(host, before) == 1 + 4
+
+
+# ------------------------------------------- the first script rides on the exec (issue 21)
+
+HOSTILE = "printf '%s|' \"it's\" '$HOME' '\\\\n' '`x`' 'é'; echo; cat; echo \"$0\"; exit 4\n\n"
+
+
+async def test_the_first_script_rides_on_the_exec_and_reads_no_stdin(host: TestHost, tmp_path: Path):
+    """A session's first script without stdin goes with the exec (no exchange sent on the
+    channel): shown by closing the channel's stdin before asking for its answer."""
+    hc = hostcfg(host, tmp_path)
+    async with SshTransport() as t:
+        conn = await t.connection(hc)
+        sess = await ssh_session.Session.open(conn, "", first=HOSTILE)
+        assert sess.running_first
+        sess.proc.stdin.write_eof()  # nothing more can be sent: the answer must already be coming
+        got: list[tuple[str, bytes]] = []
+        status = await asyncio.wait_for(sess.exchange(HOSTILE, None, lambda n, raw: got.append((n, raw)),
+                                                      lambda n: None), 20)
+        out = [raw.decode() for n, raw in got if n == "stdout"]
+        assert status == 4 and out[0] == "it's|$HOME|\\\\n|`x`|é|"
+        assert out[1].endswith("/s") and "capview-sh." in out[1]  # run as a file of the session's dir
+        assert not sess.running_first
+        sess.close()
+
+
+async def test_first_script_through_the_transport_then_the_session_goes_on(host: TestHost, tmp_path: Path):
+    hc = hostcfg(host, tmp_path)
+    before = _sessions(host)
+    async with SshTransport() as t:
+        r = await t.run(hc, HOSTILE)
+        assert (r.exit_status, r.stdout.splitlines()[0]) == (4, "it's|$HOME|\\\\n|`x`|é|")
+        r = await t.run(hc, "cat", stdin=b"then stdin")  # the same session, an ordinary exchange
+        assert (r.exit_status, r.stdout) == (0, "then stdin")
+        big = "echo " + "x" * (ssh_session.FIRST_MAX + 10) + " >/dev/null; echo big\n"
+        async with SshTransport() as t2:  # too big to ride on the exec: an ordinary exchange
+            assert (await t2.run(hc, big)).stdout == "big"
+            assert t2.sessions_opened == 1
+        assert t.sessions_opened == 1 and t.connects == 1
+    assert await _settled_sessions(host, before) == 2
+
+
+async def test_a_refusing_host_runs_the_first_script_once(host: TestHost, tmp_path: Path, monkeypatch):
+    """The loop refuses before it runs the exec's script: the channel per script runs it, once."""
+    monkeypatch.setattr(ssh_session, "LOOP", ssh_session.LOOP.replace('!= b ]', '!= never ]'))
+    hc = hostcfg(host, tmp_path)
+    log = host.base / f"once-{secrets.token_hex(4)}"
+    async with SshTransport() as t:
+        for n in (1, 2):
+            r = await t.run(hc, f"echo x >> {log}; wc -l < {log}")
+            assert (r.exit_status, r.stdout.strip()) == (0, str(n))
+        assert t.sessions_opened == 1
+
+
+async def test_cancel_ends_the_first_script_sent_with_the_exec(host: TestHost, tmp_path: Path):
+    token = f"43.{secrets.randbelow(10**6):06d}"
+    marker = host.base / f"marker-{token}"
+    hc = hostcfg(host, tmp_path)
+    async with SshTransport() as t:
+        task, _ = await _started(t, hc, f"sleep {token}; touch {marker}")  # the session's first script
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(1.0)
+        assert _user_procs(host, f"sleep {token}") == ""
+        assert not marker.exists()
+        assert (await t.run(hc, "echo after")).stdout == "after"

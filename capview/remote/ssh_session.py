@@ -20,6 +20,12 @@ forge an end. ``head -c`` must not read past its count (GNU's does not; BusyBox'
 buffered one does): the loop checks that first and refuses (``<ready> refused``), and the
 client then uses a channel per script for that host.
 
+A session's first script, when it has no stdin (a deploy's lock+setup, a rollback's
+lock+listing), rides on the exec itself (issue 21): the loop runs it (stdin /dev/null)
+before reading anything, so its output comes back with the exec's reply instead of one
+RTT after it. A host that refuses the loop refuses before running it; the channel per
+script then runs it, once. A command over FIRST_MAX sends it as an ordinary exchange.
+
 Anything unusual (a cancel, a timeout, an end of stream before the tag) ends the whole
 session: the channel's TERM reaches the loop and the running script alike (sshd signals
 the process group), and the next script gets a fresh session.
@@ -57,6 +63,11 @@ if [ "$(printf ab | { head -c 1 >/dev/null; head -c 1; })" != b ]; then
 fi
 printf '%s ok\n' "$1"
 end() { printf '%s %s\n' "$1" "$2"; printf '%s %s\n' "$1" "$2" >&2; }
+if [ $# -ge 3 ]; then
+  # the first script came with the exec ($2 its tag, $3 its text): run it at once
+  printf '%s' "$3" > "$d/s" || exit 98
+  s=0; sh "$d/s" < /dev/null || s=$?; end "$2" "$s"
+fi
 while IFS=' ' read -r t a b; do
   head -c "$a" > "$d/s" || exit 98
   if [ "$b" = s ]; then
@@ -135,8 +146,17 @@ class SessionLost(Exception):
     """The session's streams ended before the script's end tag."""
 
 
-def command(pid_line: str, ready: str) -> str:
-    return "exec sh -c " + shlex.quote(pid_line + LOOP) + " capview-session " + ready
+# A first script rides on the exec while the whole command stays under this: one SSH
+# packet any server takes (RFC 4253's 32768-byte minimum), one argv string anywhere.
+FIRST_MAX = 30 * 1024
+
+
+def command(pid_line: str, ready: str, first: tuple[str, bytes] | None = None) -> str:
+    """The exec of the loop; ``first``: (tag, script body) run before the loop reads anything."""
+    cmd = "exec sh -c " + shlex.quote(pid_line + LOOP) + " capview-session " + ready
+    if first is not None:
+        cmd += " " + first[0] + " " + shlex.quote(first[1].decode("utf-8"))
+    return cmd
 
 
 Emit = Callable[[str, bytes], None]  # (stream, raw line without the newline)
@@ -145,20 +165,32 @@ Emit = Callable[[str, bytes], None]  # (stream, raw line without the newline)
 class Session:
     """One open session channel; one exchange at a time."""
 
-    def __init__(self, proc: asyncssh.SSHClientProcess, ready: str) -> None:
+    def __init__(self, proc: asyncssh.SSHClientProcess, ready: str, first: tuple[str, str] | None = None) -> None:
         self.proc = proc
         self._ready = ready.encode()
+        self._first = first  # (tag, script) sent with the exec: the first exchange's
         self._started = False
         self._bufs = {"stdout": bytearray(), "stderr": bytearray()}
         self.exchanges = 0
         self.state = ProcState()  # the loop's pid (the process group to kill)
 
     @classmethod
-    async def open(cls, conn: asyncssh.SSHClientConnection, pid_line: str) -> "Session":
+    async def open(cls, conn: asyncssh.SSHClientConnection, pid_line: str, first: str | None = None) -> "Session":
+        """Open the channel and exec the loop. ``first`` (a script without stdin, issue 21):
+        sent in the exec itself, so its output comes back with the exec's reply instead of
+        one RTT later; the next :meth:`exchange` of that same script only reads it."""
         ready = secrets.token_hex(8)
-        proc = await conn.create_process(command(pid_line, ready), encoding=None,
-                                         request_pty=False, x11_forwarding=False)
-        return cls(proc, ready)
+        embed = (secrets.token_hex(12), (ScriptPreamble + first).encode("utf-8")) if first is not None else None
+        cmd = command(pid_line, ready, embed)
+        if embed is not None and len(cmd.encode("utf-8")) > FIRST_MAX:
+            embed, cmd = None, command(pid_line, ready)  # too big: sent as an ordinary exchange
+        proc = await conn.create_process(cmd, encoding=None, request_pty=False, x11_forwarding=False)
+        return cls(proc, ready, (embed[0], first) if embed else None)
+
+    @property
+    def running_first(self) -> bool:
+        """The exec's own script may be running (it was sent; its end not read yet)."""
+        return self._first is not None
 
     def close(self) -> None:
         try:
@@ -182,7 +214,12 @@ class Session:
             source = _pieces(bytes(stdin))
         else:
             source = None
-        if source is None:
+        first, self._first = self._first, None
+        if first is not None and first[1] == script and not stdin:
+            tag = first[0].encode()  # it came with the exec: nothing to send, only to read
+        elif first is not None:  # a bug: the session would run a script nobody waits for
+            raise RuntimeError("the first exchange is not the script sent with the exec")
+        elif source is None:
             data = bytes(stdin or b"")
             w.write(b"%s %d %d\n" % (tag, len(body), len(data)) + body)
             view = memoryview(data)
@@ -193,8 +230,10 @@ class Session:
         else:
             w.write(b"%s %d s\n" % (tag, len(body)) + body)
         self.exchanges += 1
-        if source is not None and not self._started:
-            await self._await_ready(emit)  # a refusing host must not have consumed the stream
+        if not self._started:
+            # a refusing host must not have consumed a stream; and its refusal must be read
+            # before stderr's EOF could pass for the script's end (SessionLost)
+            await self._await_ready(emit)
         tasks = [asyncio.ensure_future(self._until(tag, n, emit)) for n in ("stdout", "stderr")]
         feeder = asyncio.ensure_future(self._feed(source, on_sent)) if source is not None else None
         try:
