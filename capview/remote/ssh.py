@@ -359,12 +359,17 @@ class SshTransport:
         sess = pooled.idle.pop() if pooled.idle else None
         if sess is None:
             self._trim_idle(pooled)
-            opening = asyncio.ensure_future(Session.open(pooled.conn, _PID_LINE))
+            # issue 21: a script without stdin rides on the exec (its answer comes with the reply)
+            opening = asyncio.ensure_future(Session.open(pooled.conn, _PID_LINE, first=script if stdin is None else None))
             try:
                 sess = await asyncio.shield(opening)  # a cancel must not orphan an open channel
             except asyncio.CancelledError:
                 try:
-                    (await asyncio.wait_for(opening, 10)).close()  # nothing was sent to it yet
+                    opened = await asyncio.wait_for(opening, 10)
+                    if opened.running_first:  # the script went with the exec: end it with the session
+                        await self._kill(pooled, opened.proc, opened.state)
+                    else:
+                        opened.close()  # nothing was sent to it yet
                 except BaseException:
                     pass
                 raise
