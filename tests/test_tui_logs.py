@@ -292,3 +292,79 @@ async def test_unlock_of_a_dead_holder_on_this_machine_asks_once_without_typing(
         await pilot.press("y")
         await until(pilot, lambda: not (world.dp("prod-1") / ".capview" / "lock").exists(), timeout=30,
                     what="the lock removed on the host")
+
+
+async def test_a_following_log_pane_stays_at_the_newest_line_when_it_shrinks():
+    """Seen as a flaky snapshot: lines written, then the pane shrinks (a table above it
+    appears), then more lines: Log only follows when it is at the end, and a shrink left it
+    short of the end, so the newest lines stayed hidden. A pane scrolled up by the user stays put."""
+    from textual.app import App
+    from textual.containers import Vertical
+    from textual.widgets import Static
+
+    class Two(App):
+        def compose(self):
+            with Vertical():
+                yield Static("above", id="above")
+                yield LogPane(id="pane")
+
+    app = Two()
+    async with app.run_test(size=(60, 30)) as pilot:
+        pane = app.query_one(LogPane)
+        app.query_one("#above").styles.height = 2
+        await pilot.pause()
+        for i in range(40):
+            pane.push(f"line {i}")
+        pane.flush()
+        await pilot.pause()
+        assert pane.is_vertical_scroll_end
+        app.query_one("#above").styles.height = 12  # the pane shrinks by 10 rows
+        await pilot.pause()
+        await pilot.pause()
+        assert pane.is_vertical_scroll_end, (pane.scroll_y, pane.max_scroll_y)
+        pane.push("line 40")
+        pane.flush()
+        await pilot.pause()
+        assert pane.is_vertical_scroll_end and "line 40" in screen_text(app)
+        pane.scroll_to(y=0, animate=False, immediate=True)  # the user reads back
+        await pilot.pause()
+        app.query_one("#above").styles.height = 4
+        await pilot.pause()
+        assert pane.scroll_y == 0
+
+
+async def test_a_log_pane_under_a_dialog_keeps_writing_and_under_a_full_screen_waits():
+    """A dialog leaves the screen below in view (dimmed): its log pane keeps up (seen as a
+    flaky snapshot: the error line of the activity pane under the error dialog came or not).
+    A full screen on top hides it: it skips the work and catches up when shown again."""
+    from textual.app import App
+    from textual.screen import ModalScreen, Screen
+    from textual.widgets import Static
+
+    class Dialog(ModalScreen):
+        def compose(self):
+            yield Static("a dialog")
+
+    class Full(Screen):
+        def compose(self):
+            yield Static("another screen")
+
+    class One(App):
+        def compose(self):
+            yield LogPane(id="pane")
+
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        pane = app.query_one(LogPane)
+        await app.push_screen(Dialog())
+        pane.push("under the dialog")
+        pane.flush()
+        assert "under the dialog" in pane.lines and not pane.pending
+        app.pop_screen()
+        await app.push_screen(Full())
+        pane.push("under a full screen")
+        pane.flush()
+        assert "under a full screen" not in pane.lines and not pane.pending  # pending counts visible panes only
+        app.pop_screen()
+        await pilot.pause(0.3)  # the pane's own flush timer catches up
+        assert pane.lines[-1] == "under a full screen" and not pane.pending

@@ -11,6 +11,7 @@ until it is cleared (the stream keeps the newest lines meanwhile).
 
 from __future__ import annotations
 
+from textual.screen import ModalScreen
 from textual.widgets import Log
 
 from capview.tui.operations import LogStream
@@ -35,6 +36,17 @@ class LogPane(Log):
         self.lines_written = 0  # total lines handed to write_lines (tests and benchmarks read it)
         self.flushes = 0
         self.paused = False
+        self._pinned = True  # following the newest line (False once the user scrolls up)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._pinned = new >= self.max_scroll_y
+
+    def on_resize(self) -> None:
+        # Log follows new lines only from the end; a shrink (a table above appearing) leaves
+        # it short of the end, and from then on the newest lines would stay hidden.
+        if self.auto_scroll and self._pinned and not self.is_vertical_scroll_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(self.flush_interval, self.flush, name="log-flush")
@@ -53,13 +65,21 @@ class LogPane(Log):
 
     @property
     def showing(self) -> bool:
-        """On a visible screen and not inside a hidden tab: only then is writing worth it."""
+        """On a visible screen (the current one, or under dialogs only) and not inside a
+        hidden tab: only then is writing worth it."""
         try:
-            if not self.screen.is_current:
-                return False
+            stack = self.app.screen_stack
+            above = stack[stack.index(self.screen) + 1:]
         except Exception:
             return False
+        if not all(isinstance(s, ModalScreen) for s in above):  # a dialog leaves it in view
+            return False
         return all(node.display for node in self.ancestors_with_self)
+
+    @property
+    def pending(self) -> bool:
+        """Lines it will write on its next flush (tests wait for none before a screenshot)."""
+        return self.showing and not self.paused and self.stream.total > self._seen
 
     def flush(self) -> None:
         """Write what arrived since the last flush (the newest max_lines of it) in one batch.
