@@ -221,7 +221,7 @@ async def test_two_deploys_of_one_environment_at_once_one_wins_everywhere(tmp_pa
     assert currents(env) == [v] * 3
     other = "v2b" if v == "v2a" else "v2a"
     assert all(other not in release_states(dp(env, i)) for i in range(3))
-    assert any("locked by tester@ci" in h.message for h in lost.hosts)
+    assert any("locked by tester@ci" in h.message for h in lost.hosts), [h.message for h in lost.hosts]
     consistent(env)
 
 

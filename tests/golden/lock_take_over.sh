@@ -7,6 +7,7 @@ cv_take() {
   sp=$(cat /home/deploy/web/app/.capview/switch.pid 2>/dev/null || true)
   case $sp in ""|*[!0-9]*) sp="" ;; esac
   if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null || ! mkdir /home/deploy/web/app/.capview/lock/takeover 2>/dev/null; then
+    cv_n=0; while [ -d /home/deploy/web/app/.capview/lock ] && [ ! -e /home/deploy/web/app/.capview/lock/owner.json ] && [ $cv_n -lt 20 ]; do sleep 0.05; cv_n=$((cv_n+1)); done
     mark host_now "$(date +%s)"
     sp=$(cat /home/deploy/web/app/.capview/switch.pid 2>/dev/null || true)
     case $sp in ""|*[!0-9]*) ;; *) if kill -0 "$sp" 2>/dev/null; then mark switch_running "$sp"; fi ;; esac
@@ -16,6 +17,7 @@ cv_take() {
   fi
   if [ "$(cat /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null || true)" != '{"seen":1}' ]; then
     rmdir /home/deploy/web/app/.capview/lock/takeover
+    cv_n=0; while [ -d /home/deploy/web/app/.capview/lock ] && [ ! -e /home/deploy/web/app/.capview/lock/owner.json ] && [ $cv_n -lt 20 ]; do sleep 0.05; cv_n=$((cv_n+1)); done
     mark host_now "$(date +%s)"
     sp=$(cat /home/deploy/web/app/.capview/switch.pid 2>/dev/null || true)
     case $sp in ""|*[!0-9]*) ;; *) if kill -0 "$sp" 2>/dev/null; then mark switch_running "$sp"; fi ;; esac

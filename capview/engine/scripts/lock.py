@@ -14,8 +14,12 @@ HOST_CLOCK = {"host_heartbeat": "$(date +%s)"}
 
 def _holder(paths: HostPaths) -> str:
     """sh: the host's clock, whether a switch transaction still runs, then owner.json
-    (a section: its body runs to the end of the output)."""
+    (a section: its body runs to the end of the output). A lock taken an instant ago may
+    not have its owner.json yet (mkdir, then the write): wait for it up to 1 s, so a
+    deploy started at the same moment as another reads the holder, not "unreadable"."""
     return (
+        f"cv_n=0; while [ -d {q(paths.lock)} ] && [ ! -e {q(paths.owner_json)} ] && [ $cv_n -lt 20 ]; do "
+        "sleep 0.05; cv_n=$((cv_n+1)); done\n"
         'mark host_now "$(date +%s)"\n'
         f"sp=$(cat {q(paths.switch_pid)} 2>/dev/null || true)\n"
         'case $sp in ""|*[!0-9]*) ;; *) if kill -0 "$sp" 2>/dev/null; then mark switch_running "$sp"; fi ;; esac\n'
