@@ -176,8 +176,9 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, InodeListing()), current, lock)
         for v in metas
     ]
-    releases = [replace(r, error=f"release.json is over {META_BYTES // 1024} KiB: not read")
-                if r.version in oversized else r for r in releases]
+    if oversized:  # replace() costs: only for the few that need it (10,000 releases)
+        releases = [replace(r, error=f"release.json is over {META_BYTES // 1024} KiB: not read")
+                    if r.version in oversized else r for r in releases]
     releases += [
         ReleaseInfo(version=v, state="incomplete", current=v == current,
                     error=f"release entry is a symlink to {target!r} (not followed)", symlink=target)
@@ -188,7 +189,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         previous = previous_live(records, current, existing)
     else:  # no usable history (e.g. it was lost): the last superseded one
         previous = _latest_other(releases, current)
-    releases = sorted((replace(r, previous=r.version == previous) for r in releases), key=release_order)
+    releases = sorted((replace(r, previous=True) if r.version == previous else r for r in releases), key=release_order)
     status = HostStatus(
         host=host.name, env=host.env or env, reachable=True,
         layout=_layout(releases_dir, stray),  # releases/ may be a symlink to another volume
