@@ -298,3 +298,31 @@ async def test_hundreds_of_releases_go_in_batches_and_freed_is_exact(tmp_path):
     # hundreds of renames (a directory never shrinks); everything deleted is counted
     du_freed = (before - du_k(fh.dp / "releases")) * 1024
     assert du_freed <= last["freed"] <= du_freed + 16 * 1024 and du_freed > 40_000 + n * 4096
+
+
+async def test_removal_outliving_the_wait_is_reported_and_finishes_on_its_own(tmp_path, monkeypatch):
+    """issue 21: the trash's rm runs in a job the script waits on RM_WAIT at most (10,000
+    releases are 10+ s of filesystem time); when it outlives that, the prune says so, the
+    deleted releases are never listed, and the job still removes everything."""
+    import asyncio
+
+    from capview.engine.scripts import cleanup
+
+    monkeypatch.setattr(cleanup, "RM_WAIT", 0.0)  # not waited on at all: still running when the script ends
+    fh = FakeHost(tmp_path / "app")
+    many = {f"d{i // 50}/f{i}": "x" for i in range(3000)}  # enough files that rm takes a while
+    fh.release("v1", many, deployed_at=1)
+    fh.release("v2", {"a": "2"}, deployed_at=2)
+    fh.release("v3", {"a": "3"}, deployed_at=3)
+    fh.set_current("v3")
+    rec = Rec()
+    res = await prune(mkctx(rec), environment(host_config(fh.dp)), keep=1)
+    done = rec.of(HostFinished)[0]
+    assert res.ok and "still being removed on the host: 1 releases/.trash-* dirs" in done.message, done.message
+    assert any("still being removed" in e.line for e in rec.of(LogLine))
+    assert [r.version for r in (await snapshot(mkctx(), host_config(fh.dp))).status.releases] == ["v2", "v3"]
+    for _ in range(200):
+        if surviving(fh) == ["v2", "v3"]:
+            break
+        await asyncio.sleep(0.05)
+    assert surviving(fh) == ["v2", "v3"]

@@ -53,6 +53,7 @@ class PruneRun:
     warnings: tuple[str, ...] = ()
     finished_trash: int = 0
     freed: int = 0
+    removing: int = 0  # trash entries the host was still removing when the script ended
 
 
 def plan_from_snapshot(snap: Snapshot, keep: int) -> PrunePlan:
@@ -85,7 +86,7 @@ async def plan_prune(ctx: Context, env: Environment, *, keep: int | None = None,
 def parse_prune(frames: Iterable[tuple[str, str]]) -> PruneRun:
     """The host's frames (scripts/cleanup.py) -> what it did."""
     deleted, unlinked, skipped, images, warnings = [], [], [], [], []
-    finished = freed = 0
+    finished = freed = removing = 0
     for kind, arg in frames:
         arg = arg.strip()
         if kind == "deleted":
@@ -103,7 +104,10 @@ def parse_prune(frames: Iterable[tuple[str, str]]) -> PruneRun:
             finished += 1
         elif kind == "freed" and arg.isdigit():
             freed = int(arg)
-    return PruneRun(tuple(deleted), tuple(unlinked), tuple(skipped), tuple(images), tuple(warnings), finished, freed)
+        elif kind == "removing" and arg.isdigit():
+            removing = int(arg)
+    return PruneRun(tuple(deleted), tuple(unlinked), tuple(skipped), tuple(images), tuple(warnings), finished, freed,
+                    removing)
 
 
 def size(n: int) -> str:
@@ -170,7 +174,12 @@ class _HostPrune:
         for w in run.warnings:
             self.emit(HostWarning, message=w)
         n = len(run.deleted) + len(run.unlinked)
-        return f"deleted {n} release{'' if n == 1 else 's'}, freed {size(run.freed)}", run
+        later = ""
+        if run.removing:  # the host's rm outlived RM_WAIT (scripts/cleanup.py): say the space is still coming
+            later = f" (still being removed on the host: {run.removing} releases/.trash-* dirs)"
+            self.log(f"the files of the deleted releases are still being removed on the host ({run.removing} "
+                     "releases/.trash-* dirs): the space frees as it goes; the next prune finishes any leftovers")
+        return f"deleted {n} release{'' if n == 1 else 's'}, freed {size(run.freed)}{later}", run
 
 
 class PruneLocked(Exception):
@@ -190,8 +199,8 @@ async def _prune_host(ctx: Context, env: Environment, h: HostConfig, keep: int |
         ctx.emit(hf)
         return HostResult(hf, code)
 
-    try:
-        snap = await snapshot(ctx, h, env.name)
+    try:  # the exact total of a set needs every inode (detail); the deletes do not: sums (or the usage cache)
+        snap = await snapshot(ctx, h, env.name, detail=dry_run)
     except Exception as exc:
         code = EXIT_UNREACHABLE if isinstance(exc, (HostUnreachable, OSError)) else EXIT_FAILED
         return finish(False, "failed", one_line(str(exc)), code)

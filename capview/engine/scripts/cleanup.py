@@ -12,7 +12,8 @@ The space freed is counted on the host over the trash only, before each batch is
 without stat-ing every retained release).
 
 Frames (one line each): ``finished PATH``, ``deleted V``, ``unlinked V``,
-``skipped V WHY``, ``image REF``, ``warn TEXT``, ``freed BYTES``.
+``skipped V WHY``, ``image REF``, ``warn TEXT``, ``freed BYTES``, ``removing N`` (N trash
+entries still being removed after RM_WAIT: the space frees over the next seconds).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from capview.engine.layout import PINNED, TRASH_PREFIX, HostPaths
 from capview.engine.scripts.shell import Frames, Script, q
 
 BATCH = 200  # trash entries per rm (and per freed count): argv stays small, forks few
+RM_WAIT = 4.0  # seconds the script waits for the trash's removal at most (then it goes on alone)
 
 
 def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | None = None) -> str:
@@ -78,15 +80,33 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         # the batch dirs themselves were made here: they free nothing
         '[ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf \'%b\\n\' 2>/dev/null '
         "| awk '{s+=$1} END {printf \"%.0f\\n\", s*512}') ))",
-        # then one rm per BATCH trash entries, not one per release
-        'gone() { [ "$#" -gt 0 ] || return 0',
-        '  if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }',
-        "set --",
+        # then one rm per BATCH trash entries, not one per release, in a job of its own: on
+        # a big prune the removal is the filesystem's time (10,000 releases: 10-17 s on ext4
+        # with discard), so it is waited on RM_WAIT at most, then finishes on its own (its
+        # errors are reported when it ends in time; leftovers are the next prune's)
+        '[ -n "$freed" ] || freed=0; nt=0',
         f"for t in releases/{TRASH_PREFIX}*; do",
-        '  [ -e "$t" ] || [ -L "$t" ] || continue',
-        f'  set -- "$@" "$t"; [ "$#" -lt {BATCH} ] || {{ gone "$@"; set --; }}',
+        '  if [ -e "$t" ] || [ -L "$t" ]; then nt=$((nt+1)); fi',
         "done",
-        'gone "$@"; [ -n "$freed" ] || freed=0',
+        'if [ "$nt" -gt 0 ]; then',
+        '  errf=$(mktemp 2>/dev/null) || errf=/dev/null',
+        "  ( trap '' HUP; set --",
+        f"    for t in releases/{TRASH_PREFIX}*; do",
+        '      [ -e "$t" ] || [ -L "$t" ] || continue',
+        f'      set -- "$@" "$t"; [ "$#" -lt {BATCH} ] || {{ rm -rf -- "$@" 2>>"$errf"; set --; }}',
+        "    done",
+        '    [ "$#" -eq 0 ] || rm -rf -- "$@" 2>>"$errf"',
+        '    if [ -e "$errf.bg" ]; then rm -f -- "$errf" "$errf.bg"; fi',
+        '  ) </dev/null >/dev/null 2>&1 & rmj=$!',
+        f'  w=0; while kill -0 "$rmj" 2>/dev/null && [ "$w" -lt {int(RM_WAIT / 0.02)} ]; do sleep 0.02; w=$((w+1)); done',
+        '  if [ "$errf" != /dev/null ]; then : > "$errf.bg" 2>/dev/null || :; fi',
+        '  if kill -0 "$rmj" 2>/dev/null; then mark removing "$nt"',
+        '  else',
+        '    wait "$rmj" 2>/dev/null || :',
+        '    if [ -s "$errf" ]; then warn "$(cat -- "$errf") (left in releases/.trash-*; the next prune retries)"; fi',
+        '    [ "$errf" = /dev/null ] || rm -f -- "$errf" "$errf.bg"',
+        "  fi",
+        "fi",
     )
     if imgs:
         out.line('if [ -n "$dl" ]; then',
