@@ -121,6 +121,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
     free = None
     trash = junk = 0
     releases_dir = False
+    partial = False  # some releases' sums are still being taken on the host
     service_body: str | None = None
     for kind, arg, body in parts:
         if kind == "service":  # issue 16: what the service manager says
@@ -147,6 +148,9 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             summaries.update(parse_cache(body, is_version))
         elif kind == "sums":
             summaries.update(parse_sums(body, is_version))
+        elif kind == "sumspart":  # a cold listing's bounded wait (scripts/usage.py cold_sums): whole lines only
+            partial = True
+            summaries.update(parse_sums(body if body.endswith("\n") else body.rpartition("\n")[0], is_version))
         elif kind == "finds":  # the batched per-inode detail of every release (issue 21)
             listings.update(parse_inode_listings(body, is_version))
         elif not is_version(arg):
@@ -176,6 +180,8 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, InodeListing()), current, lock)
         for v in metas
     ]
+    if partial:  # the rest are summed on the host after this listing: said, never shown as 0 bytes
+        releases = [r if r.version in summaries else replace(r, usage_pending=True) for r in releases]
     if oversized:  # replace() costs: only for the few that need it (10,000 releases)
         releases = [replace(r, error=f"release.json is over {META_BYTES // 1024} KiB: not read")
                     if r.version in oversized else r for r in releases]

@@ -35,7 +35,7 @@ if [ -d releases ]; then
     xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' finds
   }
   release_sums() {
-    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
+    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") {print line >> out; fflush(out)}} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
   }
   fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)
   cached=
@@ -63,10 +63,24 @@ if [ -d releases ]; then
   done
   sec junk; printf '%s\n' "$j"
   cv_names | cv_jsons
-  if [ -z "$cached" ]; then sec sums; cv_names | release_sums "$tmpc"; fi
-  if [ -n "$tmpc" ]; then
-    if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
-    else rm -f "$tmpc"; fi
+  if [ -n "$cached" ]; then :
+  elif [ -z "$tmpc" ]; then sec sums; cv_names | release_sums ""
+  else
+    ( trap '' HUP; cv_names | release_sums "$tmpc" >/dev/null
+      if ! mkdir "$tmpc.own" 2>/dev/null; then rmdir "$tmpc.own"
+      if [ -n "$tmpc" ]; then
+        if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
+        else rm -f "$tmpc"; fi
+      fi
+      fi ) </dev/null >/dev/null 2>&1 & cvs=$!
+    w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt 20 ]; do sleep 0.02; w=$((w+1)); done
+    if mkdir "$tmpc.own" 2>/dev/null; then trap - EXIT; sec sumspart; tail -n +2 "$tmpc" 2>/dev/null || :
+    else wait "$cvs" 2>/dev/null || :; rmdir "$tmpc.own"; sec sums; tail -n +2 "$tmpc" 2>/dev/null || :
+    if [ -n "$tmpc" ]; then
+      if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
+      else rm -f "$tmpc"; fi
+    fi
+    fi
   fi
 fi
 sec end

@@ -19,8 +19,8 @@ from textwrap import indent
 from capview.config import HostConfig, Settings
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, PINNED, RELEASE_JSON, TRASH_PREFIX, HostPaths
 from capview.engine.scripts.shell import Frames, q
-from capview.engine.scripts.usage import (BATCH, BATCH_FIND, FINGERPRINT, cache_begin, cache_commit, cache_read,
-                                          names_function, sums_function)
+from capview.engine.scripts.usage import (BATCH, BATCH_FIND, FINGERPRINT, cache_begin, cache_read, cold_sums, names_function,
+                                          sums_function)
 
 HISTORY_TAIL = 500
 # What a listing reads from files a host (or someone on it) may have made huge.
@@ -71,7 +71,7 @@ def status_script(dp: str, frames: Frames, *, detail: bool = True, service: str 
     else:  # one awk sums all releases, or the host's valid usage cache has them (scripts/usage.py)
         cache_start = indent(names_function() + _batched() + sums_function() + f"fp0=$({FINGERPRINT})\n" + cache_read()
                              + cache_begin(), "  ")
-        cache_end = indent('if [ -z "$cached" ]; then sec sums; cv_names | release_sums "$tmpc"; fi\n' + cache_commit(), "  ")
+        cache_end = indent(cold_sums(), "  ")
     cache_end = indent("cv_names | cv_jsons\n", "  ") + cache_end
     return frames.prelude() + f"""export LC_ALL=C
 dp={q(HostPaths(dp).root)}
