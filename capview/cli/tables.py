@@ -66,10 +66,15 @@ def releases_text(hosts: list[HostStatus], now: float | None = None, split=None)
             ts = r.deployed_at or r.started_at
             rows.append((
                 mark, cell(r.version, "version"), state, units.age(now - ts) if ts else "-",
-                units.size(r.size_bytes), units.size(r.unique_disk_bytes), cell(r.operator, "operator"),
+                *(("…", "…") if r.usage_pending else (units.size(r.size_bytes), units.size(r.unique_disk_bytes))),
+                cell(r.operator, "operator"),
                 cell(r.commit, "commit"), release_health(h, r), units.duration(headline_downtime(r)),
             ))
         out.append(_table(rows) if len(rows) > 1 else "  (no releases)\n")
+        pending = sum(1 for r in h.releases if r.usage_pending)
+        if pending:  # issue 21: a cold usage cache is summed on the host after the listing
+            out.append(f"  … sizes of {units.plural(pending, 'release')} are still being summed on the host "
+                       "(cold usage cache): run again in a moment\n")
         errors = [(r.version, r.error) for r in newest_first(h) if r.error and r.state == "incomplete"]
         for version, error in errors:
             out.append(f"  {cell(version, 'version')}: {inert.clip(error, WIDTH['note'])}\n")
