@@ -192,3 +192,22 @@ async def test_cold_listing_does_not_wait_for_big_sums_and_the_job_fills_the_cac
     assert sizes(again) == exact and not any(r.usage_pending for r in again.status.releases)
     assert sorted(os.listdir(dp / ".capview")) == sorted(n for n in os.listdir(dp / ".capview")
                                                         if not n.startswith("usage.cache."))
+
+
+async def test_no_second_summing_job_while_one_is_at_it(site):
+    """A dashboard polling a cold host must not start a job per poll: a recent
+    usage.cache.* (another listing's job) means every release is pending, nothing started;
+    one older than BUSY_SECONDS (a killed listing's leftover) does not stop a new one."""
+    from capview.engine.scripts.usage import BUSY_SECONDS
+
+    ctx, env, h, dp, src = site
+    (dp / CACHE).unlink(missing_ok=True)
+    busy = dp / ".capview" / "usage.cache.424242"
+    busy.write_text("fingerprint\n")
+    snap = await snapshot(ctx, h, detail=False)
+    assert all(r.usage_pending for r in snap.status.releases)
+    assert not (dp / CACHE).exists() and sorted(p.name for p in (dp / ".capview").glob("usage.cache*")) == [busy.name]
+    old = busy.stat().st_mtime - BUSY_SECONDS - 5
+    os.utime(busy, (old, old))
+    snap = await snapshot(ctx, h, detail=False)
+    assert not any(r.usage_pending for r in snap.status.releases) and (dp / CACHE).exists()

@@ -65,6 +65,7 @@ if [ -d releases ]; then
   cv_names | cv_jsons
   if [ -n "$cached" ]; then :
   elif [ -z "$tmpc" ]; then sec sums; cv_names | release_sums ""
+  elif [ -n "$(find .capview -maxdepth 1 -name 'usage.cache.*' ! -path "$tmpc" -newermt '-120 seconds' 2>/dev/null | head -n 1)" ]; then sec sumspart
   else
     ( trap '' HUP; cv_names | release_sums "$tmpc" >/dev/null
       if ! mkdir "$tmpc.own" 2>/dev/null; then rmdir "$tmpc.own"

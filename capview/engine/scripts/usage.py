@@ -140,6 +140,7 @@ def cache_commit() -> str:
 
 
 COLD_WAIT = 0.4  # seconds a cold listing waits for the sums at most (then: partial, the rest pending)
+BUSY_SECONDS = 120  # a usage.cache.* this recent is a job still summing: no second one meanwhile
 
 
 def cold_sums() -> str:
@@ -150,13 +151,18 @@ def cold_sums() -> str:
     summed so far (whole lines only: the client drops an unterminated last one) and the
     job goes on alone to the end, then commits the cache itself (same rules: no lock, the
     fingerprint unchanged), so the next listing is exact. Without ``$tmpc`` (a lock held,
-    .capview not writable) the sums are taken to the end, as before.
+    .capview not writable) the sums are taken to the end, as before. While another listing's
+    job is at it (a ``usage.cache.*`` younger than BUSY_SECONDS), none is started: every
+    release not in the cache is pending.
     Needs cache_read/cache_begin's variables; commits the cache itself."""
     # whoever of the two ends second commits: each tries mkdir "$tmpc.own" when done
     # (atomic); the one that finds it made knows the other one is done and gave its part up
     return (
         'if [ -n "$cached" ]; then :\n'
         'elif [ -z "$tmpc" ]; then sec sums; cv_names | release_sums ""\n'
+        # another listing's job is still summing (a dashboard polls): do not start a second one
+        f"elif [ -n \"$(find {q(META)} -maxdepth 1 -name 'usage.cache.*' ! -path \"$tmpc\" -newermt '-{BUSY_SECONDS} seconds' "
+        '2>/dev/null | head -n 1)" ]; then sec sumspart\n'
         "else\n"
         "  ( trap '' HUP; cv_names | release_sums \"$tmpc\" >/dev/null\n"
         '    if ! mkdir "$tmpc.own" 2>/dev/null; then rmdir "$tmpc.own"\n'
