@@ -2,7 +2,8 @@
 
 Each release is first moved into a trash dir ``releases/.trash-<name>/`` (one per ``BATCH``
 releases, named after the first: one ``mv`` per batch; a half-deleted release is never
-listed as a release), then removed in batches (one ``rm`` per ``BATCH``); leftovers
+listed as a release), then removed in batches (one ``rm`` per ``BATCH``, in a job waited on
+``RM_WAIT`` at most, then left to finish on its own); leftovers
 of an interrupted prune are finished first. The versions to delete come on stdin, one per line, so the script's
 own size never grows with the number of releases; the host re-checks each (current,
 pinned, still there) and validates the name again. ``releases/`` may itself be a
