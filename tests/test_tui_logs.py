@@ -292,3 +292,42 @@ async def test_unlock_of_a_dead_holder_on_this_machine_asks_once_without_typing(
         await pilot.press("y")
         await until(pilot, lambda: not (world.dp("prod-1") / ".capview" / "lock").exists(), timeout=30,
                     what="the lock removed on the host")
+
+
+async def test_a_following_log_pane_stays_at_the_newest_line_when_it_shrinks():
+    """Seen as a flaky snapshot: lines written, then the pane shrinks (a table above it
+    appears), then more lines: Log only follows when it is at the end, and a shrink left it
+    short of the end, so the newest lines stayed hidden. A pane scrolled up by the user stays put."""
+    from textual.app import App
+    from textual.containers import Vertical
+    from textual.widgets import Static
+
+    class Two(App):
+        def compose(self):
+            with Vertical():
+                yield Static("above", id="above")
+                yield LogPane(id="pane")
+
+    app = Two()
+    async with app.run_test(size=(60, 30)) as pilot:
+        pane = app.query_one(LogPane)
+        app.query_one("#above").styles.height = 2
+        await pilot.pause()
+        for i in range(40):
+            pane.push(f"line {i}")
+        pane.flush()
+        await pilot.pause()
+        assert pane.is_vertical_scroll_end
+        app.query_one("#above").styles.height = 12  # the pane shrinks by 10 rows
+        await pilot.pause()
+        await pilot.pause()
+        assert pane.is_vertical_scroll_end, (pane.scroll_y, pane.max_scroll_y)
+        pane.push("line 40")
+        pane.flush()
+        await pilot.pause()
+        assert pane.is_vertical_scroll_end and "line 40" in screen_text(app)
+        pane.scroll_to(y=0, animate=False, immediate=True)  # the user reads back
+        await pilot.pause()
+        app.query_one("#above").styles.height = 4
+        await pilot.pause()
+        assert pane.scroll_y == 0

@@ -35,6 +35,17 @@ class LogPane(Log):
         self.lines_written = 0  # total lines handed to write_lines (tests and benchmarks read it)
         self.flushes = 0
         self.paused = False
+        self._pinned = True  # following the newest line (False once the user scrolls up)
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        self._pinned = new >= self.max_scroll_y
+
+    def on_resize(self) -> None:
+        # Log follows new lines only from the end; a shrink (a table above appearing) leaves
+        # it short of the end, and from then on the newest lines would stay hidden.
+        if self.auto_scroll and self._pinned and not self.is_vertical_scroll_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def on_mount(self) -> None:
         self._timer = self.set_interval(self.flush_interval, self.flush, name="log-flush")
