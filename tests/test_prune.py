@@ -326,3 +326,21 @@ async def test_removal_outliving_the_wait_is_reported_and_finishes_on_its_own(tm
             break
         await asyncio.sleep(0.05)
     assert surviving(fh) == ["v2", "v3"]
+
+
+async def test_deletes_of_a_cold_host_say_sizes_not_summed_instead_of_zero(tmp_path, monkeypatch):
+    """The deletes read the sums listing; on a cold host it may not wait for them (issue 21):
+    the plan shown says "not summed yet", never "frees 0 B", and the deletes are the same."""
+    from capview.engine.scripts import usage
+
+    monkeypatch.setattr(usage, "COLD_WAIT", 0.0)
+    fh = FakeHost(tmp_path / "app")
+    for i in range(1, 5):
+        fh.release(f"v{i}", {**COMMON, "version.txt": f"v{i}" * 1000}, deployed_at=float(i))
+    fh.set_current("v4")
+    rec = Rec()
+    res = await prune(mkctx(rec), environment(host_config(fh.dp)), keep=2)
+    assert res.ok and surviving(fh)[-2:] == ["v3", "v4"] and not {"v1", "v2"} & set(surviving(fh))
+    lines = [e.line for e in rec.of(LogLine)]
+    assert any(ln.startswith("delete") and "frees not summed yet" in ln for ln in lines), lines
+    assert not any("frees 0 B" in ln for ln in lines), lines

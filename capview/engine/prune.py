@@ -34,6 +34,7 @@ class PrunePlan:
     items: tuple[PruneItem, ...] = ()
     total: int = 0  # disk bytes deleting all of ``deletions`` frees (shared links counted right)
     trash: int = 0  # leftover .trash-* entries the prune will finish
+    sizes_pending: frozenset[str] = frozenset()  # issue 21: releases whose sums a cold listing did not wait for
     reachable: bool = True
     error: str | None = None
 
@@ -61,7 +62,8 @@ def plan_from_snapshot(snap: Snapshot, keep: int) -> PrunePlan:
     items = tuple(classify(st.releases, st.current, st.previous, keep))
     dels = [i.version for i in items if i.action == "delete"]
     total = freed_disk_bytes(snap.listings[v] for v in dels if v in snap.listings)
-    return PrunePlan(st.host, keep, items, total, snap.trash)
+    pending = frozenset(r.version for r in st.releases if r.usage_pending)
+    return PrunePlan(st.host, keep, items, total, snap.trash, sizes_pending=pending)
 
 
 def _keep_for(host: HostConfig, keep: int | None) -> int:
@@ -134,7 +136,8 @@ class _HostPrune:
 
     def show_plan(self, plan: PrunePlan) -> None:
         for i in plan.items:
-            extra = f", frees {size(i.frees_bytes)}" if i.action == "delete" else ""
+            frees = "not summed yet" if i.version in plan.sizes_pending else size(i.frees_bytes)
+            extra = f", frees {frees}" if i.action == "delete" else ""
             self.log(f"{i.action:9} {i.version} ({i.reason}{extra})")
             if i.action == "delete" and i.reason.startswith("symlink"):
                 self.emit(HostWarning, message=f"releases/{i.version} is a {i.reason}")
