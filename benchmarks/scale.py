@@ -158,7 +158,7 @@ def files200k(b: "Bench") -> None:
     rep.note("files200k", f"redeploys in a child process (`capview_side release`: its own "
              f"timing of the operation, connect included, and its VmHWM); the scan: "
              f"{res['files']:,} files hashed in {res['seconds']:.1f} s. `releases` = "
-             "`status` of the host with `.capview/usage.cache` deleted first (cold: it waits 0.25 s "
+             "`status` of the host with `.capview/usage.cache` deleted first (cold: it waits 0.4 s "
              "at most for the sums, the releases not summed by then are `usage_pending`) and again once "
              f"the host's job has written the cache (warm; it took {max(filled):.1f} s after the cold "
              "listing, untimed).")
@@ -284,7 +284,7 @@ def releases10k(b: "Bench") -> None:
     rep.note("releases10k", f"{RETAINED:,} releases generated on the host (2 real capview deploys of "
              f"a 9-file tree, then hard-link copies with their own release.json, manifest.tsv and "
              f"history record; `current` on the newest) in {min(gen):.0f}-{max(gen):.0f} s per run, "
-             "not timed. `releases` cold = no usage cache (as generated; it waits 0.25 s at most for the "
+             "not timed. `releases` cold = no usage cache (as generated; it waits 0.4 s at most for the "
              "sums, the rest are `usage_pending`), warm = once the host's job has written the cache "
              f"({max(filled):.1f} s after, untimed); `prune --keep 5` must leave only the 5 newest (plus "
              "previous/current); its removal of the trash is waited on 4 s at most, then finishes on the host.")

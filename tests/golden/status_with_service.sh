@@ -77,7 +77,7 @@ if [ -d releases ]; then
         else rm -f "$tmpc"; fi
       fi
       fi ) </dev/null >/dev/null 2>&1 & cvs=$!
-    w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt 12 ]; do sleep 0.02; w=$((w+1)); done
+    w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt 20 ]; do sleep 0.02; w=$((w+1)); done
     if mkdir "$tmpc.own" 2>/dev/null; then trap - EXIT; sec sumspart; tail -n +2 "$tmpc" 2>/dev/null || :
     else wait "$cvs" 2>/dev/null || :; rmdir "$tmpc.own"; sec sums; tail -n +2 "$tmpc" 2>/dev/null || :
     if [ -n "$tmpc" ]; then

@@ -139,7 +139,7 @@ def cache_commit() -> str:
     )
 
 
-COLD_WAIT = 0.25  # seconds a cold listing waits for the sums at most (then: partial, the rest pending)
+COLD_WAIT = 0.4  # seconds a cold listing waits for the sums at most (then: partial, the rest pending)
 BUSY_SECONDS = 120  # a usage.cache.* this recent is a job still summing: no second one meanwhile
 
 
