@@ -333,22 +333,22 @@ for t in releases/.trash-*; do
   if [ -e "$t" ] || [ -L "$t" ]; then nt=$((nt+1)); fi
 done
 if [ "$nt" -gt 0 ]; then
-  errf=$(mktemp 2>/dev/null) || errf=/dev/null
+  errf=$(mktemp 2>/dev/null) || errf=
   ( trap '' HUP; set --
     for t in releases/.trash-*; do
       [ -e "$t" ] || [ -L "$t" ] || continue
-      set -- "$@" "$t"; [ "$#" -lt 200 ] || { rm -rf -- "$@" 2>>"$errf"; set --; }
+      set -- "$@" "$t"; [ "$#" -lt 200 ] || { rm -rf -- "$@" 2>>"${errf:-/dev/null}" || :; set --; }
     done
-    [ "$#" -eq 0 ] || rm -rf -- "$@" 2>>"$errf"
-    if [ -e "$errf.bg" ]; then rm -f -- "$errf" "$errf.bg"; fi
+    [ "$#" -eq 0 ] || rm -rf -- "$@" 2>>"${errf:-/dev/null}" || :
+    if [ -n "$errf" ] && ! mkdir "$errf.own" 2>/dev/null; then rm -rf -- "$errf" "$errf.own"; fi
   ) </dev/null >/dev/null 2>&1 & rmj=$!
   w=0; while kill -0 "$rmj" 2>/dev/null && [ "$w" -lt 200 ]; do sleep 0.02; w=$((w+1)); done
-  if [ "$errf" != /dev/null ]; then : > "$errf.bg" 2>/dev/null || :; fi
-  if kill -0 "$rmj" 2>/dev/null; then mark removing "$nt"
+  if [ -n "$errf" ] && mkdir "$errf.own" 2>/dev/null || { [ -z "$errf" ] && kill -0 "$rmj" 2>/dev/null; }; then
+    mark removing "$nt"
   else
     wait "$rmj" 2>/dev/null || :
-    if [ -s "$errf" ]; then warn "$(cat -- "$errf") (left in releases/.trash-*; the next prune retries)"; fi
-    [ "$errf" = /dev/null ] || rm -f -- "$errf" "$errf.bg"
+    if [ -n "$errf" ] && [ -s "$errf" ]; then warn "$(cat -- "$errf") (left in releases/.trash-*; the next prune retries)"; fi
+    [ -z "$errf" ] || rm -rf -- "$errf" "$errf.own"
   fi
 fi
 if [ -n "$dl" ]; then
