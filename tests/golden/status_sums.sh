@@ -37,7 +37,7 @@ if [ -d releases ]; then
   release_sums() {
     ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") {print line >> out; fflush(out)}} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
   }
-  fpf=$(mktemp 2>/dev/null) || fpf=
+  fpf=$(mktemp .capview/fingerprint.XXXXXX 2>/dev/null) || fpf=
   if [ -n "$fpf" ]; then ( { echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum > "$fpf" ) 2>/dev/null & cvf=$!; fi
   t=0; j=0
   for r in releases/.trash-*; do if [ -e "$r" ] || [ -L "$r" ]; then t=$((t+1)); fi; done
@@ -54,7 +54,7 @@ if [ -d releases ]; then
   done
   sec junk; printf '%s\n' "$j"
   cv_names | cv_jsons
-  if [ -n "$fpf" ]; then wait "$cvf" || :; fp0=$(cat "$fpf"); rm -f "$fpf"
+  if [ -n "$fpf" ]; then wait "$cvf" || :; fp0=$(cat "$fpf" 2>/dev/null) || fp0=; rm -f "$fpf"
   else fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum); fi
   cached=
   if [ ! -d .capview/lock ] && [ -f .capview/usage.cache ] && IFS= read -r cfp < .capview/usage.cache && [ "$cfp" = "$fp0" ]; then

@@ -184,7 +184,7 @@ for t in releases/.trash-*; do
   if [ -e "$t" ] || [ -L "$t" ]; then nt=$((nt+1)); fi
 done
 if [ "$nt" -gt 0 ]; then
-  errf=$(mktemp 2>/dev/null) || errf=
+  errf=$(mktemp /home/deploy/web/app/.capview/rm-errors.XXXXXX 2>/dev/null) || errf=
   ( trap '' HUP; set --
     for t in releases/.trash-*; do
       [ -e "$t" ] || [ -L "$t" ] || continue

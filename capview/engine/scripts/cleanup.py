@@ -91,7 +91,7 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         "done",
         'if [ "$nt" -gt 0 ]; then',
         # whoever of the two ends second cleans up: each tries mkdir "$errf.own" when done (atomic)
-        '  errf=$(mktemp 2>/dev/null) || errf=',
+        f'  errf=$(mktemp {q(paths.meta)}/rm-errors.XXXXXX 2>/dev/null) || errf=',  # inside deploy_path, never /tmp
         "  ( trap '' HUP; set --",
         f"    for t in releases/{TRASH_PREFIX}*; do",
         '      [ -e "$t" ] || [ -L "$t" ] || continue',

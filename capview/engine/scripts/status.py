@@ -72,9 +72,9 @@ def status_script(dp: str, frames: Frames, *, detail: bool = True, service: str 
         # the fingerprint (a stat of every releases/*/.capview entry: 0.4 s at 10,000 releases)
         # is taken in a job while the releases are framed, then the cache read as before
         cache_start = indent(names_function() + _batched() + sums_function()
-                             + "fpf=$(mktemp 2>/dev/null) || fpf=\n"
+                             + f"fpf=$(mktemp {q(HERE.meta)}/fingerprint.XXXXXX 2>/dev/null) || fpf=\n"
                              + f'if [ -n "$fpf" ]; then ( {FINGERPRINT} > "$fpf" ) 2>/dev/null & cvf=$!; fi\n', "  ")
-        cache_end = indent('if [ -n "$fpf" ]; then wait "$cvf" || :; fp0=$(cat "$fpf"); rm -f "$fpf"\n'
+        cache_end = indent('if [ -n "$fpf" ]; then wait "$cvf" || :; fp0=$(cat "$fpf" 2>/dev/null) || fp0=; rm -f "$fpf"\n'
                            f"else fp0=$({FINGERPRINT}); fi\n" + cache_read() + cache_begin() + cold_sums(), "  ")
     cache_end = indent("cv_names | cv_jsons\n", "  ") + cache_end
     return frames.prelude() + f"""export LC_ALL=C
