@@ -331,3 +331,40 @@ async def test_a_following_log_pane_stays_at_the_newest_line_when_it_shrinks():
         app.query_one("#above").styles.height = 4
         await pilot.pause()
         assert pane.scroll_y == 0
+
+
+async def test_a_log_pane_under_a_dialog_keeps_writing_and_under_a_full_screen_waits():
+    """A dialog leaves the screen below in view (dimmed): its log pane keeps up (seen as a
+    flaky snapshot: the error line of the activity pane under the error dialog came or not).
+    A full screen on top hides it: it skips the work and catches up when shown again."""
+    from textual.app import App
+    from textual.screen import ModalScreen, Screen
+    from textual.widgets import Static
+
+    class Dialog(ModalScreen):
+        def compose(self):
+            yield Static("a dialog")
+
+    class Full(Screen):
+        def compose(self):
+            yield Static("another screen")
+
+    class One(App):
+        def compose(self):
+            yield LogPane(id="pane")
+
+    app = One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        pane = app.query_one(LogPane)
+        await app.push_screen(Dialog())
+        pane.push("under the dialog")
+        pane.flush()
+        assert "under the dialog" in pane.lines and not pane.pending
+        app.pop_screen()
+        await app.push_screen(Full())
+        pane.push("under a full screen")
+        pane.flush()
+        assert "under a full screen" not in pane.lines and not pane.pending  # pending counts visible panes only
+        app.pop_screen()
+        await pilot.pause(0.3)  # the pane's own flush timer catches up
+        assert pane.lines[-1] == "under a full screen" and not pane.pending

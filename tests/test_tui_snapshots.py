@@ -168,7 +168,7 @@ def test_error_modal(snap_compare, world, size):
             "prod-1: connection lost (asyncssh: Connection lost) while running the switch script",
             hint="check the host and run `capview releases prod`; the switch is atomic, so the host is on "
                  "either the old or the new release"))
-        await pilot.pause()
+        await settle(pilot)  # the activity pane under the dialog has its error line
 
     assert snap_compare(world.app(), terminal_size=size, run_before=run_before)
 

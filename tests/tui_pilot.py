@@ -28,7 +28,21 @@ async def settle(pilot, rounds: int = 3) -> None:
         await pilot.pause()
         done += 1
         if done == rounds:
+            await _logs_flushed(pilot)
             return
+
+
+async def _logs_flushed(pilot, timeout: float = 2.0) -> None:
+    """Every visible log pane has written what it holds (they flush on a 0.1 s timer, so a
+    screenshot right after a line arrived would show it or not by chance)."""
+    from capview.tui.widgets.log_pane import LogPane
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        panes = [p for s in pilot.app.screen_stack for p in s.query(LogPane)]
+        if not any(p.pending for p in panes):
+            return
+        await pilot.pause(0.05)
 
 
 async def until(pilot, cond, timeout: float = 20.0, what: str = "condition") -> None:

@@ -15,8 +15,10 @@ the release after it, i.e. the data as it last left it (engine/hooks.py).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
+from capview import inert, units
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context
 from capview.engine.hooks import snapshots_on
@@ -122,3 +124,33 @@ async def plan_data(ctx: Context, env: Environment, *, to: str | None = None, ho
         return plan
 
     return await each_host(env, host, one)
+
+
+def data_words(plans: list[DataPlan], *, restore: bool, how: str, now: float | None = None) -> list[str]:
+    """The plan in words, one line per entry (indented lines belong to the one above), the
+    same in every front; ``how`` says how that front asks for a restore ("add --restore-data",
+    "press d"). Everything from a host goes through inert.py."""
+    now = time.time() if now is None else now
+    out = []
+    for p in plans:
+        host = inert.clip(p.host, 40)
+        if p.error:
+            out.append(f"{host}: data: {inert.clip(p.error, 300)}")
+            continue
+        target = inert.clip(p.target or "?", 64)
+        snap = p.snapshot
+        if restore:
+            if snap is None:
+                out.append(f"{host}: no data snapshot of {target} (one is taken when the release after it starts) "
+                           "- nothing can be restored")
+                continue
+            when = units.ago(now - snap.taken_at) if snap.taken_at is not None else "at an unknown time"
+            out.append(f"{host}: restoring the data {target} left, snapshot taken {when}; "
+                       "the data as it is now is kept as a snapshot first. It loses:")
+            out += [f"  {inert.clip(line, 300)}" for line in p.losses] or ["  nothing (no change since)"]
+        elif p.schema:
+            changes = "; ".join(inert.clip(s, 200) for s in p.schema)
+            out.append(f"{host}: warning: rolling back to {target} crosses a schema change ({changes}). {target} "
+                       "will run on the data as it is now; to run it on the data it left instead (losing what was "
+                       f"written since), {how}")
+    return out

@@ -275,11 +275,13 @@ class CapviewApp(App[int]):
             title=title, version=req.version, dry_run=req.dry_run, skip=self._no_build(req.env, hosts),
         )
 
-    def start_rollback(self, target: Target, to: str, *, force: bool = False) -> Operation:
+    def start_rollback(self, target: Target, to: str, *, force: bool = False,
+                       restore_data: bool = False) -> Operation:
         return self.start_operation(
             "rollback", target.env, self.hosts_of(target),
-            lambda emit: self.backend.rollback(target.env, to=to, host=target.host, force=force, emit=emit),
-            title=f"rollback {target.label} → {to}", version=to,
+            lambda emit: self.backend.rollback(target.env, to=to, host=target.host, force=force,
+                                               restore_data=restore_data, emit=emit),
+            title=f"rollback {target.label} → {to}" + (" with its data" if restore_data else ""), version=to,
         )
 
     def start_restart(self, target: Target) -> Operation:

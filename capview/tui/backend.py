@@ -3,7 +3,7 @@
 :class:`EngineBackend` is a thin binding of the engine's public entry points to one
 loaded config and one transport. It returns the engine's own types unchanged --
 ``HostStatus``/``ReleaseInfo`` (engine.model), ``PrunePlan`` (engine.prune),
-``MigrationPlan`` (engine.migrate), ``DirEntry``/``Comparison``/``FilePair``
+``DataPlan`` (engine.data), ``MigrationPlan`` (engine.migrate), ``DirEntry``/``Comparison``/``FilePair``
 (engine.inspect), ``OperationResult`` and the event stream (engine.events), history
 records as the engine parses them (ops.history) -- so the screens read the same fields
 the CLI prints. Tests, screenshots and the TUI benchmark drive it over
@@ -28,6 +28,7 @@ from capview.engine.model import HostStatus
 from capview.errors import CapviewError, HostUnreachable, LockHeld, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from capview.engine.data import DataPlan
     from capview.engine.inspect import Comparison, DirEntry, FilePair
     from capview.engine.manifest import Entry as ManifestEntry
     from capview.engine.migrate import MigrationPlan
@@ -56,7 +57,9 @@ class Backend(Protocol):
     async def release(self, env: str, version: str | None, *, host: str | None = None,
                       dry_run: bool = False, strategy: str | None = None, emit: Emit) -> OperationResult: ...
     async def rollback(self, env: str, *, to: str | None = None, host: str | None = None,
-                       force: bool = False, emit: Emit) -> OperationResult: ...
+                       force: bool = False, restore_data: bool = False, emit: Emit) -> OperationResult: ...
+    async def plan_data(self, env: str, *, to: str, host: str | None = None,
+                        force: bool = False) -> "list[DataPlan]": ...
     async def plan_prune(self, env: str, *, keep: int | None = None, host: str | None = None) -> "list[PrunePlan]": ...
     async def prune(self, env: str, *, keep: int | None = None, host: str | None = None,
                     emit: Emit) -> OperationResult: ...
@@ -186,10 +189,17 @@ class EngineBackend:
         return await release(self.context(emit), self.env(env, strategy), version, host=host, dry_run=dry_run)
 
     async def rollback(self, env: str, *, to: str | None = None, host: str | None = None,
-                       force: bool = False, emit: Emit) -> OperationResult:
+                       force: bool = False, restore_data: bool = False, emit: Emit) -> OperationResult:
         from capview.engine.rollback import rollback
 
-        return await rollback(self.context(emit), self.env(env), to=to, host=host, force=force)
+        return await rollback(self.context(emit), self.env(env), to=to, host=host, force=force,
+                              restore_data=restore_data)
+
+    async def plan_data(self, env: str, *, to: str, host: str | None = None,
+                        force: bool = False) -> "list[DataPlan]":
+        from capview.engine.data import plan_data
+
+        return list(await plan_data(self.context(), self.env(env), to=to, host=host, force=force))
 
     async def plan_prune(self, env: str, *, keep: int | None = None, host: str | None = None) -> "list[PrunePlan]":
         from capview.engine.prune import plan_prune

@@ -44,20 +44,47 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label(Text(self.title_text), id="dialog-title")
             with VerticalScroll(id="dialog-scroll"):
                 yield Static(self.body, id="dialog-body")
-            if self.type_to_confirm is not None:
-                yield Label(Text(f"Type {clean_line(self.type_to_confirm)} to confirm:"), classes="field-label")
-                yield Input(id="typed")
+            # always there, shown only while a word must be typed (require_typing can change it)
+            yield Label(Text(f"Type {clean_line(self.type_to_confirm or '')} to confirm:"), classes="field-label",
+                        id="typed-label")
+            yield Input(id="typed")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="no", variant="primary")
                 yield Button(self.confirm_label, id="yes", variant="error" if self.danger else "default",
                              disabled=self.type_to_confirm is not None)
-            hint = "enter: the focused button · y: confirm · esc: cancel" if self.type_to_confirm is None \
-                else "type the word, then enter · esc: cancel"
-            yield Static(Text(hint, style="dim"), id="dialog-hint")
+            yield Static(self._hint(), id="dialog-hint")
+
+    def _hint(self) -> Text:
+        keys = "enter: the focused button · y: confirm · esc: cancel" if self.type_to_confirm is None \
+            else "type the word, then enter · esc: cancel"
+        return Text(keys + self.extra_hint, style="dim")
+
+    extra_hint = ""  # dialogs with keys of their own add them (" · d: restore data")
 
     def on_mount(self) -> None:
-        if self.type_to_confirm is not None:
-            box = self.query_one("#typed", Input)
+        self._show_typing()
+
+    def require_typing(self, word: str | None) -> None:
+        """From now on confirming needs ``word`` typed (None: y or the button again)."""
+        self.type_to_confirm = word
+        self.query_one("#typed-label", Label).update(Text(f"Type {clean_line(word or '')} to confirm:"))
+        self.query_one("#typed", Input).value = ""
+        self.query_one("#dialog-hint", Static).update(self._hint())
+        self._show_typing()
+        self.refresh_bindings()
+
+    def set_danger(self, danger: bool) -> None:
+        self.danger = danger
+        self.query_one("#dialog").set_class(danger, "danger")
+        self.query_one("#yes", Button).variant = "error" if danger else "default"
+
+    def _show_typing(self) -> None:
+        typing = self.type_to_confirm is not None
+        self.query_one("#typed-label").display = typing
+        box = self.query_one("#typed", Input)
+        box.display = typing
+        self.query_one("#yes", Button).disabled = typing
+        if typing:
             if self.app.animation_level == "none":
                 box.cursor_blink = False
             box.focus()

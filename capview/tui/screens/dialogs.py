@@ -4,7 +4,8 @@ Each function reads the engine's own state (``HostStatus``, ``LockInfo``, the en
 ``lock.why_not_stale`` rule) to say exactly what will happen on which host, and sets
 the safe default: Cancel is focused everywhere; rolling back to a failed release and
 forcing a lock that capview cannot prove dead need the version (or host) typed. A restart
-changes no release, so Cancel focused and ``y`` are enough.
+changes no release, so Cancel focused and ``y`` are enough. Where the hosts keep SQLite
+snapshots, the rollback dialog is ``RollbackScreen`` (the data plan, ``d`` to restore it).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 from rich.text import Text
 
+from capview.engine.hooks import snapshots_on
 from capview.tui.screens.confirm import ConfirmScreen
+from capview.tui.screens.rollback_dialog import RollbackScreen
 from capview.tui.text import ago, clean_line, plural
 from capview.tui.widgets.host_list import Target
 from capview.tui.widgets.releases_table import ReleaseRow
@@ -77,13 +80,25 @@ def rollback(main: Any, target: Target, row: ReleaseRow | None) -> None:
     body.append("\n\nNothing is copied: stop, atomic symlink switch, start, health check; an unhealthy "
                 "release is switched back.", style="dim")
 
-    def done(ok: bool | None) -> None:
-        if ok:
-            app.start_rollback(target, to, force=failed)
+    title, danger, typing = f"Roll back {target.label} to {to}?", failed or bool(missing), to if failed else None
+    with_data = [h for h in env.select(target.host) if snapshots_on(h.settings)]
+    if not with_data:
+        def done(ok: bool | None) -> None:
+            if ok:
+                app.start_rollback(target, to, force=failed)
 
-    app.push_screen(ConfirmScreen(f"Roll back {target.label} to {to}?", body, confirm_label="Roll back",
-                                  danger=failed or bool(missing), type_to_confirm=to if failed else None,
-                                  id="rollback-confirm"), done)
+        app.push_screen(ConfirmScreen(title, body, confirm_label="Roll back", danger=danger, type_to_confirm=typing,
+                                      id="rollback-confirm"), done)
+        return
+    # issue 18: the data plan under the body, and d to restore the target's snapshot too
+    screen = RollbackScreen(title, body, version=to, danger=danger, type_to_confirm=typing, clock=app.clock,
+                            plan=lambda: app.backend.plan_data(target.env, to=to, host=target.host, force=failed))
+
+    def done_data(ok: bool | None) -> None:
+        if ok:
+            app.start_rollback(target, to, force=failed, restore_data=screen.restore_data)
+
+    app.push_screen(screen, done_data)
 
 
 def pin(main: Any, target: Target, version: str, pin: bool) -> None:

@@ -11,6 +11,7 @@ until it is cleared (the stream keeps the newest lines meanwhile).
 
 from __future__ import annotations
 
+from textual.screen import ModalScreen
 from textual.widgets import Log
 
 from capview.tui.operations import LogStream
@@ -64,13 +65,21 @@ class LogPane(Log):
 
     @property
     def showing(self) -> bool:
-        """On a visible screen and not inside a hidden tab: only then is writing worth it."""
+        """On a visible screen (the current one, or under dialogs only) and not inside a
+        hidden tab: only then is writing worth it."""
         try:
-            if not self.screen.is_current:
-                return False
+            stack = self.app.screen_stack
+            above = stack[stack.index(self.screen) + 1:]
         except Exception:
             return False
+        if not all(isinstance(s, ModalScreen) for s in above):  # a dialog leaves it in view
+            return False
         return all(node.display for node in self.ancestors_with_self)
+
+    @property
+    def pending(self) -> bool:
+        """Lines it will write on its next flush (tests wait for none before a screenshot)."""
+        return self.showing and not self.paused and self.stream.total > self._seen
 
     def flush(self) -> None:
         """Write what arrived since the last flush (the newest max_lines of it) in one batch.
