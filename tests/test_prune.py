@@ -298,3 +298,49 @@ async def test_hundreds_of_releases_go_in_batches_and_freed_is_exact(tmp_path):
     # hundreds of renames (a directory never shrinks); everything deleted is counted
     du_freed = (before - du_k(fh.dp / "releases")) * 1024
     assert du_freed <= last["freed"] <= du_freed + 16 * 1024 and du_freed > 40_000 + n * 4096
+
+
+async def test_removal_outliving_the_wait_is_reported_and_finishes_on_its_own(tmp_path, monkeypatch):
+    """issue 21: the trash's rm runs in a job the script waits on RM_WAIT at most (10,000
+    releases are 10+ s of filesystem time); when it outlives that, the prune says so, the
+    deleted releases are never listed, and the job still removes everything."""
+    import asyncio
+
+    from capview.engine.scripts import cleanup
+
+    monkeypatch.setattr(cleanup, "RM_WAIT", 0.0)  # not waited on at all: still running when the script ends
+    fh = FakeHost(tmp_path / "app")
+    many = {f"d{i // 50}/f{i}": "x" for i in range(3000)}  # enough files that rm takes a while
+    fh.release("v1", many, deployed_at=1)
+    fh.release("v2", {"a": "2"}, deployed_at=2)
+    fh.release("v3", {"a": "3"}, deployed_at=3)
+    fh.set_current("v3")
+    rec = Rec()
+    res = await prune(mkctx(rec), environment(host_config(fh.dp)), keep=1)
+    done = rec.of(HostFinished)[0]
+    assert res.ok and "still being removed on the host: 1 releases/.trash-* dirs" in done.message, done.message
+    assert any("still being removed" in e.line for e in rec.of(LogLine))
+    assert [r.version for r in (await snapshot(mkctx(), host_config(fh.dp))).status.releases] == ["v2", "v3"]
+    for _ in range(200):
+        if surviving(fh) == ["v2", "v3"]:
+            break
+        await asyncio.sleep(0.05)
+    assert surviving(fh) == ["v2", "v3"]
+
+
+async def test_deletes_of_a_cold_host_say_sizes_not_summed_instead_of_zero(tmp_path, monkeypatch):
+    """The deletes read the sums listing; on a cold host it may not wait for them (issue 21):
+    the plan shown says "not summed yet", never "frees 0 B", and the deletes are the same."""
+    from capview.engine.scripts import usage
+
+    monkeypatch.setattr(usage, "COLD_WAIT", 0.0)
+    fh = FakeHost(tmp_path / "app")
+    for i in range(1, 5):
+        fh.release(f"v{i}", {**COMMON, "version.txt": f"v{i}" * 1000}, deployed_at=float(i))
+    fh.set_current("v4")
+    rec = Rec()
+    res = await prune(mkctx(rec), environment(host_config(fh.dp)), keep=2)
+    assert res.ok and surviving(fh)[-2:] == ["v3", "v4"] and not {"v1", "v2"} & set(surviving(fh))
+    lines = [e.line for e in rec.of(LogLine)]
+    assert any(ln.startswith("delete") and "frees not summed yet" in ln for ln in lines), lines
+    assert not any("frees 0 B" in ln for ln in lines), lines

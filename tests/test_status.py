@@ -134,3 +134,24 @@ async def test_all_hosts_at_once_and_unreachable_is_not_raised(tmp_path):
     assert sts[2].reachable and sts[2].releases == ()
     only = await status(ctx(), env, host="a")
     assert [s.host for s in only] == ["a"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("detail", [True, False])
+async def test_release_json_that_is_a_fifo_a_device_link_or_huge_never_stalls_the_listing(fh, detail):
+    """issue 21's one awk reads every release.json: only regular files reach it (a FIFO
+    would block it, a link to /dev/zero never end), and one over 1 MiB is still cut."""
+    for i, v in enumerate(("v1", "v2", "v3", "v4")):
+        fh.release(v, {"a": v}, deployed_at=100 + i)
+    fh.set_current("v4")
+    meta = lambda v: fh.rel(v) / ".capview" / "release.json"  # noqa: E731
+    meta("v1").unlink()
+    os.mkfifo(meta("v1"))
+    meta("v2").unlink()
+    os.symlink("/dev/zero", meta("v2"))
+    meta("v3").write_text('{"state": "superseded", "pad": [\n' + '"xxxxxxxxxxxxxxxx",\n' * 120_000 + '""]}')
+    snap = await snapshot(ctx(), host_config(fh.dp), detail=detail)
+    by = {r.version: r for r in snap.status.releases}
+    assert by["v1"].state == by["v2"].state == "incomplete" and by["v4"].state == "live"
+    assert "release.json missing or unreadable" in (by["v1"].error or "")
+    assert "over 1024 KiB" in (by["v3"].error or ""), by["v3"]

@@ -76,3 +76,15 @@ async def test_dashboard_prune_screen_and_prune_result_print_the_same_size_and_f
         await settle(pilot)
         assert isinstance(app.screen, HistoryScreen)
         assert f"deleted 2 releases, freed {units.size(plan.total)}" in screen_text(app)
+
+
+def test_sizes_a_cold_listing_left_pending_show_as_in_the_cli():
+    """Issue 21: a cold listing may not wait for the host's sums (usage_pending, sizes 0):
+    the dashboard shows "…" like `capview releases`, never "0 B" or "—" (which means none)."""
+    from capview.engine.model import ReleaseInfo
+    from capview.tui.widgets.releases_table import ReleaseRow, cells
+
+    pending = cells(ReleaseRow(ReleaseInfo("v1", "superseded", usage_pending=True)), now=0.0)
+    summed = cells(ReleaseRow(ReleaseInfo("v2", "superseded", size_bytes=2048, unique_disk_bytes=4096)), now=0.0)
+    assert (pending["size"].plain.strip(), pending["unique"].plain.strip()) == ("…", "…")
+    assert (summed["size"].plain.strip(), summed["unique"].plain.strip()) == ("2.0 KiB", "4.0 KiB")

@@ -161,3 +161,53 @@ async def test_no_releases_lists_nothing_else(tmp_path: Path, detail: bool) -> N
     body = res.stdout.split(f"{frames.marker} finds")[-1] if detail else res.stdout.split(f"{frames.marker} sums")[-1]
     assert "shared/f1" not in res.stdout and body.strip().endswith(f"{frames.marker} end")
     assert body.count("\n") <= 3, body
+
+
+async def test_cold_listing_does_not_wait_for_big_sums_and_the_job_fills_the_cache(site, monkeypatch):
+    """issue 21: a cold listing waits COLD_WAIT at most for the sums (they stat every file);
+    releases not summed by then are usage_pending (never shown as 0 bytes), the host's job
+    goes on, commits the cache, and the next listing is exact, with no leftovers in .capview."""
+    import asyncio
+
+    from capview.cli.tables import releases_text
+    from capview.engine.scripts import usage
+
+    ctx, env, h, dp, src = site
+    exact = sizes(await snapshot(ctx, h, detail=True))
+    for i in range(4000):  # v1 gets many more entries, so the job is still running when the wait ends
+        (dp / "releases" / "v1" / "d" / f"x{i}").write_bytes(b"")
+    exact = sizes(await snapshot(ctx, h, detail=True))
+    (dp / CACHE).unlink(missing_ok=True)
+    monkeypatch.setattr(usage, "COLD_WAIT", 0.0)
+    snap = await snapshot(ctx, h, detail=False)
+    pending = [r.version for r in snap.status.releases if r.usage_pending]
+    assert pending and all(r.size_bytes == 0 for r in snap.status.releases if r.usage_pending)
+    assert "still being summed on the host" in releases_text([snap.status])
+    for _ in range(200):
+        if (dp / CACHE).exists():
+            break
+        await asyncio.sleep(0.05)
+    assert (dp / CACHE).exists()
+    again = await snapshot(ctx, h, detail=False)
+    assert sizes(again) == exact and not any(r.usage_pending for r in again.status.releases)
+    assert sorted(os.listdir(dp / ".capview")) == sorted(n for n in os.listdir(dp / ".capview")
+                                                        if not n.startswith("usage.cache."))
+
+
+async def test_no_second_summing_job_while_one_is_at_it(site):
+    """A dashboard polling a cold host must not start a job per poll: a recent
+    usage.cache.* (another listing's job) means every release is pending, nothing started;
+    one older than BUSY_SECONDS (a killed listing's leftover) does not stop a new one."""
+    from capview.engine.scripts.usage import BUSY_SECONDS
+
+    ctx, env, h, dp, src = site
+    (dp / CACHE).unlink(missing_ok=True)
+    busy = dp / ".capview" / "usage.cache.424242"
+    busy.write_text("fingerprint\n")
+    snap = await snapshot(ctx, h, detail=False)
+    assert all(r.usage_pending for r in snap.status.releases)
+    assert not (dp / CACHE).exists() and sorted(p.name for p in (dp / ".capview").glob("usage.cache*")) == [busy.name]
+    old = busy.stat().st_mtime - BUSY_SECONDS - 5
+    os.utime(busy, (old, old))
+    snap = await snapshot(ctx, h, detail=False)
+    assert not any(r.usage_pending for r in snap.status.releases) and (dp / CACHE).exists()

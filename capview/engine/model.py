@@ -54,6 +54,7 @@ class ReleaseInfo:
     symlink: str | None = None  # the releases/ entry is a symlink to this target (never followed)
     references: tuple[str, ...] = ()  # other releases its files name by absolute path (release.json)
     unavailable: float | None = None  # seconds clients had no answer: stop begun -> first healthy answer (issue 16)
+    usage_pending: bool = False  # issue 21: a cold listing did not wait for its sums (size/unique/files are 0)
 
 
 ServiceCondition = Literal["running", "starting", "down", "crash-looping", "unknown"]

@@ -34,6 +34,7 @@ class PrunePlan:
     items: tuple[PruneItem, ...] = ()
     total: int = 0  # disk bytes deleting all of ``deletions`` frees (shared links counted right)
     trash: int = 0  # leftover .trash-* entries the prune will finish
+    sizes_pending: frozenset[str] = frozenset()  # issue 21: releases whose sums a cold listing did not wait for
     reachable: bool = True
     error: str | None = None
 
@@ -53,6 +54,7 @@ class PruneRun:
     warnings: tuple[str, ...] = ()
     finished_trash: int = 0
     freed: int = 0
+    removing: int = 0  # trash entries the host was still removing when the script ended
 
 
 def plan_from_snapshot(snap: Snapshot, keep: int) -> PrunePlan:
@@ -60,7 +62,8 @@ def plan_from_snapshot(snap: Snapshot, keep: int) -> PrunePlan:
     items = tuple(classify(st.releases, st.current, st.previous, keep))
     dels = [i.version for i in items if i.action == "delete"]
     total = freed_disk_bytes(snap.listings[v] for v in dels if v in snap.listings)
-    return PrunePlan(st.host, keep, items, total, snap.trash)
+    pending = frozenset(r.version for r in st.releases if r.usage_pending)
+    return PrunePlan(st.host, keep, items, total, snap.trash, sizes_pending=pending)
 
 
 def _keep_for(host: HostConfig, keep: int | None) -> int:
@@ -85,7 +88,7 @@ async def plan_prune(ctx: Context, env: Environment, *, keep: int | None = None,
 def parse_prune(frames: Iterable[tuple[str, str]]) -> PruneRun:
     """The host's frames (scripts/cleanup.py) -> what it did."""
     deleted, unlinked, skipped, images, warnings = [], [], [], [], []
-    finished = freed = 0
+    finished = freed = removing = 0
     for kind, arg in frames:
         arg = arg.strip()
         if kind == "deleted":
@@ -103,7 +106,10 @@ def parse_prune(frames: Iterable[tuple[str, str]]) -> PruneRun:
             finished += 1
         elif kind == "freed" and arg.isdigit():
             freed = int(arg)
-    return PruneRun(tuple(deleted), tuple(unlinked), tuple(skipped), tuple(images), tuple(warnings), finished, freed)
+        elif kind == "removing" and arg.isdigit():
+            removing = int(arg)
+    return PruneRun(tuple(deleted), tuple(unlinked), tuple(skipped), tuple(images), tuple(warnings), finished, freed,
+                    removing)
 
 
 def size(n: int) -> str:
@@ -130,7 +136,8 @@ class _HostPrune:
 
     def show_plan(self, plan: PrunePlan) -> None:
         for i in plan.items:
-            extra = f", frees {size(i.frees_bytes)}" if i.action == "delete" else ""
+            frees = "not summed yet" if i.version in plan.sizes_pending else size(i.frees_bytes)
+            extra = f", frees {frees}" if i.action == "delete" else ""
             self.log(f"{i.action:9} {i.version} ({i.reason}{extra})")
             if i.action == "delete" and i.reason.startswith("symlink"):
                 self.emit(HostWarning, message=f"releases/{i.version} is a {i.reason}")
@@ -170,7 +177,12 @@ class _HostPrune:
         for w in run.warnings:
             self.emit(HostWarning, message=w)
         n = len(run.deleted) + len(run.unlinked)
-        return f"deleted {n} release{'' if n == 1 else 's'}, freed {size(run.freed)}", run
+        later = ""
+        if run.removing:  # the host's rm outlived RM_WAIT (scripts/cleanup.py): say the space is still coming
+            later = f" (still being removed on the host: {run.removing} releases/.trash-* dirs)"
+            self.log(f"the files of the deleted releases are still being removed on the host ({run.removing} "
+                     "releases/.trash-* dirs): the space frees as it goes; the next prune finishes any leftovers")
+        return f"deleted {n} release{'' if n == 1 else 's'}, freed {size(run.freed)}{later}", run
 
 
 class PruneLocked(Exception):
@@ -190,8 +202,8 @@ async def _prune_host(ctx: Context, env: Environment, h: HostConfig, keep: int |
         ctx.emit(hf)
         return HostResult(hf, code)
 
-    try:
-        snap = await snapshot(ctx, h, env.name)
+    try:  # the exact total of a set needs every inode (detail); the deletes do not: sums (or the usage cache)
+        snap = await snapshot(ctx, h, env.name, detail=dry_run)
     except Exception as exc:
         code = EXIT_UNREACHABLE if isinstance(exc, (HostUnreachable, OSError)) else EXIT_FAILED
         return finish(False, "failed", one_line(str(exc)), code)

@@ -121,6 +121,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
     free = None
     trash = junk = 0
     releases_dir = False
+    partial = False  # some releases' sums are still being taken on the host
     service_body: str | None = None
     for kind, arg, body in parts:
         if kind == "service":  # issue 16: what the service manager says
@@ -147,6 +148,9 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
             summaries.update(parse_cache(body, is_version))
         elif kind == "sums":
             summaries.update(parse_sums(body, is_version))
+        elif kind == "sumspart":  # a cold listing's bounded wait (scripts/usage.py cold_sums): whole lines only
+            partial = True
+            summaries.update(parse_sums(body if body.endswith("\n") else body.rpartition("\n")[0], is_version))
         elif kind == "finds":  # the batched per-inode detail of every release (issue 21)
             listings.update(parse_inode_listings(body, is_version))
         elif not is_version(arg):
@@ -176,8 +180,11 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         _release_info(v, metas[v], v in pinned, summaries.get(v) or listings.get(v, InodeListing()), current, lock)
         for v in metas
     ]
-    releases = [replace(r, error=f"release.json is over {META_BYTES // 1024} KiB: not read")
-                if r.version in oversized else r for r in releases]
+    if partial:  # the rest are summed on the host after this listing: said, never shown as 0 bytes
+        releases = [r if r.version in summaries else replace(r, usage_pending=True) for r in releases]
+    if oversized:  # replace() costs: only for the few that need it (10,000 releases)
+        releases = [replace(r, error=f"release.json is over {META_BYTES // 1024} KiB: not read")
+                    if r.version in oversized else r for r in releases]
     releases += [
         ReleaseInfo(version=v, state="incomplete", current=v == current,
                     error=f"release entry is a symlink to {target!r} (not followed)", symlink=target)
@@ -188,7 +195,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         previous = previous_live(records, current, existing)
     else:  # no usable history (e.g. it was lost): the last superseded one
         previous = _latest_other(releases, current)
-    releases = sorted((replace(r, previous=r.version == previous) for r in releases), key=release_order)
+    releases = sorted((replace(r, previous=True) if r.version == previous else r for r in releases), key=release_order)
     status = HostStatus(
         host=host.name, env=host.env or env, reachable=True,
         layout=_layout(releases_dir, stray),  # releases/ may be a symlink to another volume

@@ -53,12 +53,25 @@ class LocalTransport:
             finally:
                 proc.stdin.close()
 
+        def emit(name: str, sink: list[str], raw: bytes) -> None:
+            line = raw.decode("utf-8", "replace")
+            sink.append(line)
+            if on_line:
+                on_line(name, line)
+
         async def pump(reader: asyncio.StreamReader, name: str, sink: list[str]) -> None:
-            async for raw in reader:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                sink.append(line)
-                if on_line:
-                    on_line(name, line)
+            # by chunks, not readline: a line longer than the stream's 64 KiB limit (a build
+            # printing a progress bar without newlines) would raise there
+            buf = bytearray()
+            while chunk := await reader.read(1 << 16):
+                buf += chunk
+                start = 0
+                while (end := buf.find(b"\n", start)) >= 0:
+                    emit(name, sink, bytes(buf[start:end]))
+                    start = end + 1
+                del buf[:start]
+            if buf:
+                emit(name, sink, bytes(buf))
 
         try:
             await asyncio.wait_for(

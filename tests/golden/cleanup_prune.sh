@@ -59,14 +59,29 @@ trap 'exit 130' INT TERM HUP
   flush_names
   freed=$(find releases/ -mindepth 1 ! -path 'releases/.trash-*' -prune -o -printf '%D:%i %n %b %y\n' 2>/dev/null | awk '$4=="d" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; printf "%.0f\n", s*512}')
   [ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf '%b\n' 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s*512}') ))
-  gone() { [ "$#" -gt 0 ] || return 0
-    if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }
-  set --
+  [ -n "$freed" ] || freed=0; nt=0
   for t in releases/.trash-*; do
-    [ -e "$t" ] || [ -L "$t" ] || continue
-    set -- "$@" "$t"; [ "$#" -lt 200 ] || { gone "$@"; set --; }
+    if [ -e "$t" ] || [ -L "$t" ]; then nt=$((nt+1)); fi
   done
-  gone "$@"; [ -n "$freed" ] || freed=0
+  if [ "$nt" -gt 0 ]; then
+    errf=$(mktemp /home/deploy/web/app/.capview/rm-errors.XXXXXX 2>/dev/null) || errf=
+    ( trap '' HUP; set --
+      for t in releases/.trash-*; do
+        [ -e "$t" ] || [ -L "$t" ] || continue
+        set -- "$@" "$t"; [ "$#" -lt 200 ] || { rm -rf -- "$@" 2>>"${errf:-/dev/null}" || :; set --; }
+      done
+      [ "$#" -eq 0 ] || rm -rf -- "$@" 2>>"${errf:-/dev/null}" || :
+      if [ -n "$errf" ] && ! mkdir "$errf.own" 2>/dev/null; then rm -rf -- "$errf" "$errf.own"; fi
+    ) </dev/null >/dev/null 2>&1 & rmj=$!
+    w=0; while kill -0 "$rmj" 2>/dev/null && [ "$w" -lt 200 ]; do sleep 0.02; w=$((w+1)); done
+    if [ -n "$errf" ] && mkdir "$errf.own" 2>/dev/null || { [ -z "$errf" ] && kill -0 "$rmj" 2>/dev/null; }; then
+      mark removing "$nt"
+    else
+      wait "$rmj" 2>/dev/null || :
+      if [ -n "$errf" ] && [ -s "$errf" ]; then warn "$(cat -- "$errf") (left in releases/.trash-*; the next prune retries)"; fi
+      [ -z "$errf" ] || rm -rf -- "$errf" "$errf.own"
+    fi
+  fi
   if [ -n "$dl" ]; then
     if command -v podman >/dev/null 2>&1; then
       for v in $dl; do for img in localhost/app; do

@@ -24,18 +24,11 @@ if [ -d releases ]; then
     done
   }
   cv_jsons() {
-    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" -mindepth 2 -maxdepth 2 -path "*/.capview/release.json" -type f -printf "%s %p\n" 2>/dev/null || true' jsons | {
-      set --
-      while read -r size f; do
-        if [ "$size" -le 1048576 ]; then set -- "$@" "$f"; [ "$#" -lt 500 ] || { cv_json_awk "$@"; set --; }
-        else n=${f#releases/}; n=${n%%/*}; sec json "$n"; head -c 1048577 "$f" 2>/dev/null || true; fi
-      done
-      cv_json_awk "$@"
-    }
-  }
-  cv_json_awk() {
-    [ "$#" -gt 0 ] || return 0
-    awk -F '\n' -v M="$M" 'FNR == 1 {n = FILENAME; sub("^releases/", "", n); sub("/[^/]*/[^/]*$", "", n); printf "\n%s json %s\n", M, n} {print}' "$@" 2>/dev/null || true
+    sed 's,$,/.capview/release.json,' | xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" -maxdepth 0 -type f -printf "%s %p\n" 2>/dev/null || true' jsons |
+    awk -v M="$M" -v max=1048576 '{f = $2; n = f; sub("^releases/", "", n); sub("/.*$", "", n); printf "\n%s json %s\n", M, n
+      if ($1 > max) {fflush(); system("head -c " (max + 1) " " f " 2>/dev/null"); next}
+      got = 0; while (got <= max && (getline line < f) > 0) {print line; got += length(line) + 1}
+      close(f)}' 2>/dev/null || true
   }
   cv_finds() {
     sec finds

@@ -24,37 +24,21 @@ if [ -d releases ]; then
     done
   }
   cv_jsons() {
-    xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" -mindepth 2 -maxdepth 2 -path "*/.capview/release.json" -type f -printf "%s %p\n" 2>/dev/null || true' jsons | {
-      set --
-      while read -r size f; do
-        if [ "$size" -le 1048576 ]; then set -- "$@" "$f"; [ "$#" -lt 500 ] || { cv_json_awk "$@"; set --; }
-        else n=${f#releases/}; n=${n%%/*}; sec json "$n"; head -c 1048577 "$f" 2>/dev/null || true; fi
-      done
-      cv_json_awk "$@"
-    }
-  }
-  cv_json_awk() {
-    [ "$#" -gt 0 ] || return 0
-    awk -F '\n' -v M="$M" 'FNR == 1 {n = FILENAME; sub("^releases/", "", n); sub("/[^/]*/[^/]*$", "", n); printf "\n%s json %s\n", M, n} {print}' "$@" 2>/dev/null || true
+    sed 's,$,/.capview/release.json,' | xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" -maxdepth 0 -type f -printf "%s %p\n" 2>/dev/null || true' jsons |
+    awk -v M="$M" -v max=1048576 '{f = $2; n = f; sub("^releases/", "", n); sub("/.*$", "", n); printf "\n%s json %s\n", M, n
+      if ($1 > max) {fflush(); system("head -c " (max + 1) " " f " 2>/dev/null"); next}
+      got = 0; while (got <= max && (getline line < f) > 0) {print line; got += length(line) + 1}
+      close(f)}' 2>/dev/null || true
   }
   cv_finds() {
     sec finds
     xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' finds
   }
   release_sums() {
-    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
+    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") {print line >> out; fflush(out)}} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
   }
-  fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)
-  cached=
-  if [ ! -d .capview/lock ] && [ -f .capview/usage.cache ] && IFS= read -r cfp < .capview/usage.cache && [ "$cfp" = "$fp0" ]; then
-    cached=1; sec usage; cat .capview/usage.cache 2>/dev/null || cached=
-  fi
-  tmpc=
-  if [ -z "$cached" ] && [ ! -d .capview/lock ] && [ -d .capview ] && [ -w .capview ]; then
-    tmpc=.capview/usage.cache.$$
-    trap 'rm -f "$tmpc"' EXIT
-    printf '%s\n' "$fp0" > "$tmpc" 2>/dev/null || tmpc=
-  fi
+  fpf=$(mktemp .capview/fingerprint.XXXXXX 2>/dev/null) || fpf=
+  if [ -n "$fpf" ]; then ( { echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum > "$fpf" ) 2>/dev/null & cvf=$!; fi
   t=0; j=0
   for r in releases/.trash-*; do if [ -e "$r" ] || [ -L "$r" ]; then t=$((t+1)); fi; done
   sec trash; printf '%s\n' "$t"
@@ -70,10 +54,37 @@ if [ -d releases ]; then
   done
   sec junk; printf '%s\n' "$j"
   cv_names | cv_jsons
-  if [ -z "$cached" ]; then sec sums; cv_names | release_sums "$tmpc"; fi
-  if [ -n "$tmpc" ]; then
-    if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
-    else rm -f "$tmpc"; fi
+  if [ -n "$fpf" ]; then wait "$cvf" || :; fp0=$(cat "$fpf" 2>/dev/null) || fp0=; rm -f "$fpf"
+  else fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum); fi
+  cached=
+  if [ ! -d .capview/lock ] && [ -f .capview/usage.cache ] && IFS= read -r cfp < .capview/usage.cache && [ "$cfp" = "$fp0" ]; then
+    cached=1; sec usage; cat .capview/usage.cache 2>/dev/null || cached=
+  fi
+  tmpc=
+  if [ -z "$cached" ] && [ ! -d .capview/lock ] && [ -d .capview ] && [ -w .capview ]; then
+    tmpc=.capview/usage.cache.$$
+    trap 'rm -f "$tmpc"' EXIT
+    printf '%s\n' "$fp0" > "$tmpc" 2>/dev/null || tmpc=
+  fi
+  if [ -n "$cached" ]; then :
+  elif [ -z "$tmpc" ]; then sec sums; cv_names | release_sums ""
+  elif [ -n "$(find .capview -maxdepth 1 -name 'usage.cache.*' ! -path "$tmpc" -newermt '-120 seconds' 2>/dev/null | head -n 1)" ]; then sec sumspart
+  else
+    ( trap '' HUP; cv_names | release_sums "$tmpc" >/dev/null
+      if ! mkdir "$tmpc.own" 2>/dev/null; then rmdir "$tmpc.own"
+      if [ -n "$tmpc" ]; then
+        if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
+        else rm -f "$tmpc"; fi
+      fi
+      fi ) </dev/null >/dev/null 2>&1 & cvs=$!
+    w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt 20 ]; do sleep 0.02; w=$((w+1)); done
+    if mkdir "$tmpc.own" 2>/dev/null; then trap - EXIT; sec sumspart; tail -n +2 "$tmpc" 2>/dev/null || :
+    else wait "$cvs" 2>/dev/null || :; rmdir "$tmpc.own"; sec sums; tail -n +2 "$tmpc" 2>/dev/null || :
+    if [ -n "$tmpc" ]; then
+      if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
+      else rm -f "$tmpc"; fi
+    fi
+    fi
   fi
 fi
 sec service

@@ -179,14 +179,29 @@ moved "$@"; set --
 flush_names
 freed=$(find releases/ -mindepth 1 ! -path 'releases/.trash-*' -prune -o -printf '%D:%i %n %b %y\n' 2>/dev/null | awk '$4=="d" {s+=$3; next} {c[$1]++; n[$1]=$2; b[$1]=$3} END {for (k in c) if (c[k]>=n[k]) s+=b[k]; printf "%.0f\n", s*512}')
 [ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf '%b\n' 2>/dev/null | awk '{s+=$1} END {printf "%.0f\n", s*512}') ))
-gone() { [ "$#" -gt 0 ] || return 0
-  if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }
-set --
+[ -n "$freed" ] || freed=0; nt=0
 for t in releases/.trash-*; do
-  [ -e "$t" ] || [ -L "$t" ] || continue
-  set -- "$@" "$t"; [ "$#" -lt 200 ] || { gone "$@"; set --; }
+  if [ -e "$t" ] || [ -L "$t" ]; then nt=$((nt+1)); fi
 done
-gone "$@"; [ -n "$freed" ] || freed=0
+if [ "$nt" -gt 0 ]; then
+  errf=$(mktemp /home/deploy/web/app/.capview/rm-errors.XXXXXX 2>/dev/null) || errf=
+  ( trap '' HUP; set --
+    for t in releases/.trash-*; do
+      [ -e "$t" ] || [ -L "$t" ] || continue
+      set -- "$@" "$t"; [ "$#" -lt 200 ] || { rm -rf -- "$@" 2>>"${errf:-/dev/null}" || :; set --; }
+    done
+    [ "$#" -eq 0 ] || rm -rf -- "$@" 2>>"${errf:-/dev/null}" || :
+    if [ -n "$errf" ] && ! mkdir "$errf.own" 2>/dev/null; then rm -rf -- "$errf" "$errf.own"; fi
+  ) </dev/null >/dev/null 2>&1 & rmj=$!
+  w=0; while kill -0 "$rmj" 2>/dev/null && [ "$w" -lt 200 ]; do sleep 0.02; w=$((w+1)); done
+  if [ -n "$errf" ] && mkdir "$errf.own" 2>/dev/null || { [ -z "$errf" ] && kill -0 "$rmj" 2>/dev/null; }; then
+    mark removing "$nt"
+  else
+    wait "$rmj" 2>/dev/null || :
+    if [ -n "$errf" ] && [ -s "$errf" ]; then warn "$(cat -- "$errf") (left in releases/.trash-*; the next prune retries)"; fi
+    [ -z "$errf" ] || rm -rf -- "$errf" "$errf.own"
+  fi
+fi
 if [ -n "$dl" ]; then
   if command -v podman >/dev/null 2>&1; then
     for v in $dl; do for img in localhost/app; do
@@ -264,7 +279,7 @@ cv_finish() {
     done
   }
   release_sums() {
-    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") print line >> out} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
+    ( out=$1; xargs -n 500 sh -c '[ "$#" -gt 0 ] || exit 0; find "$@" \( -regex "releases/[^/]*/[.]capview" -o -regex "releases/[^/]*/[.]capview/.*" \) -printf "m %H %D:%i %n %b %s %y\n" -o -printf "a %H %D:%i %n %b %s %y\n" 2>/dev/null || true' sums | awk -v out="$out" 'function flush(  k, disk, app, line) { if (name != "") {disk=0; app=0; for (k in c) {if (ty[k]=="d") disk+=bl[k]*512*c[k]; else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}} line=sprintf("%s %d %d %d %d", name, files, size, disk, app); print line; if (out != "") {print line >> out; fflush(out)}} split("", c); split("", nl); split("", bl); split("", sz); split("", ty); split("", seen); files=0; size=0; name=""} $2!=cur {flush(); cur=$2; name=substr($2, 10)} {k=$3; c[k]++; nl[k]=$4; bl[k]=$5; sz[k]=$6; ty[k]=$7; if ($1=="a" && $7=="f") {files++; if (!(k in seen)) {seen[k]=1; size+=$6}}} END {flush()}' ) || true
   }
   fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)
   tmpc=

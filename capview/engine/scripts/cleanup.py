@@ -2,7 +2,8 @@
 
 Each release is first moved into a trash dir ``releases/.trash-<name>/`` (one per ``BATCH``
 releases, named after the first: one ``mv`` per batch; a half-deleted release is never
-listed as a release), then removed in batches (one ``rm`` per ``BATCH``); leftovers
+listed as a release), then removed in batches (one ``rm`` per ``BATCH``, in a job waited on
+``RM_WAIT`` at most, then left to finish on its own); leftovers
 of an interrupted prune are finished first. The versions to delete come on stdin, one per line, so the script's
 own size never grows with the number of releases; the host re-checks each (current,
 pinned, still there) and validates the name again. ``releases/`` may itself be a
@@ -12,7 +13,8 @@ The space freed is counted on the host over the trash only, before each batch is
 without stat-ing every retained release).
 
 Frames (one line each): ``finished PATH``, ``deleted V``, ``unlinked V``,
-``skipped V WHY``, ``image REF``, ``warn TEXT``, ``freed BYTES``.
+``skipped V WHY``, ``image REF``, ``warn TEXT``, ``freed BYTES``, ``removing N`` (N trash
+entries still being removed after RM_WAIT: the space frees over the next seconds).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from capview.engine.layout import PINNED, TRASH_PREFIX, HostPaths
 from capview.engine.scripts.shell import Frames, Script, q
 
 BATCH = 200  # trash entries per rm (and per freed count): argv stays small, forks few
+RM_WAIT = 4.0  # seconds the script waits for the trash's removal at most (then it goes on alone)
 
 
 def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | None = None) -> str:
@@ -78,15 +81,35 @@ def prune_body(paths: HostPaths, images: Sequence[str] = (), *, record: dict | N
         # the batch dirs themselves were made here: they free nothing
         '[ -z "$made" ] || freed=$(( ${freed:-0} - $(find $made -maxdepth 0 -printf \'%b\\n\' 2>/dev/null '
         "| awk '{s+=$1} END {printf \"%.0f\\n\", s*512}') ))",
-        # then one rm per BATCH trash entries, not one per release
-        'gone() { [ "$#" -gt 0 ] || return 0',
-        '  if ! err=$(rm -rf -- "$@" 2>&1); then warn "$err (left in releases/.trash-*; the next prune retries)"; fi; }',
-        "set --",
+        # then one rm per BATCH trash entries, not one per release, in a job of its own: on
+        # a big prune the removal is the filesystem's time (10,000 releases: 10-17 s on ext4
+        # with discard), so it is waited on RM_WAIT at most, then finishes on its own (its
+        # errors are reported when it ends in time; leftovers are the next prune's)
+        '[ -n "$freed" ] || freed=0; nt=0',
         f"for t in releases/{TRASH_PREFIX}*; do",
-        '  [ -e "$t" ] || [ -L "$t" ] || continue',
-        f'  set -- "$@" "$t"; [ "$#" -lt {BATCH} ] || {{ gone "$@"; set --; }}',
+        '  if [ -e "$t" ] || [ -L "$t" ]; then nt=$((nt+1)); fi',
         "done",
-        'gone "$@"; [ -n "$freed" ] || freed=0',
+        'if [ "$nt" -gt 0 ]; then',
+        # whoever of the two ends second cleans up: each tries mkdir "$errf.own" when done (atomic)
+        f'  errf=$(mktemp {q(paths.meta)}/rm-errors.XXXXXX 2>/dev/null) || errf=',  # inside deploy_path, never /tmp
+        "  ( trap '' HUP; set --",
+        f"    for t in releases/{TRASH_PREFIX}*; do",
+        '      [ -e "$t" ] || [ -L "$t" ] || continue',
+        f'      set -- "$@" "$t"; [ "$#" -lt {BATCH} ] || {{ rm -rf -- "$@" 2>>"${{errf:-/dev/null}}" || :; set --; }}',
+        "    done",
+        '    [ "$#" -eq 0 ] || rm -rf -- "$@" 2>>"${errf:-/dev/null}" || :',
+        # (set -e: a failing rm must not end the job before its hand-off)
+        '    if [ -n "$errf" ] && ! mkdir "$errf.own" 2>/dev/null; then rm -rf -- "$errf" "$errf.own"; fi',
+        '  ) </dev/null >/dev/null 2>&1 & rmj=$!',
+        f'  w=0; while kill -0 "$rmj" 2>/dev/null && [ "$w" -lt {int(RM_WAIT / 0.02)} ]; do sleep 0.02; w=$((w+1)); done',
+        '  if [ -n "$errf" ] && mkdir "$errf.own" 2>/dev/null || { [ -z "$errf" ] && kill -0 "$rmj" 2>/dev/null; }; then',
+        '    mark removing "$nt"',
+        '  else',
+        '    wait "$rmj" 2>/dev/null || :',
+        '    if [ -n "$errf" ] && [ -s "$errf" ]; then warn "$(cat -- "$errf") (left in releases/.trash-*; the next prune retries)"; fi',
+        '    [ -z "$errf" ] || rm -rf -- "$errf" "$errf.own"',
+        "  fi",
+        "fi",
     )
     if imgs:
         out.line('if [ -n "$dl" ]; then',

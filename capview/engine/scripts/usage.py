@@ -61,7 +61,7 @@ _SUMS_AWK = (
     " for (k in c) {if (ty[k]==\"d\") disk+=bl[k]*512*c[k];"
     " else if (c[k]>=nl[k]) {disk+=bl[k]*512; if (k in seen) app+=sz[k]}}"
     " line=sprintf(\"%s %d %d %d %d\", name, files, size, disk, app); print line;"
-    " if (out != \"\") print line >> out}"
+    " if (out != \"\") {print line >> out; fflush(out)}}"
     " split(\"\", c); split(\"\", nl); split(\"\", bl); split(\"\", sz); split(\"\", ty); split(\"\", seen);"
     " files=0; size=0; name=\"\"}"
     " $2!=cur {flush(); cur=$2; name=substr($2, 10)}"
@@ -135,6 +135,44 @@ def cache_commit() -> str:
         "if [ -n \"$tmpc\" ]; then\n"
         f"  if [ ! -d {q(LOCK)} ] && [ \"$({FINGERPRINT})\" = \"$fp0\" ]; then mv -f \"$tmpc\" {q(CACHE)} 2>/dev/null || rm -f \"$tmpc\"\n"
         "  else rm -f \"$tmpc\"; fi\n"
+        "fi\n"
+    )
+
+
+COLD_WAIT = 0.4  # seconds a cold listing waits for the sums at most (then: partial, the rest pending)
+BUSY_SECONDS = 120  # a usage.cache.* this recent is a job still summing: no second one meanwhile
+
+
+def cold_sums() -> str:
+    """sh: a cold listing's sums (no valid cache), bounded: summing means a stat of every
+    file (5 x 200,000 files: 20+ s), so when a new cache can be written (``$tmpc``) the sums
+    run in a job writing it, waited on COLD_WAIT at most. In time: a ``sums`` section and
+    the cache committed as before. Not in time: a ``sumspart`` section with the releases
+    summed so far (whole lines only: the client drops an unterminated last one) and the
+    job goes on alone to the end, then commits the cache itself (same rules: no lock, the
+    fingerprint unchanged), so the next listing is exact. Without ``$tmpc`` (a lock held,
+    .capview not writable) the sums are taken to the end, as before. While another listing's
+    job is at it (a ``usage.cache.*`` younger than BUSY_SECONDS), none is started: every
+    release not in the cache is pending.
+    Needs cache_read/cache_begin's variables; commits the cache itself."""
+    # whoever of the two ends second commits: each tries mkdir "$tmpc.own" when done
+    # (atomic); the one that finds it made knows the other one is done and gave its part up
+    return (
+        'if [ -n "$cached" ]; then :\n'
+        'elif [ -z "$tmpc" ]; then sec sums; cv_names | release_sums ""\n'
+        # another listing's job is still summing (a dashboard polls): do not start a second one
+        f"elif [ -n \"$(find {q(META)} -maxdepth 1 -name 'usage.cache.*' ! -path \"$tmpc\" -newermt '-{BUSY_SECONDS} seconds' "
+        '2>/dev/null | head -n 1)" ]; then sec sumspart\n'
+        "else\n"
+        "  ( trap '' HUP; cv_names | release_sums \"$tmpc\" >/dev/null\n"
+        '    if ! mkdir "$tmpc.own" 2>/dev/null; then rmdir "$tmpc.own"\n'
+        f"{indent(cache_commit(), '    ')}"
+        "    fi ) </dev/null >/dev/null 2>&1 & cvs=$!\n"
+        f'  w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt {int(COLD_WAIT / 0.02)} ]; do sleep 0.02; w=$((w+1)); done\n'
+        '  if mkdir "$tmpc.own" 2>/dev/null; then trap - EXIT; sec sumspart; tail -n +2 "$tmpc" 2>/dev/null || :\n'
+        '  else wait "$cvs" 2>/dev/null || :; rmdir "$tmpc.own"; sec sums; tail -n +2 "$tmpc" 2>/dev/null || :\n'
+        f"{indent(cache_commit(), '  ')}"
+        "  fi\n"
         "fi\n"
     )
 

@@ -106,8 +106,10 @@ def cells(row: ReleaseRow, now: float) -> dict[str, Text]:
         "version": version,
         "state": state,
         "age": Text(age(now - when) if when else "—", style="" if r.deployed_at else "dim"),
-        "size": Text(size(r.size_bytes) if r.size_bytes else "—", justify="right"),
-        "unique": Text(size(r.unique_disk_bytes) if r.size_bytes else "—", justify="right"),
+        # "…": the host is still summing (a cold listing did not wait, as in the CLI)
+        "size": Text("…" if r.usage_pending else size(r.size_bytes) if r.size_bytes else "—", justify="right"),
+        "unique": Text("…" if r.usage_pending else size(r.unique_disk_bytes) if r.size_bytes else "—",
+                       justify="right"),
         "health": health,
         # the headline: unavailable (stop -> first healthy answer), else the older stop -> start figure
         "downtime": Text(duration(down) if (down := r.unavailable if r.unavailable is not None else r.downtime)
