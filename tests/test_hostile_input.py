@@ -164,7 +164,9 @@ async def test_exclude_leaving_nothing_refused_before_any_remote_command(offline
             await release(Context(transport=t), env, "v1", source=src)
         assert t.round_trips == 0
     assert one_line(str(ei.value)) and "nothing to upload" in str(ei.value)
-    assert listener.accepted == before
+    # the connect overlaps the scan (issue 21): one connection may be opened and dropped, but
+    # no script ran (round_trips == 0 above; this listener never even speaks SSH)
+    assert listener.accepted - before <= 1
 
 
 @pytest.mark.parametrize("shared", [
