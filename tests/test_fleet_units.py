@@ -359,3 +359,20 @@ async def test_hostile_owner_json_is_inert_and_removes_nothing_outside(tmp_path)
     r = await release(ctx(), env, "v3")
     assert r.exit_code == EXIT_LOCKED and "unreadable" in r.hosts[0].message and "--force" in r.hosts[0].message, r
     assert (dp(env, 0) / ".capview" / "lock").exists() and currents(env) == ["v2"]
+
+
+def test_canary_watch_lasts_at_least_canary_wait_when_started_late_in_a_second(tmp_path):
+    """The host clock (date +%s) counts whole seconds: a watch begun late in a second, with
+    checks that take a while, must still run its full canary_wait (it once ended ~2.2 s into
+    a 3 s wait: the second check crossed the whole second that was taken as the end)."""
+    from capview.engine.scripts.fleet import canary_watch
+    from capview.engine.scripts.shell import Frames
+    env = make_env(tmp_path, 1)
+    slow = ServiceConfig(manager="command", start=":", stop=":", status="sleep 0.2")
+    script = Frames.new().prelude() + canary_watch(dataclasses.replace(env.hosts[0].settings, service=slow), 3)
+    while time.time() % 1 < 0.85:  # start late in a second
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    res = subprocess.run(["sh", "-c", script], cwd=dp(env, 0), capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and "canary_ok" in res.stdout, res.stdout + res.stderr
+    assert time.monotonic() - t0 >= 3.0

@@ -515,6 +515,10 @@ if pytest is not None:
         """A fresh copy of the seeded world, the engine's phase timer frozen, local time = UTC."""
         monkeypatch.setenv("TZ", "UTC")
         _time.tzset()
+        # a cold listing's sums are always waited for: on a loaded machine the 0.4 s bound
+        # would turn sizes into "…" by chance (tests/test_tui_numbers.py shows "…" on purpose)
+        from capview.engine.scripts import usage
+        monkeypatch.setattr(usage, "COLD_WAIT", 30.0)
         w = copy_world(tmp_path_factory.getbasetemp(), tmp_path / "world")
         undo = freeze_engine_timer(w.timer)
         yield w

@@ -28,14 +28,21 @@ class Source:
     dirty: bool | None = None  # uncommitted changes in the git tree (recorded as "dirty")
 
 
+def check_shared_paths(settings: Settings) -> tuple[str, ...]:
+    """The shared paths, each relative and inside the release; deploy.yaml checks these too,
+    but Settings may come from code."""
+    reserved = tuple(settings.shared.dirs) + tuple(settings.shared.files)
+    for path in reserved:
+        if not safe_relpath(path) or path.split("/")[0] == META:
+            raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
+    return reserved
+
+
 def scan_source(settings: Settings, root: Path | None = None) -> Source:
     root = (root or settings.source).resolve()
     if not root.is_dir():
         raise PhaseFailed(f"source {root} is not a directory - set 'source' in deploy.yaml or build it first", code=2)
-    reserved = tuple(settings.shared.dirs) + tuple(settings.shared.files)
-    for path in reserved:  # deploy.yaml checks these too; Settings may come from code
-        if not safe_relpath(path) or path.split("/")[0] == META:
-            raise UsageError(f"shared path {path!r} must be relative and stay inside shared/ (not .capview)")
+    reserved = check_shared_paths(settings)
     try:
         scan = scan_tree(root, tuple(settings.exclude), reserved, tuple(settings.upload.writable),  # issue 13: read-only files
                          cache=True)  # issue 21: unchanged files are not hashed again
@@ -63,6 +70,7 @@ def connect_early(transport, hosts) -> dict[str, asyncio.Task]:
 async def scan_and_connect(transport, settings: Settings, hosts, version: str | None, source: Path | None,
                 now: float) -> tuple[str, Source, dict[str, asyncio.Task]]:
     """(version, the scanned source, each host's connect task) for a deploy."""
+    check_shared_paths(settings)  # a refusal the settings alone decide opens no connection
     warm = connect_early(transport, hosts)
     try:
         version = version or await asyncio.to_thread(default_version, source or settings.source, now)

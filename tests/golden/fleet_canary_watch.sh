@@ -28,7 +28,7 @@ cv_health() (
     d=$((d * 2)); [ "$d" -le 250 ] || d=250
   done
 )
-end=$(( $(date +%s) + 30 ))
+end=$(( $(date +%s) + 31 ))
 n=0
 while :; do
   n=$((n+1))

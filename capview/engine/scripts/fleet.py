@@ -16,9 +16,11 @@ def canary_watch(settings: Settings, seconds: float) -> str:
     """sh: check the service's health (the configured check, with its own timeout) every
     CANARY_POLL seconds for ``seconds``; frame ``canary_ok N`` (exit 0) or
     ``canary_failed N`` after the failed check's ``health failed ...`` (exit 1).
-    Needs the frames prelude. The clock is the host's."""
+    Needs the frames prelude. The clock is the host's; ``date +%s`` counts whole seconds,
+    so the end is one second later than the sum: the watch lasts at least ``seconds``."""
+    extra = 1 if seconds > 0 else 0
     return health_function(settings) + (
-        f"end=$(( $(date +%s) + {max(0, math.ceil(seconds))} ))\n"
+        f"end=$(( $(date +%s) + {max(0, math.ceil(seconds)) + extra} ))\n"
         "n=0\n"
         "while :; do\n"
         "  n=$((n+1))\n"
