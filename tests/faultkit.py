@@ -195,7 +195,20 @@ def remote_scripts(dp: str) -> list[int]:
         elif len(argv) >= 2 and argv[0].endswith(b"sh") and argv[1].startswith(dp.encode() + b"/") \
                 and argv[1].endswith(b"/txn.sh"):
             pids.append(int(d))
+        elif len(argv) >= 2 and argv[0].endswith(b"sh") and b"/capview-sh." in argv[1] and argv[1].endswith(b"/s") \
+                and _cwd_in(d, dp):
+            # a script of a long-lived session (ssh_session.py) working in dp, or a job it
+            # left to finish on the host (a big prune's removal, the usage sums)
+            pids.append(int(d))
     return pids
+
+
+def _cwd_in(pid: str, dp: str) -> bool:
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return cwd == dp or cwd.startswith(dp.rstrip("/") + "/")
 
 
 def settle(dp: str, timeout: float = 60) -> None:

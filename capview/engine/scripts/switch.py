@@ -50,6 +50,8 @@ from capview.engine.scripts.shell import Frames, append_line, q, write_json
 
 TXN_END = "CV_TXN_END"
 Revert = Literal["previous", "first", "restore", "none"]
+# what an app's log says when it tried to write a read-only file (upload.readonly_hint's signs)
+READONLY_SIGNS = "Permission denied|EACCES|Errno 13|Read-only file"
 # Host-side reasons (spliced into JSON as strings: our own words only, no quotes).
 REASONS = ("health check failed", "service start failed", "switch failed before current moved",
            "the lock is not held by this operation", "the image of the release no longer exists",
@@ -239,6 +241,8 @@ def _record_steps(plan: SwitchPlan, p: HostPaths) -> str:
         f"  ( umask 077; {{ printf 'capview: %s %s did not come up: %s\\n' \"$op_name\" \"$target\" \"$reason\"; "
         f"{service_logs(plan.settings).strip()} ; }} > {q(log + '.tmp')} 2>&1 ) || :\n"
         f"  chmod 600 {q(log + '.tmp')} 2>/dev/null; mv -f {q(log + '.tmp')} {q(log)} 2>/dev/null || :\n"
+        # issue 13: an app that wrote into an uploaded (read-only, shared) file gets the why
+        f"  ! grep -qE {q(READONLY_SIGNS)} {q(log)} 2>/dev/null || mark readonly 1\n"
         "}\n"
         "cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead\n"
         "  printf 'capview: %s %s did not come up: %s\\n' \"$op_name\" \"$target\" \"$reason\"\n"
