@@ -27,10 +27,6 @@ LITERAL_OK = {"layout.py", "upload.py", "rsync_upload.py", "verify.py", "build_c
 MAX_LINES = 600
 
 
-# Known cycles outside the engine, reported to their owners (a new one fails the test).
-KNOWN_CYCLES = [["capview.cli", "capview.cli.commands", "capview.cli.completion"]]
-
-
 def type_checking_lines(path: Path) -> set[int]:
     """Lines inside ``if TYPE_CHECKING:`` blocks: annotations only, never imported at run time."""
     lines: set[int] = set()
@@ -90,7 +86,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle_under_capview():
-    found = [c for c in cycles(internal_graph()) if c not in KNOWN_CYCLES]
+    found = cycles(internal_graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
