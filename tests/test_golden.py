@@ -22,7 +22,10 @@ from capview.config import (
 )
 from capview.engine import hooks
 from capview.engine.layout import HostPaths
-from capview.engine.scripts import cleanup, fleet, inspect, lock, migrate, ops, release, service, status, switch, upload, usage
+from capview.engine.scripts import (
+    cleanup, fleet, inspect, lock, logs, migrate, ops, release, service, snapshots, status, switch, traefik, upload, usage,
+    verify,
+)
 from capview.engine.scripts.shell import Frames, append_line, json_printf, write_json
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -78,6 +81,7 @@ HOOKED = dataclasses.replace(SYSTEMD, hooks=HooksConfig(
     after_switch=("curl -fsS http://127.0.0.1:8000/warm",), after_rollback=("./notify rollback",),
     on_failure=("./notify failed",), timeout=60), data=DataConfig(sqlite=("data/app.db",), snapshots=3))
 HH = HostConfig(name="web-1", host="web-1.example", settings=HOOKED, env="prod")
+DBS = ("data/app.db", "db/other.sqlite")
 
 
 BUILDERS = {
@@ -163,6 +167,25 @@ BUILDERS = {
     "inspect_read_pair": lambda: inspect.read_pair(DP, "v1", "v2", "templates/index.html", 1000),
     "inspect_logs": lambda: inspect.release_logs(DP, "v1"),
     "inspect_manifests": lambda: inspect.manifests(DP, "v1", "v2"),
+    # verify
+    "verify_version": lambda: verify.verify_script(P, "v2", F),
+    "verify_current": lambda: verify.verify_script(P, None, F),
+    # SQLite snapshots (issue 18). Pinned elsewhere, not repeated here: the take with the
+    # service stopped (inside snapshots_restore), the restore without a backup
+    # (switch_rollback_restore), describe_live_script and list_metas (snapshots_data_probe).
+    "snapshots_take_running": lambda: snapshots.take_script(P, DBS, "v1", stopped=False),
+    "snapshots_describe": lambda: snapshots.describe_script(P, DBS, "v1", taken_at=100.0, serving="v0",
+                                                            reason="release v2"),
+    "snapshots_restore": lambda: snapshots.restore_script(P, DBS, "v1", "_restore-100"),
+    "snapshots_prune": lambda: snapshots.prune_script(P, 4),
+    "snapshots_prune_with_releases": lambda: snapshots.prune_with_releases_script(P, 3),
+    "snapshots_data_probe": lambda: snapshots.probe_script(HH, F, 100.0),
+    # logs
+    "logs_journal": lambda: logs.logs_script(SYSTEMD, lines=50, follow=True, since="-10m")
+    + logs.logs_script(SYSTEMD, lines=5),
+    "logs_command": lambda: logs.logs_script(COMMAND, lines=7, follow=True, since="today"),
+    # traefik
+    "traefik_maintenance_server": lambda: traefik.maintenance_server_script(DP, 8099) + "\n",
 }
 
 

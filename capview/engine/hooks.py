@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from capview.config import HostConfig, Settings
 from capview.config.model import HOOK_POINTS
-from capview.engine import snapshots
+from capview.engine.scripts import snapshots
 from capview.engine.layout import HOOKS_LOG, HostPaths, validate_version
 from capview.engine.scripts.shell import q
 

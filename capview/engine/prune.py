@@ -15,7 +15,7 @@ from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostFinished, HostWarning, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.history import history_record
 from capview.engine.hooks import snapshots_on
-from capview.engine.snapshots import prune_with_releases_script
+from capview.engine.scripts.snapshots import prune_with_releases_script
 from capview.engine.hosts import HostResult, each_host, operation
 from capview.engine.layout import HostPaths
 from capview.engine.lock import HostLock, LockOwner, describe_holder, parse_owner
