@@ -20,10 +20,9 @@ import pytest
 from capview.config import (
     BuildConfig, DataConfig, HealthConfig, HooksConfig, HostConfig, ServiceConfig, Settings, SharedConfig,
 )
-from capview.engine import hooks
 from capview.engine.layout import HostPaths
 from capview.engine.scripts import (
-    cleanup, fleet, inspect, lock, logs, migrate, ops, release, service, snapshots, status, switch, traefik, upload, usage,
+    cleanup, fleet, hooks, inspect, lock, logs, migrate, ops, release, service, snapshots, status, switch, traefik, upload, usage,
     verify,
 )
 from capview.engine.scripts.shell import Frames, append_line, json_printf, write_json
@@ -80,6 +79,11 @@ HOOKED = dataclasses.replace(SYSTEMD, hooks=HooksConfig(
     after_upload=("npm ci --offline",), before_start=("sqlite3 data/app.db 'ALTER TABLE t ADD c'", "./migrate --it's"),
     after_switch=("curl -fsS http://127.0.0.1:8000/warm",), after_rollback=("./notify rollback",),
     on_failure=("./notify failed",), timeout=60), data=DataConfig(sqlite=("data/app.db",), snapshots=3))
+def slots(pieces: dict[str, str]) -> str:
+    """A SwitchPlan's hook/snapshot slots as one text, each under its name."""
+    return "".join(f"# --- {name}\n{text}" for name, text in sorted(pieces.items()))
+
+
 HH = HostConfig(name="web-1", host="web-1.example", settings=HOOKED, env="prod")
 DBS = ("data/app.db", "db/other.sqlite")
 
@@ -148,6 +152,9 @@ BUILDERS = {
     "release_link_hooks": lambda: release.link_and_build(dataclasses.replace(HOOKED, build=None), P, "v2", F,
                                                          ready="# ready\n", building="", after_upload=hooks.hook_function(
         "cv_hooks_after_upload", HOOKED, P, "after_upload", hooks.HookContext.of(HH, "release", "v2", "v1"))),
+    # the hook/snapshot slots alone: a first deploy (no snapshot to take), a rollback without hooks or data
+    "hooks_release_first": lambda: slots(hooks.release_pieces(HH, "v1", None, 100.0)),
+    "hooks_rollback_plain": lambda: slots(hooks.rollback_pieces(HH, "v2", "v3", 100.0, run_hooks=False, restore=False)),
     "switch_launcher": lambda: switch.launcher(P, TOKEN, "echo body\n", F),
     "switch_recover": lambda: switch.recover(P, TOKEN, F),
     # cleanup

@@ -88,7 +88,7 @@ class SwitchPlan:
     after_finish: str = ""  # sh once the result is out (migrate: drop .capview it created)
     keep_lock: bool = False  # issue 17: a fleet keeps the lock until every host is settled
     op_id: str = ""  # issue 17: keys .capview/ops/ instead of the token (a second switch under one lock)
-    # issue 18 (engine/hooks.py, engine/snapshots.py): each is sh; "" adds nothing to the script
+    # issue 18 (engine/scripts/hooks.py, scripts/snapshots.py): each is sh; "" adds nothing to the script
     after_healthy: str = ""  # after a healthy switch was recorded: after_switch hooks, snapshot describe
     on_failure: str = ""  # after a failed switch was recorded: on_failure hooks (never fatal)
     before_revert: str = ""  # sh before switching back to previous (its own guard): the data put back
