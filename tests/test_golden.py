@@ -193,6 +193,12 @@ BUILDERS = {
     "logs_command": lambda: logs.logs_script(COMMAND, lines=7, follow=True, since="today"),
     # traefik
     "traefik_maintenance_server": lambda: traefik.maintenance_server_script(DP, 8099) + "\n",
+    "traefik_history_tail": lambda: traefik.history_tail(P.history),
+    "traefik_write_config": lambda: traefik.write_config(f"{DP}/traefik", "app.yml",
+                                                         f"{DP}/shared/maintenance/maintenance.html", None),
+    "traefik_write_config_unit": lambda: traefik.write_config("/etc/traefik/dynamic", "app.yml",
+                                                              f"{DP}/shared/maintenance/maintenance.html",
+                                                              "capview-app-maintenance.service"),
 }
 
 

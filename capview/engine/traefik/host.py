@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shlex
 import tarfile
 import time
 from dataclasses import dataclass
@@ -12,13 +11,13 @@ import yaml
 
 from capview.config import HostConfig, TraefikConfig
 from capview.engine.layout import HostPaths
+from capview.engine.scripts import traefik as traefik_sh
 from capview.engine.scripts.traefik import maintenance_dir, maintenance_server_script
 from capview.errors import ConfigError, RemoteError, UsageError
 from capview.engine.traefik.document import check_app_name, render_dynamic_config, to_yaml
 from capview.engine.traefik.retry import HISTORY_WINDOW, MAINTENANCE_FILE, RetryPlan, downtimes_from_history, retry_plan
 from capview.engine.traefik.validate import validate_dynamic_config
 
-q = shlex.quote
 
 # --------------------------------------------------------------------------- maintenance server
 
@@ -84,8 +83,7 @@ def dynamic_file_path(host_cfg: HostConfig) -> str:
 async def read_downtimes(transport, host_cfg: HostConfig, *, limit: int = HISTORY_WINDOW) -> list[float]:
     """The recorded switch windows of one host (one round trip)."""
     hist = HostPaths(host_cfg.settings.deploy_path).history
-    script = f"f={q(hist)}\nif [ -f \"$f\" ]; then tail -n 5000 \"$f\"; fi\n"
-    res = await transport.run(host_cfg, script)
+    res = await transport.run(host_cfg, traefik_sh.history_tail(hist))
     if not res.ok:
         raise RemoteError(f"{host_cfg.name}: could not read {hist}", exit_status=res.exit_status,
                           stderr=res.stderr)
@@ -179,35 +177,8 @@ async def write_traefik_config(
         files["unit"] = maintenance_unit(s.app, s.deploy_path, t.maintenance_port).encode()
         unit_path = f"~/.config/systemd/user/{unit_name}"
 
-    lines = [
-        f"cfg_dir={q(cfg_dir)}",
-        'mkdir -p "$cfg_dir"',
-        'st="$cfg_dir"/.capview-stage.$$',
-        'trap \'rm -rf "$st"\' EXIT',
-        'mkdir "$st"',
-        'tar -x -f - -C "$st"',
-        f'mv -f "$st/config.yml" "$cfg_dir"/{q(cfg_name)}',
-    ]
-    if page_path is not None:
-        mdir = maintenance_dir(s.deploy_path)
-        lines += [
-            f"mdir={q(mdir)}",
-            'mkdir -p "$mdir"',
-            # cross-filesystem safe: copy to a temp name in the target dir, then rename
-            f'cp "$st/page.html" "$mdir"/.{MAINTENANCE_FILE}.tmp.$$',
-            f'mv -f "$mdir"/.{MAINTENANCE_FILE}.tmp.$$ "$mdir"/{MAINTENANCE_FILE}',
-        ]
-    if install_unit:
-        lines += [
-            'udir="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user"',
-            'mkdir -p "$udir"',
-            f'cp "$st/unit" "$udir"/.{unit_name}.tmp.$$',
-            f'mv -f "$udir"/.{unit_name}.tmp.$$ "$udir"/{q(unit_name)}',
-            "systemctl --user daemon-reload",
-            f"systemctl --user enable --now {q(unit_name)}",
-            f"systemctl --user restart {q(unit_name)}",
-        ]
-    res = await transport.run(host_cfg, "\n".join(lines) + "\n", stdin=_tar(files))
+    script = traefik_sh.write_config(cfg_dir, cfg_name, page_path, unit_name if install_unit else None)
+    res = await transport.run(host_cfg, script, stdin=_tar(files))
     if not res.ok:
         raise RemoteError(f"{host_cfg.name}: writing the Traefik configuration failed",
                           exit_status=res.exit_status, stderr=res.stderr)
