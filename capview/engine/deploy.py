@@ -244,7 +244,7 @@ class HostDeploy(UploadStreams, FleetMember):
                 if self.lock.held:
                     return res
             holder_info = parse_owner(parts)
-            holder = describe_holder(holder_info, self.ctx.clock())
+            holder = describe_holder(holder_info, self.ctx.clock(), self.host.env, self.host.name)
             if self.ctx.clock() >= deadline:
                 hint = stale_hint(holder_info, self.host.env, self.host.name, now=self.ctx.clock(),
                                   running=switch_running(parts))

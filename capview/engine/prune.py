@@ -162,7 +162,7 @@ class _HostPrune:
         res = await ctx.transport.run(h, script, stdin=stdin_list(plan.deletions))
         parts = frames.parse(res.stdout)
         if res.exit_status == 3:
-            raise PruneLocked(describe_holder(parse_owner(parts), ctx.clock()))
+            raise PruneLocked(describe_holder(parse_owner(parts), ctx.clock(), h.env, h.name))
         if not res.ok:
             raise RuntimeError(one_line(res.stderr or f"prune script exited {res.exit_status}"))
         run = parse_prune((k, a) for k, a, _ in parts)

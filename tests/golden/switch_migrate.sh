@@ -227,8 +227,10 @@ cv_begin() {
   stopped=0 was_active=1 unit_new=0 moved='' emptied='' placeholders='' parents='' lparents=''
   ( cd /home/deploy/web/app && ./bin/status ) >/dev/null 2>&1 || was_active=0
   mkdir -p /home/deploy/web/app/.capview
-  if mkdir /home/deploy/web/app/.capview/lock 2>/dev/null; then
-    printf '%s\n' '{"heartbeat":100.0,"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  if ( trap '' HUP INT TERM PIPE
+  mkdir /home/deploy/web/app/.capview/lock 2>/dev/null || exit 1
+  printf '%s%s%s\n' '{"heartbeat":100.0,"host_heartbeat":' "$(date +%s)" ',"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  exit 0 ); then :
   else
     mark owner "$(tr -d '\n' < /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null)"; reason=locked; return 1
   fi

@@ -259,8 +259,7 @@ def _begin_step(plan: SwitchPlan, p: HostPaths, frames: Frames) -> str:
         lines.append(_sh_block(plan.precheck).rstrip("\n"))
     if plan.take_lock is not None:
         lines += [f"  mkdir -p {q(p.meta)}",
-                  f"  if mkdir {q(p.lock)} 2>/dev/null; then",
-                  "    " + write_json(p.owner_json, plan.take_lock).rstrip("\n"),
+                  "  " + lock_sh.take(p, plan.take_lock) + "then :",
                   "  else",
                   f"    mark owner \"$(tr -d '\\n' < {q(p.owner_json)} 2>/dev/null)\"; reason=locked; return 1",
                   "  fi"]
