@@ -228,16 +228,20 @@ class Hitter:
     def __init__(self, app, every: float = 0.02) -> None:
         self.app, self.every = app, every
         self.ok = self.attempts = 0
+        self.served: list[tuple[float, float, str]] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.attempts += 1
+            sent = time.time()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.app.port}/hit", timeout=2) as r:
                     if r.status == 200:
                         self.ok += 1
+                        # (sent, answered, the body's first word: the version that wrote the row)
+                        self.served.append((sent, time.time(), r.read(64).decode(errors="replace").split(" ")[0]))
             except (OSError, urllib.error.URLError):
                 pass
             self._stop.wait(self.every)
