@@ -531,3 +531,10 @@ async def test_search_keys_are_in_the_footer_the_help_and_the_palette_and_can_be
         assert screen.searching and "match 1 of 1" in screen_text(app)
         titles = [t for t, _, _ in CapviewCommands(screen)._commands()]
         assert any(t.startswith("Next match") for t in titles) and any(t.startswith("Close search") for t in titles)
+        # esc in the search box (nothing submitted) closes it too, following again
+        await pilot.press("escape", "ctrl+f", *"GET")
+        await pilot.pause()
+        assert screen.searching and app.focused is screen.search_box and screen.paused
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not screen.searching and not screen.paused and app.focused is screen.pane

@@ -315,7 +315,7 @@ class _HostMigrate(HostRun):
             return False, switching.unknown(r, h), EXIT_UNREACHABLE
         if r.outcome != "ok":
             why = v.get("fail") or r.reason or "unknown error"
-            saved = (f"; the reason, the service's status and its last log lines: {self.paths.migrate_health_log}"
+            saved = (f"; health.log (the reason, the service's status, its last log lines): {self.paths.migrate_health_log}"
                      if "savedlog" in v else "")
             return False, (f"migration failed: {why}; " + ("the original layout was put back"
                            if "restored" in v else "restore did not finish - check the host") + saved), EXIT_FAILED
