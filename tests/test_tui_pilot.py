@@ -290,10 +290,14 @@ async def test_activity_shows_the_hosts_history_and_deploys_from_other_terminals
         world.now += 30
         res = await deploy.release(world.ctx("ops@other-box"), world.config.env("prod"), "v1.4.0", host="prod-1")
         assert res.ok
+        before = world.transport.round_trips
         await pilot.press("R")
         await settle(pilot)
         await pilot.pause(0.3)
         assert any("prod-1 release v1.4.0 ok by ops@other-box" in line for line in pane.lines)
+        # the records came with the listing: a refresh is one round trip per host
+        hosts = [h.name for e in world.config.environments for h in e.hosts]
+        assert world.transport.round_trips - before == len(hosts), (world.transport.round_trips - before, hosts)
         assert app.main_screen.query_one(HostList).status["prod-1"].current == "v1.4.0"
 
 

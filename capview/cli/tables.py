@@ -119,7 +119,8 @@ def releases_json(hosts: list[HostStatus], split=None) -> str:
     docs = []
     for h in hosts:
         # asdict deep-copies: once per release, not twice, and shallow (10,000 releases: 2.4 s -> 0.3 s)
-        doc = dataclasses.asdict(dataclasses.replace(h, releases=()))
+        doc = dataclasses.asdict(dataclasses.replace(h, releases=(), recent=()))
+        del doc["recent"]  # `capview history --json` is where records are read
         names = [f.name for f in dataclasses.fields(ReleaseInfo)]
         doc["releases"] = [{n: getattr(r, n) for n in names} for r in newest_first(h)]
         doc["service"] = service_json(h.service)

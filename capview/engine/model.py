@@ -135,6 +135,9 @@ class HostStatus:
     releases: tuple[ReleaseInfo, ...] = field(default_factory=tuple)
     free_bytes: int | None = None
     service: ServiceState = field(default_factory=ServiceState)  # issue 16
+    # the last history records a reader is shown, oldest first: they come with the listing,
+    # so the dashboard's activity pane costs no round trip of its own (JSON leaves them out)
+    recent: tuple[dict, ...] = field(default_factory=tuple)
 
     @property
     def needs_migration(self) -> bool:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from capview.config import HostConfig
 from capview.engine.context import Context
-from capview.engine.history import live_stack, parse_history, previous_live
+from capview.engine.history import live_stack, parse_history, previous_live, shown_record
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, current_version, is_version
 from capview.engine.lock import owner_from_json
 from capview.engine.model import IN_PROGRESS, HostStatus, LockInfo, ReleaseInfo
@@ -23,6 +23,8 @@ from capview.engine.service_state import parse_service
 from capview.engine.usage import (InodeListing, Summary, parse_cache, parse_inode_listing, parse_inode_listings,
                                   parse_sums, unique_bytes)
 from capview.errors import RemoteError
+
+RECENT_RECORDS = 50  # history records a HostStatus carries (the status script reads the last 500)
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,7 @@ def parse_status(host: HostConfig, stdout: str, frames: Frames, env: str = "") -
         layout=_layout(releases_dir, stray),  # releases/ may be a symlink to another volume
         current=current, previous=previous, lock=lock, releases=tuple(releases), free_bytes=free,
         service=parse_service(host.settings, service_body),
+        recent=tuple([r for r in records if shown_record(r)][-RECENT_RECORDS:]),
     )
     return Snapshot(status, listings, tuple(records), tuple(stray), trash, junk, symlinks)
 

@@ -216,30 +216,26 @@ class MainScreen(Screen[None]):
                     status[st.host] = st
             self.updated_at = app.clock()
             app.set_status(status)
-            await self._fetch_history(envs, status)
+            self._take_history(envs, status)
         finally:
             self._set_refreshing(False)
             if self.is_attached:
                 self._schedule()
 
-    async def _fetch_history(self, envs: list, status: dict[str, HostStatus]) -> None:
-        """The recent records of every reachable host: the activity pane shows deploys made
-        from other terminals, and the side panel explains a rollback."""
+    def _take_history(self, envs: list, status: dict[str, HostStatus]) -> None:
+        """The recent records of every reachable host, which came with its listing
+        (HostStatus.recent: no round trip of their own): the activity pane shows deploys
+        made from other terminals, and the side panel explains a rollback."""
         app = self.capp
-        wanted = [e for e in envs if any(status.get(h.name) and status[h.name].reachable for h in e.hosts)]
-        got = await asyncio.gather(*(app.backend.history(e.name, limit=ACTIVITY_BACKLOG) for e in wanted),
-                                   return_exceptions=True)
         fresh: list[dict] = []
-        for result in got:
-            if isinstance(result, BaseException):
-                continue  # the status refresh already said what is unreachable
-            for host, records in result.items():
-                app.history[host] = records
-                for rec in records:
-                    key = (host, rec.get("at"), rec.get("op"), rec.get("version"), rec.get("outcome"))
-                    if key not in self._seen:
-                        self._seen.add(key)
-                        fresh.append(rec)
+        for host in [h.name for e in envs for h in e.hosts if status.get(h.name) and status[h.name].reachable]:
+            records = list(status[host].recent[-ACTIVITY_BACKLOG:])
+            app.history[host] = records
+            for rec in records:
+                key = (host, rec.get("at"), rec.get("op"), rec.get("version"), rec.get("outcome"))
+                if key not in self._seen:
+                    self._seen.add(key)
+                    fresh.append(rec)
         fresh.sort(key=lambda r: r.get("at") if isinstance(r.get("at"), (int, float)) else 0)
         now = app.clock()
         for rec in fresh[-ACTIVITY_BACKLOG:]:
