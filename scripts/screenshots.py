@@ -205,6 +205,21 @@ def _log_lines(world) -> None:
                 "\x1b]52;c;cHduZWQ=\x07\x1b[2J a hostile line: shown, never obeyed \u202eevil\n")
 
 
+async def service_log_search(app, pilot):
+    await on_host(pilot, "prod", "prod-1")
+    await pilot.press("l")
+    await until(pilot, lambda: getattr(app.screen, "stream", None) is not None and len(app.screen.pane.lines) >= 41)
+    await pilot.press("slash", *"order", "enter", "n")
+    app.screen._title()
+    await pilot.pause()
+
+
+def _search_lines(world) -> None:
+    with open(world.dp("prod-1") / "current" / "app.log", "a") as f:
+        for i in range(1, 41):
+            f.write(f"GET /item/{i} 200 3ms\n" if i % 7 else f"POST /order/{i} 500 boom \x1b[31mred\n")
+
+
 async def restart_confirm(app, pilot):
     await on_host(pilot, "prod", None)
     await pilot.press("s")
@@ -258,8 +273,9 @@ SCENARIOS: list[tuple[str, Scenario, Setup]] = [
     ("22-restart-confirm", restart_confirm, _nothing),
     ("23-restart-done", restart_done, _nothing),
     ("24-inspect-verify", inspect_verify, _tamper),
+    ("25-service-log-search", service_log_search, _search_lines),
 ]
-ALSO_SMALL = ("01-main-host", "18-history", "21-service-log")  # written at 80x24 too
+ALSO_SMALL = ("01-main-host", "18-history", "21-service-log", "25-service-log-search")  # written at 80x24 too
 
 
 async def render(world, name: str, scenario: Scenario, size: tuple[int, int]) -> str:
