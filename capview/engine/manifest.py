@@ -18,7 +18,8 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from capview.engine.scan_cache import HashCache
@@ -28,6 +29,8 @@ _ESCAPE_RE = re.compile(r"[%\x00-\x1f\x7f]")
 
 
 def escape(text: str) -> str:
+    if _ESCAPE_RE.search(text) is None:  # nearly every path: no substitution (hot at 200,000 entries)
+        return text
     return _ESCAPE_RE.sub(lambda m: f"%{ord(m.group()):02X}", text)
 
 
@@ -105,13 +108,19 @@ class Scan:
     entries: dict[str, Entry]
     skipped: tuple[str, ...]  # why some paths were not taken (special files, reserved names)
 
-    @property
+    @cached_property
     def files(self) -> int:
         return sum(1 for e in self.entries.values() if e.type == "f")
 
-    @property
+    @cached_property
     def bytes(self) -> int:
         return sum(e.size for e in self.entries.values() if e.type == "f")
+
+    @cached_property
+    def shareable_lines(self) -> dict[str, Entry]:
+        """Each shareable entry by its manifest line (what diff_text matches the previous
+        manifest's lines against; source.py computes it in the scan's thread)."""
+        return {e.line(): e for e in self.entries.values() if shareable(e)}
 
 
 WRITE_BITS = 0o222
@@ -182,10 +191,13 @@ class Delta:
     send: tuple[Entry, ...]  # new or changed entries (dirs included), parents first
     drop: tuple[str, ...]  # previous manifest paths NOT taken over (changed or gone)
     keep: tuple[Entry, ...] = ()  # previous manifest entries taken over as they are (its order)
+    kept_text: str | None = field(default=None, compare=False, repr=False)  # their lines, verbatim
 
-    @property
+    @cached_property
     def manifest(self) -> str:
         """The new release's manifest.tsv exactly as the host assembles it."""
+        if self.kept_text is not None:
+            return self.kept_text + manifest_text(self.send)
         return manifest_text(self.keep + self.send)
 
     @property
@@ -212,6 +224,35 @@ def diff(new: dict[str, Entry], prev: dict[str, Entry]) -> Delta:
     keep = tuple(e for p, e in prev.items() if p in new and p not in sent)
     drop = tuple(sorted(p for p in prev if p not in new or p in sent))
     return Delta(tuple(send), drop, keep)
+
+
+def diff_text(scan: Scan, prev_text: str) -> Delta:
+    """diff(scan.entries, parse_manifest(prev_text)) without parsing the previous manifest
+    (issue 21: 200,000 lines): a previous line is taken over when it is, byte for byte, the
+    line of a shareable entry of the scan; every other line's path is dropped. Same result
+    as diff() for a manifest capview wrote; for any other text it only sends more (a line
+    that is not canonical is sent again, not kept). The host checks the merge against the
+    client's sha256 either way (upload.py), so this decides only what is sent."""
+    by_line = scan.shareable_lines
+    keep: list[Entry] = []
+    kept_lines: list[str] = []
+    kept: set[str] = set()
+    rest: list[str] = []
+    for line in prev_text.split("\n"):
+        e = by_line.get(line)
+        if e is not None and e.path not in kept:
+            keep.append(e)
+            kept_lines.append(line)
+            kept.add(e.path)
+        elif line:
+            rest.append(line)
+    new = scan.entries
+    send = tuple(new[p] for p in sorted(new) if p not in kept)
+    # the host drops by the escaped path field ($5); a line without five fields drops nothing
+    # (a kept path is never dropped: its other line, if any, is then the host's to refuse)
+    drop = {unescape(parts[4]) for parts in (line.split("\t") for line in rest) if len(parts) == 5}
+    drop = {p for p in drop if p not in kept and safe_relpath(p)}
+    return Delta(send, tuple(sorted(drop)), tuple(keep), "".join(line + "\n" for line in kept_lines))
 
 
 def manifest_text(entries: dict[str, Entry] | tuple[Entry, ...]) -> str:
