@@ -58,7 +58,7 @@ if [ -s "$m/link.nul" ]; then
   [ -z "$bad" ] || drift changed "$bad"
 fi
 (cd "$rel" && xargs -0 -r mkdir -p -- < "$m/dirs.nul")
-if [ -n "$prev" ]; then (cd "$prev" && xargs -0 -r cp -P -l --parents -t "$rel" -- < "$m/link.nul"); fi
+if [ -n "$prev" ]; then (cd "$prev" && xargs -0 -r -P 4 -n 8192 cp -P -l --parents -t "$rel" -- < "$m/link.nul"); fi
 if [ -d "$inc/part-1/files" ]; then cp -P -lR "$inc/part-1/files/." "$rel/"; fi
 if [ -d "$inc/part-2/files" ]; then cp -P -lR "$inc/part-2/files/." "$rel/"; fi
 if [ -d "$inc/files" ]; then cp -P -lR "$inc/files/." "$rel/"; fi
