@@ -132,6 +132,10 @@ def writable_path(rel: str, patterns: tuple[str, ...]) -> bool:
     return bool(patterns) and any(excluded(p, patterns) for p in (*parent_dirs(rel), rel))
 
 
+def _name(d: os.DirEntry) -> str:
+    return d.name
+
+
 def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = (),
               writable: tuple[str, ...] = (), cache: "HashCache | None | bool" = None) -> Scan:
     """Walk the local source tree (never following symlinks) into manifest entries.
@@ -149,36 +153,42 @@ def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = 
     skipped: list[str] = []
     reserved_set = set(reserved) | {".capview"}
 
-    def walk(dir_path: Path, rel_dir: str) -> None:
+    lookup = hashes.lookup if hashes else None
+    remember = hashes.remember if hashes else None
+    is_reg, is_dir, is_lnk, imode = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK, stat.S_IMODE
+
+    def walk(dir_path: str, prefix: str) -> None:
+        # hot (200,000 entries): names and lookups kept local, the common case first
         with os.scandir(dir_path) as it:
-            items = sorted(it, key=lambda d: d.name)
+            items = sorted(it, key=_name)
         for d in items:
-            rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
+            rel = prefix + d.name
             if rel in reserved_set:
                 skipped.append(f"{rel}: not uploaded, the release links it to shared/")
                 continue
-            if excluded(rel, exclude):
+            if exclude and excluded(rel, exclude):
                 continue
             st = d.stat(follow_symlinks=False)
-            mode = stat.S_IMODE(st.st_mode)
-            if stat.S_ISLNK(st.st_mode):
-                entries[rel] = Entry(rel, "l", 0o777, 0, os.readlink(d.path))
-            elif stat.S_ISDIR(st.st_mode):
-                entries[rel] = Entry(rel, "d", mode, 0, "-")
-                walk(Path(d.path), rel)
-            elif stat.S_ISREG(st.st_mode):
-                if not writable_path(rel, writable):
+            m = st.st_mode
+            if is_reg(m):
+                mode = imode(m)
+                if not (writable and writable_path(rel, writable)):
                     mode &= ~WRITE_BITS
-                digest = hashes.lookup(st) if hashes else None
+                digest = lookup(st) if lookup else None
                 if digest is None:
                     digest = sha256_file(Path(d.path))
-                    if hashes:
-                        hashes.remember(st, digest)
+                    if remember:
+                        remember(st, digest)
                 entries[rel] = Entry(rel, "f", mode, st.st_size, digest)
+            elif is_dir(m):
+                entries[rel] = Entry(rel, "d", imode(m), 0, "-")
+                walk(d.path, rel + "/")
+            elif is_lnk(m):
+                entries[rel] = Entry(rel, "l", 0o777, 0, os.readlink(d.path))
             else:
                 skipped.append(f"{rel}: special file (socket/fifo/device) skipped")
 
-    walk(root, "")
+    walk(str(root), "")
     if hashes:
         hashes.save()
     return Scan(entries, tuple(skipped))
