@@ -41,7 +41,7 @@ def text_sha256(text: str) -> str:
 
 
 class ManifestCache:
-    """The copies for one host (``key``: user@host:port) and deploy path."""
+    """The copies for one host (``key``: user@host) and deploy path."""
 
     def __init__(self, key: str, deploy_path: str, directory: Path | None = None) -> None:
         ident = f"{key}\n{deploy_path}".encode("utf-8", "surrogateescape")
@@ -98,4 +98,4 @@ def for_host(host) -> ManifestCache | None:
     """The cache of a HostConfig's deploy path, or None when turned off."""
     if not enabled():
         return None
-    return ManifestCache(f"{host.user or ''}@{host.host}:{host.port or ''}", str(host.settings.deploy_path))
+    return ManifestCache(f"{host.user or ''}@{host.host}", str(host.settings.deploy_path))  # any port: a proxy, a tunnel
