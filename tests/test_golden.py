@@ -132,6 +132,7 @@ BUILDERS = {
     # the switch transaction
     "switch_deploy": lambda: switch.transaction(deploy_plan(), F),
     "switch_big_deploy": lambda: switch.transaction(deploy_plan(after_unlock_wait=1.0), F),
+    "switch_huge_deploy": lambda: switch.transaction(deploy_plan(after_unlock_wait=0.0), F),
     "switch_first_deploy": lambda: switch.transaction(deploy_plan(COMMAND, previous=None, cleanup=""), F),
     "switch_rollback": lambda: switch.transaction(deploy_plan(op="rollback", failed_doc=None, cleanup="",
                                                               after_unlock="", check_image=True), F),

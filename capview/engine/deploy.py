@@ -58,6 +58,16 @@ LOCK_POLL = 2.0
 BIG_LISTING = 50_000  # files in the retained releases beyond which the usage refresh is not waited on
 
 
+def usage_wait(retained_files: int) -> float | None:
+    """How long the switch script waits for the usage refresh after the unlock (None: to its
+    end). It takes ~10 us a retained file on the host: up to BIG_LISTING it is waited on,
+    up to twice that for 1 s at most; beyond, it cannot end in a second, so waiting only
+    delays the client (1 s of a 200,000-file redeploy, issue 21) and it is left to finish."""
+    if retained_files <= BIG_LISTING:
+        return None
+    return 1.0 if retained_files <= 2 * BIG_LISTING else 0.0
+
+
 async def release(
     ctx: Context,
     env: Environment,
@@ -499,7 +509,7 @@ class HostDeploy(UploadStreams, FleetMember):
             keep_lock=self.fleet,
             **release_pieces(self.host, v, prev, now),  # issue 18: snapshot, hooks
             # ... but a huge tree's refresh (O(files), issue 21) finishes after the client is done
-            after_unlock_wait=1.0 if self.src.scan.files * max(1, self.settings.keep_releases) > BIG_LISTING else None,
+            after_unlock_wait=usage_wait(self.src.scan.files * max(1, self.settings.keep_releases)),
         )
 
     def cleanup_script(self, now: float) -> str:
