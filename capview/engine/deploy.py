@@ -316,7 +316,7 @@ class HostDeploy(UploadStreams, FleetMember):
         self.phase_start("upload")
         try:
             delta: Delta = diff_text(self.src.scan, st.prev_manifest) if st.previous else diff(self.src.scan.entries, {})
-            st.kept = frozenset(e.path for e in delta.keep)
+            st.kept = delta.kept
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
                 self.ctx.event(HostWarning, self.host.name, message=note)
@@ -347,7 +347,7 @@ class HostDeploy(UploadStreams, FleetMember):
             def uploaded(link_follows: bool) -> None:
                 st.meta["bytes_sent"] = self.bytes_sent - before
                 st.uploaded = True
-                st.kept = frozenset(e.path for e in delta.keep)
+                st.kept = delta.kept
                 if self.manifests is not None:  # the host has just checked it against our sha256
                     asyncio.get_running_loop().run_in_executor(None, self.manifests.put, delta.manifest,
                                                                manifest_sha256(delta))

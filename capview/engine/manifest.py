@@ -202,6 +202,7 @@ class Delta:
     drop: tuple[str, ...]  # previous manifest paths NOT taken over (changed or gone)
     keep: tuple[Entry, ...] = ()  # previous manifest entries taken over as they are (its order)
     kept_text: str | None = field(default=None, compare=False, repr=False)  # their lines, verbatim
+    kept_paths: frozenset[str] | None = field(default=None, compare=False, repr=False)  # keep's paths, if known
 
     @cached_property
     def manifest(self) -> str:
@@ -209,6 +210,11 @@ class Delta:
         if self.kept_text is not None:
             return self.kept_text + manifest_text(self.send)
         return manifest_text(self.keep + self.send)
+
+    @cached_property
+    def kept(self) -> frozenset[str]:
+        """The paths of ``keep``."""
+        return self.kept_paths if self.kept_paths is not None else frozenset(e.path for e in self.keep)
 
     @property
     def send_files(self) -> int:
@@ -244,25 +250,20 @@ def diff_text(scan: Scan, prev_text: str) -> Delta:
     that is not canonical is sent again, not kept). The host checks the merge against the
     client's sha256 either way (upload.py), so this decides only what is sent."""
     by_line = scan.shareable_lines
-    keep: list[Entry] = []
-    kept_lines: list[str] = []
-    kept: set[str] = set()
-    rest: list[str] = []
-    for line in prev_text.split("\n"):
-        e = by_line.get(line)
-        if e is not None and e.path not in kept:
-            keep.append(e)
-            kept_lines.append(line)
-            kept.add(e.path)
-        elif line:
-            rest.append(line)
+    lines = prev_text.split("\n")
+    # C-speed passes (200,000 lines): a line twice is kept once (the host then refuses the merge)
+    kept_lines = list(dict.fromkeys(line for line in lines if line in by_line))
+    keep = [by_line[line] for line in kept_lines]
+    kept = {e.path for e in keep}
     new = scan.entries
-    send = tuple(new[p] for p in sorted(new) if p not in kept)
+    send = tuple(new[p] for p in sorted(p for p in new if p not in kept))
     # the host drops by the escaped path field ($5); a line without five fields drops nothing
     # (a kept path is never dropped: its other line, if any, is then the host's to refuse)
-    drop = {unescape(parts[4]) for parts in (line.split("\t") for line in rest) if len(parts) == 5}
+    rest = (line.split("\t") for line in lines if line and line not in by_line)
+    drop = {unescape(parts[4]) for parts in rest if len(parts) == 5}
     drop = {p for p in drop if p not in kept and safe_relpath(p)}
-    return Delta(send, tuple(sorted(drop)), tuple(keep), "".join(line + "\n" for line in kept_lines))
+    return Delta(send, tuple(sorted(drop)), tuple(keep), "".join(line + "\n" for line in kept_lines),
+                 kept_paths=frozenset(kept))
 
 
 def manifest_text(entries: dict[str, Entry] | tuple[Entry, ...]) -> str:
