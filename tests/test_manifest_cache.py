@@ -80,6 +80,10 @@ def test_a_copy_is_found_by_its_sha256_only_and_never_when_damaged(tmp_path: Pat
     for i in range(KEEP + 2):
         c.put(f"{i}\n")
     assert len(c.offered()) == KEEP and all(len(s) == 64 for s in c.offered())
+    for i in range(manifest_cache.KEEP_PATHS + 3):
+        ManifestCache("u@h", f"/tmp/t{i}").put(f"{i}\n")
+    assert len(list(manifest_cache.cache_dir().iterdir())) == manifest_cache.KEEP_PATHS
+    assert ManifestCache("u@h", f"/tmp/t{manifest_cache.KEEP_PATHS + 2}").offered()  # the newest stay
 
 
 # ---------------------------------------------------------------- deploys

@@ -12,7 +12,7 @@ new manifest from its own file and checks it against the client's sha256 (upload
 
 One directory per host and deploy path in ``$XDG_CACHE_HOME/capview/manifests``
 (default ``~/.cache``), mode 0700, files 0600 written by temp file + rename, the ``KEEP``
-newest kept per directory. A cache that cannot be read or written is ignored.
+newest kept per directory and the ``KEEP_PATHS`` most recently written directories. A cache that cannot be read or written is ignored.
 ``CAPVIEW_MANIFEST_CACHE=off`` turns it off.
 """
 
@@ -24,6 +24,7 @@ import re
 from pathlib import Path
 
 KEEP = 3  # per host and deploy path: the current release's, and a rollback or two back
+KEEP_PATHS = 64  # host and deploy path directories kept (the most recently written)
 _SHA = re.compile(r"[0-9a-f]{64}")
 
 
@@ -87,11 +88,23 @@ class ManifestCache:
                 os.replace(tmp, path)
             for old in self._files()[KEEP:]:
                 old.unlink(missing_ok=True)
+            self._trim_paths()
         except OSError:
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
+
+    def _trim_paths(self) -> None:
+        """Only the KEEP_PATHS most recently written directories stay (a test suite deploys
+        to thousands of temporary paths)."""
+        os.utime(self.directory)
+        dirs = sorted((d for d in self.directory.parent.iterdir() if d.is_dir() and not d.is_symlink()),
+                      key=lambda d: d.stat().st_mtime_ns, reverse=True)
+        for old in dirs[KEEP_PATHS:]:
+            for f in old.iterdir():
+                f.unlink(missing_ok=True)
+            old.rmdir()
 
 
 def for_host(host) -> ManifestCache | None:
