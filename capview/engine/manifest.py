@@ -201,15 +201,20 @@ class Delta:
     send: tuple[Entry, ...]  # new or changed entries (dirs included), parents first
     drop: tuple[str, ...]  # previous manifest paths NOT taken over (changed or gone)
     keep: tuple[Entry, ...] = ()  # previous manifest entries taken over as they are (its order)
-    kept_text: str | None = field(default=None, compare=False, repr=False)  # their lines, verbatim
+    text: str | None = field(default=None, compare=False, repr=False)  # the manifest, if diff_text made it
     kept_paths: frozenset[str] | None = field(default=None, compare=False, repr=False)  # keep's paths, if known
 
     @cached_property
     def manifest(self) -> str:
         """The new release's manifest.tsv exactly as the host assembles it."""
-        if self.kept_text is not None:
-            return self.kept_text + manifest_text(self.send)
+        if self.text is not None:
+            return self.text
         return manifest_text(self.keep + self.send)
+
+    @cached_property
+    def sha256(self) -> str:
+        """sha256 of ``manifest`` (what the host's merge must hash to)."""
+        return hashlib.sha256(self.manifest.encode("utf-8", "surrogateescape")).hexdigest()
 
     @cached_property
     def kept(self) -> frozenset[str]:
@@ -262,8 +267,11 @@ def diff_text(scan: Scan, prev_text: str) -> Delta:
     rest = (line.split("\t") for line in lines if line and line not in by_line)
     drop = {unescape(parts[4]) for parts in rest if len(parts) == 5}
     drop = {p for p in drop if p not in kept and safe_relpath(p)}
-    return Delta(send, tuple(sorted(drop)), tuple(keep), "".join(line + "\n" for line in kept_lines),
-                 kept_paths=frozenset(kept))
+    del lines, rest  # the previous text's lines: ~35 MB for 200,000 (client peak RSS)
+    text = "\n".join(kept_lines)
+    del kept_lines
+    text = (text + "\n" if text else "") + manifest_text(send)  # one copy: the manifest the host will merge
+    return Delta(send, tuple(sorted(drop)), tuple(keep), text, kept_paths=frozenset(kept))
 
 
 def manifest_text(entries: dict[str, Entry] | tuple[Entry, ...]) -> str:

@@ -226,7 +226,7 @@ def split_delta(delta: Delta) -> list[tuple[Entry, ...]]:
 
 
 def manifest_sha256(delta: Delta) -> str:
-    return hashlib.sha256(delta.manifest.encode("utf-8", "surrogateescape")).hexdigest()
+    return delta.sha256  # computed once (the upload's meta, the manifest cache)
 
 
 def _meta_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
