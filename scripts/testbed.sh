@@ -204,9 +204,21 @@ start_journald() {
     # storage from the start: only then does journald split user-UID.journal files,
     # which is what `journalctl --user` reads.
     [ -x /lib/systemd/systemd-journald ] || { log "no systemd-journald: service logs stay empty"; return 0; }
-    if pgrep -x systemd-journal >/dev/null 2>&1; then return 0; fi
+    # Only a journald writing /var/log/journal splits user journals: one still on the runtime
+    # journal in /run (never flushed: no systemd-journal-flush.service here, and on a /run
+    # that is not a tmpfs it cannot let it go) puts every user's lines in the system file.
+    if pgrep -x systemd-journal >/dev/null 2>&1; then
+        [ -d /run/log/journal ] || return 0
+        log "systemd-journald is on its runtime journal: restarting it on /var/log/journal"
+        pkill -x systemd-journal || :
+        local j=0
+        while pgrep -x systemd-journal >/dev/null 2>&1 && [ "$j" -lt 50 ]; do sleep 0.1; j=$((j+1)); done
+    fi
     install -d /etc/systemd/journald.conf.d /run/systemd/journal /var/log/journal
     printf '[Journal]\nStorage=persistent\nSplitMode=uid\n' > /etc/systemd/journald.conf.d/capview-testbed.conf
+    # "flushed" tells journald to open /var/log/journal at once (what the flush service says at boot)
+    rm -rf /run/log/journal
+    touch /run/systemd/journal/flushed
     setsid /lib/systemd/systemd-journald >"$STATE/journald.log" 2>&1 < /dev/null &
     local i=0
     while [ ! -S /run/systemd/journal/stdout ] && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done

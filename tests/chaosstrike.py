@@ -58,6 +58,7 @@ class Plan:
     version: str = ""  # release: the new version; rollback-to: the target
     force: bool = False
     keep: int | None = None  # prune --keep
+    target: str | None = None  # plain rollback: the previous live release the host lists (None: none)
 
     def describe(self) -> str:
         what = self.op + (f" {self.version}" if self.version else "") + (" --force" if self.force else "") + (

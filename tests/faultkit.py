@@ -195,7 +195,20 @@ def remote_scripts(dp: str) -> list[int]:
         elif len(argv) >= 2 and argv[0].endswith(b"sh") and argv[1].startswith(dp.encode() + b"/") \
                 and argv[1].endswith(b"/txn.sh"):
             pids.append(int(d))
+        elif len(argv) >= 2 and argv[0].endswith(b"sh") and b"/capview-sh." in argv[1] and argv[1].endswith(b"/s") \
+                and _cwd_in(d, dp):
+            # a script of a long-lived session (ssh_session.py) working in dp, or a job it
+            # left to finish on the host (a big prune's removal, the usage sums)
+            pids.append(int(d))
     return pids
+
+
+def _cwd_in(pid: str, dp: str) -> bool:
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return cwd == dp or cwd.startswith(dp.rstrip("/") + "/")
 
 
 def settle(dp: str, timeout: float = 60) -> None:
@@ -215,16 +228,20 @@ class Hitter:
     def __init__(self, app, every: float = 0.02) -> None:
         self.app, self.every = app, every
         self.ok = self.attempts = 0
+        self.served: list[tuple[float, float, str]] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self.attempts += 1
+            sent = time.time()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.app.port}/hit", timeout=2) as r:
                     if r.status == 200:
                         self.ok += 1
+                        # (sent, answered, the body's first word: the version that wrote the row)
+                        self.served.append((sent, time.time(), r.read(64).decode(errors="replace").split(" ")[0]))
             except (OSError, urllib.error.URLError):
                 pass
             self._stop.wait(self.every)

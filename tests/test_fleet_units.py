@@ -376,3 +376,22 @@ def test_canary_watch_lasts_at_least_canary_wait_when_started_late_in_a_second(t
     res = subprocess.run(["sh", "-c", script], cwd=dp(env, 0), capture_output=True, text=True, timeout=30)
     assert res.returncode == 0 and "canary_ok" in res.stdout, res.stdout + res.stderr
     assert time.monotonic() - t0 >= 3.0
+
+
+async def test_converge_to_a_version_failed_on_one_host_changes_nothing(tmp_path):
+    """issue 17: `rollback ENV --to V` reads every host first; V failed on one of them
+    (without --force) -> one line naming that host and why, no host switched, no lock left."""
+    env = make_env(tmp_path, strategy="parallel")
+    assert (await release(ctx(), env, "v1")).ok
+    assert (await release(ctx(), env, "v2")).ok
+    meta = dp(env, 1) / "releases" / "v1" / ".capview" / "release.json"
+    doc = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**doc, "state": "failed"}))  # v1 failed its deploy on h2
+    r = await rollback(ctx(), env, to="v1")
+    assert not r.ok and currents(env) == ["v2"] * 3
+    messages = " | ".join(h.message for h in r.hosts)
+    assert "nothing switched: h2: release v1 failed its deploy" in messages, messages
+    for i in range(3):
+        assert not (dp(env, i) / ".capview" / "lock").exists(), f"lock left on h{i + 1}"
+    forced = await rollback(ctx(), env, to="v1", force=True)  # --force: the operator's call
+    assert forced.ok and currents(env) == ["v1"] * 3

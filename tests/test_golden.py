@@ -20,9 +20,11 @@ import pytest
 from capview.config import (
     BuildConfig, DataConfig, HealthConfig, HooksConfig, HostConfig, ServiceConfig, Settings, SharedConfig,
 )
-from capview.engine import hooks
 from capview.engine.layout import HostPaths
-from capview.engine.scripts import cleanup, fleet, inspect, lock, migrate, ops, release, service, status, switch, upload, usage
+from capview.engine.scripts import (
+    cleanup, fleet, hooks, inspect, lock, logs, migrate, ops, release, service, snapshots, status, switch, traefik, upload, usage,
+    verify,
+)
 from capview.engine.scripts.shell import Frames, append_line, json_printf, write_json
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -77,7 +79,13 @@ HOOKED = dataclasses.replace(SYSTEMD, hooks=HooksConfig(
     after_upload=("npm ci --offline",), before_start=("sqlite3 data/app.db 'ALTER TABLE t ADD c'", "./migrate --it's"),
     after_switch=("curl -fsS http://127.0.0.1:8000/warm",), after_rollback=("./notify rollback",),
     on_failure=("./notify failed",), timeout=60), data=DataConfig(sqlite=("data/app.db",), snapshots=3))
+def slots(pieces: dict[str, str]) -> str:
+    """A SwitchPlan's hook/snapshot slots as one text, each under its name."""
+    return "".join(f"# --- {name}\n{text}" for name, text in sorted(pieces.items()))
+
+
 HH = HostConfig(name="web-1", host="web-1.example", settings=HOOKED, env="prod")
+DBS = ("data/app.db", "db/other.sqlite")
 
 
 BUILDERS = {
@@ -147,6 +155,9 @@ BUILDERS = {
     "release_link_hooks": lambda: release.link_and_build(dataclasses.replace(HOOKED, build=None), P, "v2", F,
                                                          ready="# ready\n", building="", after_upload=hooks.hook_function(
         "cv_hooks_after_upload", HOOKED, P, "after_upload", hooks.HookContext.of(HH, "release", "v2", "v1"))),
+    # the hook/snapshot slots alone: a first deploy (no snapshot to take), a rollback without hooks or data
+    "hooks_release_first": lambda: slots(hooks.release_pieces(HH, "v1", None, 100.0)),
+    "hooks_rollback_plain": lambda: slots(hooks.rollback_pieces(HH, "v2", "v3", 100.0, run_hooks=False, restore=False)),
     "switch_launcher": lambda: switch.launcher(P, TOKEN, "echo body\n", F),
     "switch_recover": lambda: switch.recover(P, TOKEN, F),
     # cleanup
@@ -166,6 +177,31 @@ BUILDERS = {
     "inspect_read_pair": lambda: inspect.read_pair(DP, "v1", "v2", "templates/index.html", 1000),
     "inspect_logs": lambda: inspect.release_logs(DP, "v1"),
     "inspect_manifests": lambda: inspect.manifests(DP, "v1", "v2"),
+    # verify
+    "verify_version": lambda: verify.verify_script(P, "v2", F),
+    "verify_current": lambda: verify.verify_script(P, None, F),
+    # SQLite snapshots (issue 18). Pinned elsewhere, not repeated here: the take with the
+    # service stopped (inside snapshots_restore), the restore without a backup
+    # (switch_rollback_restore), describe_live_script and list_metas (snapshots_data_probe).
+    "snapshots_take_running": lambda: snapshots.take_script(P, DBS, "v1", stopped=False),
+    "snapshots_describe": lambda: snapshots.describe_script(P, DBS, "v1", taken_at=100.0, serving="v0",
+                                                            reason="release v2"),
+    "snapshots_restore": lambda: snapshots.restore_script(P, DBS, "v1", "_restore-100"),
+    "snapshots_prune": lambda: snapshots.prune_script(P, 4),
+    "snapshots_prune_with_releases": lambda: snapshots.prune_with_releases_script(P, 3),
+    "snapshots_data_probe": lambda: snapshots.probe_script(HH, F, 100.0),
+    # logs
+    "logs_journal": lambda: logs.logs_script(SYSTEMD, lines=50, follow=True, since="-10m")
+    + logs.logs_script(SYSTEMD, lines=5),
+    "logs_command": lambda: logs.logs_script(COMMAND, lines=7, follow=True, since="today"),
+    # traefik
+    "traefik_maintenance_server": lambda: traefik.maintenance_server_script(DP, 8099) + "\n",
+    "traefik_history_tail": lambda: traefik.history_tail(P.history),
+    "traefik_write_config": lambda: traefik.write_config(f"{DP}/traefik", "app.yml",
+                                                         f"{DP}/shared/maintenance/maintenance.html", None),
+    "traefik_write_config_unit": lambda: traefik.write_config("/etc/traefik/dynamic", "app.yml",
+                                                              f"{DP}/shared/maintenance/maintenance.html",
+                                                              "capview-app-maintenance.service"),
 }
 
 

@@ -69,6 +69,14 @@ def logs(events: list) -> list[str]:
     return [e.line for e in events if isinstance(e, LogLine)]
 
 
+def unanswered_window(hitter, old: str, new: str) -> tuple[float, float]:
+    """(the last request ``old`` answered was sent, the first ``new`` answered arrived):
+    the app served nobody in between, by the client's own clock (this machine's)."""
+    last_old = max(sent for sent, _, v in hitter.served if v == old)
+    first_new = min(got for _, got, v in hitter.served if v == new)
+    return last_old, first_new
+
+
 async def test_migration_runs_once_with_the_app_stopped_and_restore_data_brings_v1_data_back(host, tmp_path):
     app = new_app(host, build=False)
     shared = Path(app.deploy_path, "shared")
@@ -109,9 +117,12 @@ async def test_migration_runs_once_with_the_app_stopped_and_restore_data_brings_
         v1_rows = rows(snap)
         v1_acked = sqlite3.connect(snap).execute("SELECT count(*) FROM hits WHERE version='v1'").fetchone()[0]
         assert v1_rows == v1_acked >= 40 and hitter.ok > 40
-        # the app was stopped when it was taken: no row v1 wrote is missing from it
+        # the app was stopped when it was taken: no row v1 wrote is missing from it, and the
+        # snapshot file was written after the unit went inactive and before it was active again
         live_v1 = sqlite3.connect(db).execute("SELECT count(*) FROM hits WHERE version='v1'").fetchone()[0]
         assert live_v1 == v1_rows
+        quiet_from, quiet_to = unanswered_window(hitter, "v1", "v2")
+        assert quiet_from <= snap.stat().st_mtime <= quiet_to, (quiet_from, snap.stat().st_mtime, quiet_to)
         meta = json.loads((snap.parent.parent / "meta.json").read_text())
         assert meta["from"] == "v1" and meta["dbs"][DB]["tables"] == [{"name": "hits", "rows": v1_rows}]
         assert meta["dbs"][DB]["integrity"] == [{"integrity_check": "ok"}]

@@ -161,6 +161,33 @@ async def test_builds_and_a_writing_app_never_change_an_earlier_release(host, tm
                for v in ("v1", "v2", "v3b", "v4"))
 
 
+# An app that dies at start writing in place into an uploaded (read-only, shared) file.
+DYING_WRITER_APP = '''import os
+HERE = os.path.dirname(os.path.realpath(__file__))
+with open(os.path.join(HERE, "templates", "page1.html"), "a") as f:
+    f.write("written in place\\n")
+'''
+
+
+async def test_an_app_refused_an_in_place_write_is_told_why(host, tmp_path, transport):
+    """Issue 13, item 2: an app (not a build) that fails on a read-only uploaded file gets
+    an error saying why and what to do; the release is rolled back, no file changed."""
+    app = new_app(host, build=False)
+    dp = Path(app.deploy_path)
+    src1 = make_source(tmp_path, "v1")
+    assert (await release(ctx(transport), app.env(src1), "v1")).ok
+    src2 = make_source(tmp_path, "v2")
+    (src2 / "app.py").write_text(DYING_WRITER_APP)
+    r = await release(ctx(transport), app.env(src2), "v2")
+    h = r.hosts[0]
+    assert not r.ok and h.outcome == "rolled_back", h.message
+    assert "Permission denied" in h.message and "uploaded files are read-only" in h.message, h.message
+    assert "upload.writable" in h.message, h.message
+    assert "Permission denied" in (dp / "releases/v2/.capview/health.log").read_text()
+    assert app.current() == "releases/v1" and app.get() == (200, "v1")
+    assert "written in place" not in (dp / "releases/v1/templates/page1.html").read_text()
+
+
 @pytest.mark.parametrize("kind", ["relative-into-shared", "absolute-outside"])
 async def test_symlinked_parent_of_a_nested_shared_path_is_refused(host, tmp_path, transport, kind):
     app = new_app(host, build=False)

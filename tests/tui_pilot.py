@@ -29,6 +29,7 @@ async def settle(pilot, rounds: int = 3) -> None:
         done += 1
         if done == rounds:
             await _logs_flushed(pilot)
+            await _tables_measured(pilot)
             return
 
 
@@ -41,6 +42,20 @@ async def _logs_flushed(pilot, timeout: float = 2.0) -> None:
     while time.monotonic() < deadline:
         panes = [p for s in pilot.app.screen_stack for p in s.query(LogPane)]
         if not any(p.pending for p in panes):
+            return
+        await pilot.pause(0.05)
+
+
+async def _tables_measured(pilot, timeout: float = 2.0) -> None:
+    """Every DataTable has measured its new rows and cells: it does that when its message
+    queue is idle, and a table under a modal pushed right after an update would otherwise
+    be drawn with the header's column widths in a screenshot (by chance, on a loaded machine)."""
+    from textual.widgets import DataTable
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tables = [t for s in pilot.app.screen_stack for t in s.query(DataTable)]
+        if not any(t._require_update_dimensions or t._updated_cells for t in tables):
             return
         await pilot.pause(0.05)
 

@@ -11,6 +11,8 @@ import argparse
 import re
 from dataclasses import dataclass
 
+from capview.cli.parser import build_parser
+
 # Options whose value is a local path (completed as file names).
 PATH_OPTIONS = ("--config", "--source", "--dir")
 
@@ -153,6 +155,4 @@ def fish(parser: argparse.ArgumentParser) -> str:
 
 
 def script(shell: str) -> str:
-    from capview.cli import build_parser
-
     return {"bash": bash, "zsh": zsh, "fish": fish}[shell](build_parser())

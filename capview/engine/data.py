@@ -24,12 +24,11 @@ from capview.engine.context import Context
 from capview.engine.hooks import snapshots_on
 from capview.engine.hostrun import PhaseFailed
 from capview.engine.hosts import each_host
-from capview.engine.layout import HostPaths
 from capview.engine.releases_meta import parse_release_listing
 from capview.engine.rollback import choose_target
-from capview.engine.scripts import release as release_sh
 from capview.engine.scripts.shell import Frames, one_line
-from capview.engine.snapshots import SnapshotMeta, describe_live_script, list_metas, parse_meta, schema_changed
+from capview.engine.scripts.snapshots import probe_script
+from capview.engine.snapshots import SnapshotMeta, parse_meta, schema_changed
 
 
 @dataclass
@@ -58,12 +57,6 @@ class DataPlan:
                 "now": None if self.now is None else {
                     d.path: {"bytes": d.bytes, "user_version": d.user_version, "tables": d.tables} for d in self.now.dbs},
                 "losses": self.losses}
-
-
-def probe_script(h: HostConfig, frames: Frames, at: float) -> str:
-    paths = HostPaths(h.settings.deploy_path)
-    return (release_sh.listing(paths, frames, manifest_of_current=False) + list_metas(paths)
-            + "sec live\n" + describe_live_script(paths, h.settings.data.sqlite, at=at) + "sec end\n")
 
 
 def losses(snap: SnapshotMeta, now: SnapshotMeta | None) -> list[str]:

@@ -189,15 +189,18 @@ class HostDeploy(UploadStreams, FleetMember):
         snap_note = f", data snapshot {float(snap):.2f}s" if snap.replace(".", "", 1).isdigit() else ""
         if r.outcome == "ok":
             return "ok", f"{self.version} is live" + switching.downtime_words(r, note=snap_note)
+        # issue 13: the app's log shows a write refused: say why uploaded files are read-only
+        why = f" - its log says 'Permission denied': {readonly_hint('Permission denied')}" if r.values.get("readonly") else ""
         if r.outcome == "rolled_back":
-            return "rolled_back", f"{r.reason}; rolled back to {prev}" + switching.downtime_words(r, prev) + "".join(f" ({w})" for w in r.warnings)
+            return "rolled_back", (f"{r.reason}; rolled back to {prev}" + switching.downtime_words(r, prev)
+                                   + "".join(f" ({w})" for w in r.warnings) + why)
         if r.outcome != "failed":
             return None
         if "switched" not in r.values:
             return "failed", f"switch failed before current moved; {prev or 'nothing'} restarted"
         if prev is None:
             back = "the current it found was put back" if "restored" in r.values else "service stopped and current removed"
-            return "failed", f"{r.reason}; first release, {back}"
+            return "failed", f"{r.reason}; first release, {back}{why}"
         return "failed", f"{r.reason} - but the revert itself failed ({'; '.join(r.warnings)}); check the host"
 
     # ---- phases before the switch ----------------------------------------
@@ -254,7 +257,7 @@ class HostDeploy(UploadStreams, FleetMember):
                 if self.lock.held:
                     return res
             holder_info = parse_owner(parts)
-            holder = describe_holder(holder_info, self.ctx.clock())
+            holder = describe_holder(holder_info, self.ctx.clock(), self.host.env, self.host.name)
             if self.ctx.clock() >= deadline:
                 hint = stale_hint(holder_info, self.host.env, self.host.name, now=self.ctx.clock(),
                                   running=switch_running(parts))

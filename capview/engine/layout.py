@@ -79,6 +79,9 @@ HEALTH_LOG = f"{META}/health.log"
 HOOKS_LOG = f"{META}/hooks.log"
 DATA_SNAPSHOT = f"{META}/data-snapshot.json"  # issue 18: meta.json of the snapshot of this release's data
 PINNED = f"{META}/pinned"
+# the release as built, recorded right after the build (engine/build_check.py); verify reads them
+BUILT_LIST = f"{META}/built.list"
+BUILT_SHA = f"{META}/built.sha"
 INCOMING = f"{META}/incoming"
 TRASH_PREFIX = ".trash-"  # releases/.trash-<v>: a release being deleted
 CURRENT_TMP = "current.tmp."  # current.tmp.<pid>: the link before its rename over current
@@ -134,6 +137,8 @@ class HostPaths:
     hooks_log = _inside(HOOKS_LOG)  # issue 18
     data_snapshot = _inside(DATA_SNAPSHOT)  # issue 18
     pinned = _inside(PINNED)
+    built_list = _inside(BUILT_LIST)
+    built_sha = _inside(BUILT_SHA)
     incoming = _inside(INCOMING)
 
     def trash(self, version: str) -> str:

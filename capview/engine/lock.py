@@ -183,9 +183,11 @@ def heartbeat_age(info: LockInfo, now: float) -> float:
     return age if age is not None else max(0.0, now - info.heartbeat)
 
 
-def describe_holder(info: LockInfo | None, now: float) -> str:
+def describe_holder(info: LockInfo | None, now: float, env: str = "", host: str = "") -> str:
     if info is None:
-        return "locked (owner.json unreadable - a crashed run? see: capview unlock ENV --force)"
+        where = f" --host {host}" if host else ""
+        return (f"locked (owner.json unreadable - a crashed run? if no capview runs there: "
+                f"capview unlock {env or 'ENV'}{where} --force)")
     what = info.operation + (f" {info.version}" if info.version else "")
     where = f" on {info.machine}" if info.machine else ""
     clock = " by the host's clock" if info.host_age is not None else ""
@@ -312,7 +314,7 @@ async def take_with_listing(run, lock: HostLock) -> ReleaseListing:
             res, parts = took
         if res.exit_status == 3:
             info = parse_owner(parts)
-            raise PhaseFailed(describe_holder(info, run.ctx.clock()), code=EXIT_LOCKED,
+            raise PhaseFailed(describe_holder(info, run.ctx.clock(), run.host.env, run.host.name), code=EXIT_LOCKED,
                               hint=stale_hint(info, run.host.env, run.host.name, now=run.ctx.clock(),
                                               running=switch_running(parts)))
     if res.exit_status != 0:

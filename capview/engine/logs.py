@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from capview.config import Environment, HostConfig, Settings
+from capview.config import Environment, HostConfig
 from capview.engine.context import Context
-from capview.engine.scripts.shell import one_line, q
+from capview.engine.scripts.logs import logs_script
+from capview.engine.scripts.shell import one_line
 from capview.errors import CapviewError, HostUnreachable, UsageError
 
 MAX_LINES = 100_000
@@ -39,28 +40,6 @@ def validate_lines(lines: int) -> int:
     if not 1 <= lines <= MAX_LINES:
         raise UsageError(f"-n {lines}: give 1 to {MAX_LINES} lines")
     return lines
-
-
-def logs_script(s: Settings, *, lines: int, follow: bool = False, since: str | None = None) -> str:
-    """The host script printing the service's logs (and following them with ``follow``)."""
-    svc = s.service
-    if svc.logs:
-        env = (f"CAPVIEW_LINES={int(lines)} CAPVIEW_FOLLOW={'1' if follow else ''} "
-               f"CAPVIEW_SINCE={q(since or '')} ")
-        return f"cd {q(s.deploy_path)} && {env}exec sh -c {q(svc.logs)}\n"
-    if svc.manager == "systemd-user":
-        # -a: lines with control bytes are shown (rendered inert by the front), not "[blob data]"
-        args = [f"-u {q(svc.unit or '')}", f"-n {int(lines)}", "--no-pager", "-a", "-o short-iso"]
-        if since:
-            args.append(f"--since {q(since)}")
-        if follow:
-            args.append("-f")
-        # "-- No entries --" is journalctl talking, not the app
-        return f"journalctl --user {' '.join(args)} | grep --line-buffered -v '^-- No entries --$' || true\n"
-    raise UsageError(
-        f"service.manager is {svc.manager} and service.logs is not set: "
-        "add service.logs to deploy.yaml (a command printing the app's log, e.g. tail -n \"$CAPVIEW_LINES\" logs/app.log)"
-    )
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,7 @@ class _HostMigrate(HostRun):
         if r.outcome == "refused" and "already" in v:
             return True, "already migrated", EXIT_OK
         if r.outcome == "refused" and r.reason == "locked":
-            return False, describe_holder(owner_from_json(v.get("owner", "")), ctx.clock()), EXIT_LOCKED
+            return False, describe_holder(owner_from_json(v.get("owner", "")), ctx.clock(), self.host.env, self.host.name), EXIT_LOCKED
         if r.outcome == "refused" and "fail" in v:
             return False, f"cannot migrate: {v['fail']}", EXIT_FAILED
         if r.outcome in ("notstarted", "refused"):

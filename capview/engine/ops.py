@@ -129,7 +129,7 @@ async def unlock(ctx: Context, env: Environment, host: str | None = None, force:
         seen = owner.rstrip("\n")
         info = parse_owner(parts)
         now = ctx.clock()
-        holder = describe_holder(info, now)
+        holder = describe_holder(info, now, h.env, h.name)
         log(ctx, h, holder)
         reason = None if force else why_not_stale(info, now)
         if reason is not None:  # issue 17: the same hint as release's refusal (--force only if it cannot be alive)

@@ -15,7 +15,7 @@ from capview.engine.context import Context, OperationResult
 from capview.engine.events import DryRunScript, HostFinished, HostWarning, LogLine, PhaseFinished, PhaseStarted
 from capview.engine.history import history_record
 from capview.engine.hooks import snapshots_on
-from capview.engine.snapshots import prune_with_releases_script
+from capview.engine.scripts.snapshots import prune_with_releases_script
 from capview.engine.hosts import HostResult, each_host, operation
 from capview.engine.layout import HostPaths
 from capview.engine.lock import HostLock, LockOwner, describe_holder, parse_owner
@@ -162,7 +162,7 @@ class _HostPrune:
         res = await ctx.transport.run(h, script, stdin=stdin_list(plan.deletions))
         parts = frames.parse(res.stdout)
         if res.exit_status == 3:
-            raise PruneLocked(describe_holder(parse_owner(parts), ctx.clock()))
+            raise PruneLocked(describe_holder(parse_owner(parts), ctx.clock(), h.env, h.name))
         if not res.ok:
             raise RuntimeError(one_line(res.stderr or f"prune script exited {res.exit_status}"))
         run = parse_prune((k, a) for k, a, _ in parts)

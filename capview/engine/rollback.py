@@ -13,7 +13,7 @@ from capview.config import Environment, HostConfig
 from capview.engine import switching
 from capview.engine.context import Context, OperationResult
 from capview.engine.history import history_record, parse_history, previous_live
-from capview.engine.hooks import restore_precheck, rollback_pieces
+from capview.engine.scripts.hooks import restore_precheck, rollback_pieces
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.hosts import HostResult, operation
 from capview.engine.layout import validate_version

@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from capview.config import Environment, HostConfig
 from capview.engine.context import Context
 from capview.engine.scripts.shell import Frames, one_line
-from capview.engine.layout import HostPaths, is_version, validate_version
+from capview.engine.layout import MANIFEST, HostPaths, is_version, validate_version
 from capview.engine.manifest import Entry, parse_manifest
-from capview.engine.build_check import LIST_FUNCTIONS
-from capview.engine.scripts.shell import q
+from capview.engine.scripts.verify import verify_script
 from capview.engine.shared_links import link_target, shared_paths
 from capview.engine.hosts import each_host
 from capview.errors import RemoteError
@@ -56,30 +55,6 @@ class Verification:
 
     def of_kind(self, kind: str) -> tuple[Difference, ...]:
         return tuple(d for d in self.differences if d.kind == kind)
-
-
-def verify_script(paths: HostPaths, version: str | None, frames: Frames) -> str:
-    if version is not None:
-        pick = f"n={q(validate_version(version))}"
-    else:  # the current release; only a valid name is framed
-        pick = ('cur=$(readlink current 2>/dev/null || true); n=${cur#releases/}\n'
-                'case $cur in releases/*) ;; *) sec nocurrent; sec end; exit 0 ;; esac\n'
-                'case $n in ""|.|..|*/*|*[!A-Za-z0-9._+-]*|[!A-Za-z0-9]*) sec nocurrent; sec end; exit 0 ;; esac')
-    return frames.prelude() + LIST_FUNCTIONS + f"""export LC_ALL=C
-cd {q(paths.root)}
-{pick}
-r=releases/$n
-sec version "$n"
-if [ -L "$r" ] || [ ! -d "$r" ]; then sec missing; sec end; exit 0; fi
-if [ ! -f "$r/.capview/manifest.tsv" ]; then sec nomanifest; sec end; exit 0; fi
-sec manifest; cat "$r/.capview/manifest.tsv"
-if [ -f "$r/.capview/built.list" ] && [ -f "$r/.capview/built.sha" ]; then
-  sec built_list; cat "$r/.capview/built.list"; sec built_sha; cat "$r/.capview/built.sha"
-fi
-sec list; cv_list "$r"
-sec sha; cv_hash "$r"
-sec end
-"""
 
 
 def _norm(path: str) -> str:
@@ -172,7 +147,7 @@ def parse_verify(host: HostConfig, version: str | None, stdout: str, frames: Fra
     if "missing" in parts:
         return Verification(host.name, v, error=f"no release {v} on {host.name}")
     if "nomanifest" in parts:
-        return Verification(host.name, v, error=f"releases/{v} has no .capview/manifest.tsv (not deployed by capview)")
+        return Verification(host.name, v, error=f"releases/{v} has no {MANIFEST} (not deployed by capview)")
     manifest = parse_manifest(parts.get("manifest", ("", ""))[1])
     built = None
     if "built_list" in parts:

@@ -1,9 +1,18 @@
 M='@@cv-0000000000000000'
 mark() { printf '%s %s\n' "$M" "$*"; }
 sec() { printf '\n%s %s\n' "$M" "$*"; }
+unlock_() {
+if grep -q 0123456789abcdef /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null; then
+rm -rf /home/deploy/web/app/.capview/lock
+fi
+}
+trap unlock_ EXIT
+trap 'exit 130' INT TERM HUP
 mkdir -p /home/deploy/web/app/.capview
-if mkdir /home/deploy/web/app/.capview/lock 2>/dev/null; then
+if ( trap '' HUP INT TERM PIPE
+  mkdir /home/deploy/web/app/.capview/lock 2>/dev/null || exit 1
   printf '%s%s%s\n' '{"heartbeat":100.0,"host_heartbeat":' "$(date +%s)" ',"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  exit 0 ); then
   mark locked
 else
   cv_n=0; while [ -d /home/deploy/web/app/.capview/lock ] && [ ! -e /home/deploy/web/app/.capview/lock/owner.json ] && [ $cv_n -lt 20 ]; do sleep 0.05; cv_n=$((cv_n+1)); done
@@ -14,13 +23,6 @@ else
   cat /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null || true
   exit 3
 fi
-unlock_() {
-if grep -q 0123456789abcdef /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null; then
-rm -rf /home/deploy/web/app/.capview/lock
-fi
-}
-trap unlock_ EXIT
-trap 'exit 130' INT TERM HUP
 (
   export LC_ALL=C
   warn() { printf '%s\n' "$*" | while IFS= read -r l; do mark warn "$l"; done; }

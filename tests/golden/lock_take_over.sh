@@ -1,7 +1,9 @@
 cv_take() {
   mkdir -p /home/deploy/web/app/.capview
-  if mkdir /home/deploy/web/app/.capview/lock 2>/dev/null; then
-    printf '%s%s%s\n' '{"heartbeat":100.0,"host_heartbeat":' "$(date +%s)" ',"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  if ( trap '' HUP INT TERM PIPE
+  mkdir /home/deploy/web/app/.capview/lock 2>/dev/null || exit 1
+  printf '%s%s%s\n' '{"heartbeat":100.0,"host_heartbeat":' "$(date +%s)" ',"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  exit 0 ); then
     mark locked; return 0
   fi
   sp=$(cat /home/deploy/web/app/.capview/switch.pid 2>/dev/null || true)

@@ -18,8 +18,10 @@ if [ -e /home/deploy/web/app/shared/.env ]; then pass '/home/deploy/web/app/shar
 if [ -e /home/deploy/web/app/shared/conf/app.ini ]; then pass '/home/deploy/web/app/shared/conf/app.ini exists'; elif [ "$legacy" = 0 ]; then fail '/home/deploy/web/app/shared/conf/app.ini is missing - run: capview init prod, then fill it in'; fi
 [ "$failed" = 0 ] || exit 4
 mkdir -p /home/deploy/web/app/.capview
-if mkdir /home/deploy/web/app/.capview/lock 2>/dev/null; then
+if ( trap '' HUP INT TERM PIPE
+  mkdir /home/deploy/web/app/.capview/lock 2>/dev/null || exit 1
   printf '%s%s%s\n' '{"heartbeat":100.0,"host_heartbeat":' "$(date +%s)" ',"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  exit 0 ); then
   mark locked
 else
   cv_n=0; while [ -d /home/deploy/web/app/.capview/lock ] && [ ! -e /home/deploy/web/app/.capview/lock/owner.json ] && [ $cv_n -lt 20 ]; do sleep 0.05; cv_n=$((cv_n+1)); done

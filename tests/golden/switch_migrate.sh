@@ -201,6 +201,7 @@ cv_mark_failed() { try "release.json of $target not written" cv_write_failed; }
 cv_capture() {  # the service's logs and status, for whoever looks at the failure
   ( umask 077; { printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"; ( cd /home/deploy/web/app && tail -n 50 log/app.log ) 2>&1 | tail -n 200 || true ; } > /home/deploy/web/app/releases/legacy/.capview/health.log.tmp 2>&1 ) || :
   chmod 600 /home/deploy/web/app/releases/legacy/.capview/health.log.tmp 2>/dev/null; mv -f /home/deploy/web/app/releases/legacy/.capview/health.log.tmp /home/deploy/web/app/releases/legacy/.capview/health.log 2>/dev/null || :
+  ! grep -qE 'Permission denied|EACCES|Errno 13|Read-only file' /home/deploy/web/app/releases/legacy/.capview/health.log 2>/dev/null || mark readonly 1
 }
 cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead
   printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"
@@ -226,8 +227,10 @@ cv_begin() {
   stopped=0 was_active=1 unit_new=0 moved='' emptied='' placeholders='' parents='' lparents=''
   ( cd /home/deploy/web/app && ./bin/status ) >/dev/null 2>&1 || was_active=0
   mkdir -p /home/deploy/web/app/.capview
-  if mkdir /home/deploy/web/app/.capview/lock 2>/dev/null; then
-    printf '%s\n' '{"heartbeat":100.0,"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  if ( trap '' HUP INT TERM PIPE
+  mkdir /home/deploy/web/app/.capview/lock 2>/dev/null || exit 1
+  printf '%s%s%s\n' '{"heartbeat":100.0,"host_heartbeat":' "$(date +%s)" ',"machine":"laptop","operation":"release","operator":"ann@laptop","pid":4242,"started":100.0,"token":"0123456789abcdef","version":"v2"}' > /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ && mv -f /home/deploy/web/app/.capview/lock/owner.json.tmp.$$ /home/deploy/web/app/.capview/lock/owner.json
+  exit 0 ); then :
   else
     mark owner "$(tr -d '\n' < /home/deploy/web/app/.capview/lock/owner.json 2>/dev/null)"; reason=locked; return 1
   fi

@@ -140,7 +140,9 @@ def prune_script(paths: HostPaths, frames: Frames, images: Sequence[str] = (), *
     released by ``unlock`` whatever happens (an EXIT trap)."""
     s = Script(frames)
     if lock:
-        s.raw(lock).line("unlock_() {").raw(unlock).line("}", "trap unlock_ EXIT", "trap 'exit 130' INT TERM HUP")
+        # the traps first: a signal while the lock is being taken still ends in unlock_ (the
+        # take is shielded from it, scripts/lock.take; unlock_ removes only a lock of ours)
+        s.line("unlock_() {").raw(unlock).line("}", "trap unlock_ EXIT", "trap 'exit 130' INT TERM HUP").raw(lock)
     # in a subshell: its early exit (no releases/) still reaches "end"
     return s.line("(").indent(prune_body(paths, images, record=record)).line(")", "mark end").text()
 

@@ -28,13 +28,28 @@ def _holder(paths: HostPaths) -> str:
     )
 
 
+def take(paths: HostPaths, owner: dict) -> str:
+    """sh: ``if <mkdir the lock and write owner.json>; `` (the caller goes on with
+    ``then``). Both in a subshell that ignores HUP, INT, TERM and PIPE: a client that
+    goes away between the two (its cancel kills the script, or the closed channel's
+    SIGPIPE) must never leave a lock nobody can name. A signal meanwhile is acted on
+    by the script once the subshell is done (its traps, e.g. prune's unlock, then run
+    with owner.json there). Its status is mkdir's."""
+    return (
+        "if ( trap '' HUP INT TERM PIPE\n"
+        f"  mkdir {q(paths.lock)} 2>/dev/null || exit 1\n"
+        f"  {write_json(paths.owner_json, owner, HOST_CLOCK)}"
+        "  exit 0 ); "
+    )
+
+
 def acquire(paths: HostPaths, owner: dict, frames: Frames) -> str:
     """Take the lock (frame ``locked``), or print the holder's owner.json (section
     ``owner``, after ``host_now``) and exit 3. Needs the frames prelude."""
     return (
         f"mkdir -p {q(paths.meta)}\n"
-        f"if mkdir {q(paths.lock)} 2>/dev/null; then\n"
-        f"  {write_json(paths.owner_json, owner, HOST_CLOCK)}"
+        + take(paths, owner) +
+        "then\n"
         "  mark locked\n"
         "else\n"
         + indent(_holder(paths))
@@ -62,25 +77,24 @@ def take_over(paths: HostPaths, owner: dict, seen: str, dead_release: str | None
             '  case $st in ""|uploading|building|ready) rm -rf "$d" && mark removed "$d" ;; esac\n'
             "fi\n"
         )
-    take = f"{paths.lock}/takeover"
+    claim = f"{paths.lock}/takeover"
     return (
         "cv_take() {\n"
         f"  mkdir -p {q(paths.meta)}\n"
-        f"  if mkdir {q(paths.lock)} 2>/dev/null; then\n"  # released meanwhile: an ordinary take
-        f"    {write_json(paths.owner_json, owner, HOST_CLOCK)}"
+        "  " + take(paths, owner) + "then\n"  # released meanwhile: an ordinary take
         "    mark locked; return 0\n"
         "  fi\n"
         f"  sp=$(cat {q(paths.switch_pid)} 2>/dev/null || true)\n"
         '  case $sp in ""|*[!0-9]*) sp="" ;; esac\n'
-        f'  if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null || ! mkdir {q(take)} 2>/dev/null; then\n'
+        f'  if [ -n "$sp" ] && kill -0 "$sp" 2>/dev/null || ! mkdir {q(claim)} 2>/dev/null; then\n'
         + indent(_holder(paths), "    ") + f"    return {LOCKED}\n"
         "  fi\n"
         f'  if [ "$(cat {q(paths.owner_json)} 2>/dev/null || true)" != {q(seen)} ]; then\n'
-        f"    rmdir {q(take)}\n"
+        f"    rmdir {q(claim)}\n"
         + indent(_holder(paths), "    ") + f"    return {LOCKED}\n"
         "  fi\n"
         f"  {write_json(paths.owner_json, owner, HOST_CLOCK)}"
-        f"  rmdir {q(take)}\n"
+        f"  rmdir {q(claim)}\n"
         "  mark locked\n"
         + indent(rel + record_line)
         + "  mark taken_over\n"

@@ -112,7 +112,7 @@ def link_and_build(settings: Settings, paths: HostPaths, version: str, frames: F
     """One script for both phases: the link, then (with a build) frame ``linked``, the
     release marked building, the build. ``ready``/``building``: the state writes;
     ``after``: the check after the build (build_check.after_build_script, issue 13);
-    ``after_upload``: the ``cv_hooks_after_upload`` function (engine/hooks.py, issue 18),
+    ``after_upload``: the ``cv_hooks_after_upload`` function (engine/scripts/hooks.py, issue 18),
     run after a successful build (frame ``hook_rc`` when it fails)."""
     link = link_script(settings, paths, version, frames)
     build = build_script(settings, paths, version)

@@ -50,6 +50,8 @@ from capview.engine.scripts.shell import Frames, append_line, q, write_json
 
 TXN_END = "CV_TXN_END"
 Revert = Literal["previous", "first", "restore", "none"]
+# what an app's log says when it tried to write a read-only file (upload.readonly_hint's signs)
+READONLY_SIGNS = "Permission denied|EACCES|Errno 13|Read-only file"
 # Host-side reasons (spliced into JSON as strings: our own words only, no quotes).
 REASONS = ("health check failed", "service start failed", "switch failed before current moved",
            "the lock is not held by this operation", "the image of the release no longer exists",
@@ -86,7 +88,7 @@ class SwitchPlan:
     after_finish: str = ""  # sh once the result is out (migrate: drop .capview it created)
     keep_lock: bool = False  # issue 17: a fleet keeps the lock until every host is settled
     op_id: str = ""  # issue 17: keys .capview/ops/ instead of the token (a second switch under one lock)
-    # issue 18 (engine/hooks.py, engine/snapshots.py): each is sh; "" adds nothing to the script
+    # issue 18 (engine/scripts/hooks.py, scripts/snapshots.py): each is sh; "" adds nothing to the script
     after_healthy: str = ""  # after a healthy switch was recorded: after_switch hooks, snapshot describe
     on_failure: str = ""  # after a failed switch was recorded: on_failure hooks (never fatal)
     before_revert: str = ""  # sh before switching back to previous (its own guard): the data put back
@@ -239,6 +241,8 @@ def _record_steps(plan: SwitchPlan, p: HostPaths) -> str:
         f"  ( umask 077; {{ printf 'capview: %s %s did not come up: %s\\n' \"$op_name\" \"$target\" \"$reason\"; "
         f"{service_logs(plan.settings).strip()} ; }} > {q(log + '.tmp')} 2>&1 ) || :\n"
         f"  chmod 600 {q(log + '.tmp')} 2>/dev/null; mv -f {q(log + '.tmp')} {q(log)} 2>/dev/null || :\n"
+        # issue 13: an app that wrote into an uploaded (read-only, shared) file gets the why
+        f"  ! grep -qE {q(READONLY_SIGNS)} {q(log)} 2>/dev/null || mark readonly 1\n"
         "}\n"
         "cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead\n"
         "  printf 'capview: %s %s did not come up: %s\\n' \"$op_name\" \"$target\" \"$reason\"\n"
@@ -255,8 +259,7 @@ def _begin_step(plan: SwitchPlan, p: HostPaths, frames: Frames) -> str:
         lines.append(_sh_block(plan.precheck).rstrip("\n"))
     if plan.take_lock is not None:
         lines += [f"  mkdir -p {q(p.meta)}",
-                  f"  if mkdir {q(p.lock)} 2>/dev/null; then",
-                  "    " + write_json(p.owner_json, plan.take_lock).rstrip("\n"),
+                  "  " + lock_sh.take(p, plan.take_lock) + "then :",
                   "  else",
                   f"    mark owner \"$(tr -d '\\n' < {q(p.owner_json)} 2>/dev/null)\"; reason=locked; return 1",
                   "  fi"]

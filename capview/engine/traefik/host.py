@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shlex
 import tarfile
 import time
 from dataclasses import dataclass
@@ -12,40 +11,15 @@ import yaml
 
 from capview.config import HostConfig, TraefikConfig
 from capview.engine.layout import HostPaths
+from capview.engine.scripts import traefik as traefik_sh
+from capview.engine.scripts.traefik import maintenance_dir, maintenance_server_script
 from capview.errors import ConfigError, RemoteError, UsageError
 from capview.engine.traefik.document import check_app_name, render_dynamic_config, to_yaml
 from capview.engine.traefik.retry import HISTORY_WINDOW, MAINTENANCE_FILE, RetryPlan, downtimes_from_history, retry_plan
 from capview.engine.traefik.validate import validate_dynamic_config
 
-q = shlex.quote
 
 # --------------------------------------------------------------------------- maintenance server
-
-
-def maintenance_dir(deploy_path: str) -> str:
-    return f"{HostPaths(deploy_path).shared}/maintenance"
-
-
-def maintenance_server_script(deploy_path: str, port: int) -> str:
-    """One POSIX sh line that serves ``<deploy_path>/shared/maintenance`` on 127.0.0.1:<port>.
-
-    No runtime is assumed: it execs the first of ``python3 -m http.server`` (present on
-    most VPS images, and on any host running a Python app) or ``busybox httpd -f``; with
-    neither it exits 127 saying so. It binds loopback only: Traefik reaches it through
-    the ``<app>-maintenance`` service, no router exposes it directly. The errors
-    middleware asks it for ``/maintenance.html``.
-    """
-    port = int(port)
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"traefik.maintenance_port {port} is not a TCP port")
-    d = q(maintenance_dir(deploy_path))
-    return (
-        "if command -v python3 >/dev/null 2>&1; then "
-        f"exec python3 -m http.server --bind 127.0.0.1 --directory {d} {port}; "
-        "elif command -v busybox >/dev/null 2>&1; then "
-        f"exec busybox httpd -f -p 127.0.0.1:{port} -h {d}; "
-        "else echo 'capview maintenance page: neither python3 nor busybox is installed' >&2; exit 127; fi"
-    )
 
 
 def maintenance_unit_name(app: str) -> str:
@@ -109,8 +83,7 @@ def dynamic_file_path(host_cfg: HostConfig) -> str:
 async def read_downtimes(transport, host_cfg: HostConfig, *, limit: int = HISTORY_WINDOW) -> list[float]:
     """The recorded switch windows of one host (one round trip)."""
     hist = HostPaths(host_cfg.settings.deploy_path).history
-    script = f"f={q(hist)}\nif [ -f \"$f\" ]; then tail -n 5000 \"$f\"; fi\n"
-    res = await transport.run(host_cfg, script)
+    res = await transport.run(host_cfg, traefik_sh.history_tail(hist))
     if not res.ok:
         raise RemoteError(f"{host_cfg.name}: could not read {hist}", exit_status=res.exit_status,
                           stderr=res.stderr)
@@ -204,35 +177,8 @@ async def write_traefik_config(
         files["unit"] = maintenance_unit(s.app, s.deploy_path, t.maintenance_port).encode()
         unit_path = f"~/.config/systemd/user/{unit_name}"
 
-    lines = [
-        f"cfg_dir={q(cfg_dir)}",
-        'mkdir -p "$cfg_dir"',
-        'st="$cfg_dir"/.capview-stage.$$',
-        'trap \'rm -rf "$st"\' EXIT',
-        'mkdir "$st"',
-        'tar -x -f - -C "$st"',
-        f'mv -f "$st/config.yml" "$cfg_dir"/{q(cfg_name)}',
-    ]
-    if page_path is not None:
-        mdir = maintenance_dir(s.deploy_path)
-        lines += [
-            f"mdir={q(mdir)}",
-            'mkdir -p "$mdir"',
-            # cross-filesystem safe: copy to a temp name in the target dir, then rename
-            f'cp "$st/page.html" "$mdir"/.{MAINTENANCE_FILE}.tmp.$$',
-            f'mv -f "$mdir"/.{MAINTENANCE_FILE}.tmp.$$ "$mdir"/{MAINTENANCE_FILE}',
-        ]
-    if install_unit:
-        lines += [
-            'udir="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user"',
-            'mkdir -p "$udir"',
-            f'cp "$st/unit" "$udir"/.{unit_name}.tmp.$$',
-            f'mv -f "$udir"/.{unit_name}.tmp.$$ "$udir"/{q(unit_name)}',
-            "systemctl --user daemon-reload",
-            f"systemctl --user enable --now {q(unit_name)}",
-            f"systemctl --user restart {q(unit_name)}",
-        ]
-    res = await transport.run(host_cfg, "\n".join(lines) + "\n", stdin=_tar(files))
+    script = traefik_sh.write_config(cfg_dir, cfg_name, page_path, unit_name if install_unit else None)
+    res = await transport.run(host_cfg, script, stdin=_tar(files))
     if not res.ok:
         raise RemoteError(f"{host_cfg.name}: writing the Traefik configuration failed",
                           exit_status=res.exit_status, stderr=res.stderr)

@@ -152,6 +152,7 @@ class ReleasesTable(NavTable[Text]):
         self._now = 0.0
         self.shown_columns: list[str] = [k for k, _ in COLUMNS]
         self.cell_updates = 0  # in-place updates done (tests read it)
+        self._measured: dict[str, int] = {}  # the widest cell of each column in the last show()
 
     def on_mount(self) -> None:
         for key in self.shown_columns:
@@ -204,10 +205,11 @@ class ReleasesTable(NavTable[Text]):
 
     def _refit(self, rows: list[ReleaseRow], now: float) -> bool:
         """Re-pick the shown columns for the pane's width; True when they changed (table rebuilt)."""
+        self._measured = self._widths(rows, now)
         available = self.size.width - 1  # the vertical scrollbar's column
         if available <= 0:
             return False
-        wanted = visible_columns(self._widths(rows, now), available)
+        wanted = visible_columns(self._measured, available)
         if wanted == self.shown_columns:
             return False
         keep = self.highlighted.version if self.highlighted else None
@@ -217,8 +219,18 @@ class ReleasesTable(NavTable[Text]):
         for key in wanted:
             self.add_column(header(key, dict(COLUMNS)[key]), key=key)
         self._fill(rows, now)
+        self._size_columns()
         self.select_version(keep)
         return True
+
+    def _size_columns(self) -> None:
+        """Columns as wide as their widest cell at once: DataTable measures new rows only
+        when its queue is idle, and until then draws them at the header's width (a dialog
+        opened right after a refresh showed the table under it clipped)."""
+        for key in self.shown_columns:
+            column = self.columns.get(key)  # type: ignore[call-overload]
+            if column is not None and column.auto_width:
+                column.content_width = max(column.content_width, self._measured.get(key, 0))
 
     def on_resize(self) -> None:
         if self._all:
@@ -272,6 +284,8 @@ class ReleasesTable(NavTable[Text]):
             if added:
                 order = {r.version: i for i, r in enumerate(rows)}
                 self.sort("version", key=lambda v: order.get(v.plain.split()[0], len(order)))
+            if reset or added:
+                self._size_columns()
             if not self.select_version(keep) and (reset or keep is None):
                 self._select_current(rows)
 

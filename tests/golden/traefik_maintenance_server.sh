@@ -1,0 +1,1 @@
+if command -v python3 >/dev/null 2>&1; then exec python3 -m http.server --bind 127.0.0.1 --directory /home/deploy/web/app/shared/maintenance 8099; elif command -v busybox >/dev/null 2>&1; then exec busybox httpd -f -p 127.0.0.1:8099 -h /home/deploy/web/app/shared/maintenance; else echo 'capview maintenance page: neither python3 nor busybox is installed' >&2; exit 127; fi
