@@ -135,6 +135,7 @@ cv_mark_failed() { try "release.json of $target not written" cv_write_failed; }
 cv_capture() {  # the service's logs and status, for whoever looks at the failure
   ( umask 077; { printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"; { journalctl --user -u app.service -n 200 --no-pager -a 2>/dev/null | grep -v '^-- No entries --' ; systemctl --user status app.service -n 200 --no-pager 2>&1; } || true ; } > /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>&1 ) || :
   chmod 600 /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>/dev/null; mv -f /home/deploy/web/app/releases/v2/.capview/health.log.tmp /home/deploy/web/app/releases/v2/.capview/health.log 2>/dev/null || :
+  ! grep -qE 'Permission denied|EACCES|Errno 13|Read-only file' /home/deploy/web/app/releases/v2/.capview/health.log 2>/dev/null || mark readonly 1
 }
 cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead
   printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"
