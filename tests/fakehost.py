@@ -134,13 +134,17 @@ def du_k(path: Path) -> int:
     return int(subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
-def tree_hash(root: Path) -> str:
-    """Hash of names, types, modes, link targets and contents (not inode numbers or times)."""
+def tree_hash(root: Path, skip: tuple[Path, ...] = ()) -> str:
+    """Hash of names, types, modes, link targets and contents (not inode numbers or times);
+    ``skip``: paths left out (a directory: with everything under it)."""
     h = hashlib.sha256()
+    skip = tuple(Path(s) for s in skip)
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if Path(dirpath) / d not in skip)
         for name in sorted(dirnames + filenames):
             p = Path(dirpath) / name
+            if p in skip:
+                continue
             st = p.lstat()
             h.update(f"{p.relative_to(root)}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
             if stat.S_ISLNK(st.st_mode):

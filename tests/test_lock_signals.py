@@ -73,3 +73,18 @@ def test_a_prune_signalled_while_taking_the_lock_releases_it(paths, tmp_path):
     res = struck(frames.prelude() + script, paths, slow_mv(tmp_path))
     assert res.returncode == 130, res.stderr  # its INT/TERM/HUP trap, then the EXIT trap's unlock
     assert not os.path.exists(paths.lock), os.listdir(paths.lock)
+
+
+def test_a_prune_whose_output_is_gone_releases_the_lock(paths, tmp_path):
+    """A cut connection closes the script's stdout: its next write raises SIGPIPE, which
+    must end it through the EXIT trap (the unlock), not silently with the lock held."""
+    frames = Frames.new()
+    script = cleanup.prune_script(paths, frames, lock=lock.acquire(paths, OWNER, frames),
+                                  unlock=lock.release(paths, TOKEN))
+    r, w = os.pipe()
+    p = subprocess.Popen(["sh", "-c", frames.prelude() + script], cwd=paths.root, env=slow_mv(tmp_path),
+                         stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.DEVNULL)
+    os.close(w)
+    os.close(r)  # nobody reads: the first frame after the take (mark locked) gets SIGPIPE
+    assert p.wait(timeout=30) == 141
+    assert not os.path.exists(paths.lock), os.listdir(paths.lock)

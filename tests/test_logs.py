@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ from capview.engine.logs import logs_script, validate_since
 from capview.errors import UsageError
 from capview.remote.ssh import SshTransport
 
-from clihelp import ENV_NAME, cli_argv, cli_env, run_cli, show, write_config
+from clihelp import ENV_NAME, cli_argv, cli_env, host_entry, run_cli, show, write_config
 from realhost import make_source, new_app
 
 
@@ -116,3 +117,23 @@ def test_service_logs_command_gets_lines_and_its_output_is_inert(host, tmp_path)
     assert cp.returncode == 0, show(cp)
     assert cp.stdout.splitlines() == ["l3", "\\x1b]52;c;SGVsbG8=\\x07evil"], show(cp)
     assert "\x1b" not in cp.stdout and "\x07" not in cp.stdout
+
+
+def test_several_hosts_prefix_each_line_with_its_host(host, tmp_path):
+    """issue 16 item 4: with several hosts each line says whose it is (names padded to one
+    width); with --host one of them, the lines are bare."""
+    apps = [new_app(host, build=False), new_app(host, build=False)]
+    entries = []
+    for i, a in enumerate(apps):
+        a.sh(f"mkdir -p {a.deploy_path}")
+        e = host_entry(a, name=("web-1", "web-long-2")[i])
+        e["service"]["logs"] = f"printf 'from {i}\\n'"
+        entries.append(e)
+    cfg = write_config(tmp_path / "deploy.yaml", apps, build=False, entries=entries)
+    cp = run_cli("-c", str(cfg), "logs", ENV_NAME, "-n", "5")
+    assert cp.returncode == 0, show(cp)
+    assert sorted(cp.stdout.splitlines()) == ["web-1      | from 0", "web-long-2 | from 1"], show(cp)
+    cp = run_cli("-c", str(cfg), "logs", ENV_NAME, "--host", "web-long-2", "-n", "5")
+    assert cp.returncode == 0 and cp.stdout.splitlines() == ["from 1"], show(cp)
+    cp = run_cli("-c", str(cfg), "logs", ENV_NAME, "-n", "5", "--json")
+    assert sorted(json.loads(x)["host"] for x in cp.stdout.splitlines()) == ["web-1", "web-long-2"], show(cp)

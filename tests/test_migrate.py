@@ -63,6 +63,18 @@ def svc(tmp_path):
     return ServiceConfig(manager="command", start=f"touch {flag}", stop=f"rm -f {flag}", status=f"test -f {flag}"), flag
 
 
+LOG = Path(".capview") / "migrate-health.log"
+
+
+def but_the_log(root: Path, dp: Path) -> str:
+    """tree_hash of ``root`` but for the failure's .capview/migrate-health.log, which a failed
+    migration always leaves (mode 0600), and .capview when that log is all it holds."""
+    log = dp / LOG
+    assert log.is_file() and stat.S_IMODE(log.stat().st_mode) == 0o600
+    skip = (log, dp / ".capview") if os.listdir(dp / ".capview") == [LOG.name] else (log,)
+    return tree_hash(root, skip)
+
+
 def legacy_host(tmp_path, svc_cfg, **kw):
     dp = tmp_path / "web" / "my-app"
     seed_legacy(dp)
@@ -125,8 +137,12 @@ async def test_failure_mid_way_restores_the_legacy_tree_exactly(tmp_path, svc, s
     assert not res.ok and res.exit_code == 1
     msg = rec.finished()[0].message
     assert f"forced failure at {stage}" in msg and "original layout was put back" in msg
-    assert tree_hash(tmp_path / "web") == before
-    assert sorted(os.listdir(dp)) == sorted([".env", "app", "app.bak", "data", "index-link", "odd\nname", "templates"])
+    assert f"{dp}/.capview/migrate-health.log" in msg
+    assert but_the_log(tmp_path / "web", dp) == before
+    assert os.listdir(dp / ".capview") == ["migrate-health.log"]
+    assert f"did not come up: forced failure at {stage}" in (dp / LOG).read_text()
+    assert sorted(os.listdir(dp)) == sorted([".capview", ".env", "app", "app.bak", "data", "index-link", "odd\nname",
+                                             "templates"])
     assert (dp / "data" / "app.db").stat().st_ino == ino
     assert svc[1].exists()  # the old service is running again
 
@@ -139,7 +155,7 @@ async def test_unhealthy_after_switch_restores(tmp_path, svc):
     rec = Rec()
     res = await migrate(mkctx(rec), environment(h))
     assert not res.ok and "health check failed" in rec.finished()[0].message
-    assert tree_hash(dp) == before
+    assert but_the_log(dp, dp) == before
 
 
 async def test_corrupt_database_fails_verification_and_restores(tmp_path, svc):
@@ -149,7 +165,8 @@ async def test_corrupt_database_fails_verification_and_restores(tmp_path, svc):
     rec = Rec()
     res = await migrate(mkctx(rec), environment(h))
     assert not res.ok and "integrity_check failed" in rec.finished()[0].message and "broken.db" in rec.finished()[0].message
-    assert tree_hash(dp) == before
+    assert but_the_log(dp, dp) == before
+    assert "integrity_check failed" in (dp / LOG).read_text()
 
 
 async def test_blockers_nonempty_shared_data_and_mixed(tmp_path, svc):
@@ -171,9 +188,10 @@ async def test_empty_shared_dir_from_init_makes_way_and_comes_back(tmp_path, svc
     (dp / "shared" / "data").mkdir(parents=True)
     before = tree_hash(tmp_path / "web")
     res = await migrate(mkctx(), environment(h), fail_at="health")
-    assert not res.ok and tree_hash(tmp_path / "web") == before
+    assert not res.ok and but_the_log(tmp_path / "web", dp) == before
     res = await migrate(mkctx(), environment(h))
     assert res.ok and (dp / "shared" / "data" / "app.db").exists()
+    assert not (dp / LOG).exists()  # the earlier failure's log goes with a migration that worked
 
 
 async def test_nested_shared_paths(tmp_path, svc):
@@ -183,7 +201,7 @@ async def test_nested_shared_paths(tmp_path, svc):
     (dp / "templates" / "cache" / "c1").write_text("cached")
     before = tree_hash(tmp_path / "web")
     res = await migrate(mkctx(), environment(h), fail_at="health")
-    assert not res.ok and tree_hash(tmp_path / "web") == before
+    assert not res.ok and but_the_log(tmp_path / "web", dp) == before
     res = await migrate(mkctx(), environment(h))
     assert res.ok
     rel = dp / "releases" / "legacy"
@@ -235,6 +253,7 @@ shift  # --user
 echo "$*" >> {log}
 case $1 in
   show) echo {unit} ;;
+  status) echo systemctl-fake-status ;;
   is-active) test -f {flag} ;;
   stop) rm -f {flag} ;;
   start) touch {flag} ;;
@@ -254,7 +273,8 @@ async def test_rewrite_unit_with_backup_and_restore_on_failure(tmp_path, fake_sy
     assert plan.unit_path == str(unit) and len(plan.unit_lines) == 3 and plan.unit_rewrite
     before_unit, before = unit.read_text(), tree_hash(dp)
     res = await migrate(mkctx(), environment(h), rewrite_unit=True, fail_at="health")
-    assert not res.ok and unit.read_text() == before_unit and tree_hash(dp) == before
+    assert not res.ok and unit.read_text() == before_unit and but_the_log(dp, dp) == before
+    assert "systemctl-fake-status" in (dp / LOG).read_text()  # the unit's status
     assert flag.exists() and list(unit.parent.iterdir()) == [unit]
     rec = Rec()
     res = await migrate(mkctx(rec), environment(h), rewrite_unit=True)
@@ -274,3 +294,44 @@ async def test_dry_run_and_empty_and_already(tmp_path, svc):
     rec = Rec()
     res = await migrate(mkctx(rec), environment(host_config(tmp_path / "nothing")))
     assert res.ok and "nothing to migrate" in rec.finished()[0].message
+
+
+async def test_a_failed_migration_saves_its_health_log_and_the_host_stays_in_the_old_layout(tmp_path, svc):
+    """Issue 16: a migration whose health check fails leaves .capview/migrate-health.log
+    (0600: the reason, the status, the service's last log lines); everything else is as
+    before, and the host still reads as the old layout, to check, status and migrate-data."""
+    from capview.engine.check import check
+
+    cfg, flag = svc
+    applog = tmp_path / "app.log"
+    applog.write_text("".join(f"app line {i}\n" for i in range(300)) + "boom: cannot bind :8080 \x1b[31mred\n")
+    broken = ServiceConfig(manager="command", start="true", stop=cfg.stop, status=cfg.status, logs=f"cat {applog}")
+    dp, h = legacy_host(tmp_path, broken)
+    before = tree_hash(tmp_path / "web")
+    [chk_before] = await check(mkctx(), environment(h))
+    assert any("old layout" in f for f in chk_before.failures), chk_before
+    rec = Rec()
+    res = await migrate(mkctx(rec), environment(h))
+    msg = rec.finished()[0].message
+    assert not res.ok and "health check failed" in msg and "original layout was put back" in msg
+    assert msg.endswith(f"{dp}/.capview/migrate-health.log"), msg
+    log = dp / LOG
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600 and os.listdir(dp / ".capview") == ["migrate-health.log"]
+    text = log.read_text()
+    assert text.startswith("capview: migrate legacy did not come up: health check failed")
+    assert "boom: cannot bind :8080 \x1b[31mred" in text and "app line 299" in text  # the last lines, kept raw
+    assert "app line 0\n" not in text  # the last 200 only
+    assert but_the_log(tmp_path / "web", dp) == before
+    # still the old layout: nothing half-migrated about a .capview holding just the log
+    [plan] = await plan_migration(mkctx(), environment(h))
+    assert (plan.layout, plan.needed, plan.blockers) == ("legacy", True, ())
+    st = (await snapshot(mkctx(), h)).status
+    assert st.layout == "legacy" and st.current is None and not st.releases, st
+    [chk] = await check(mkctx(), environment(h))
+    assert (chk.ok, chk.failures, chk.current) == (chk_before.ok, chk_before.failures, None), chk
+    # a second failure overwrites the log; a migration that works removes it
+    res = await migrate(mkctx(), environment(h), fail_at="verify")
+    assert not res.ok and "forced failure at verify" in log.read_text() and but_the_log(tmp_path / "web", dp) == before
+    h2 = host_config(dp, service=cfg)
+    res = await migrate(mkctx(), environment(h2))
+    assert res.ok and not log.exists() and os.readlink(dp / "current") == "releases/legacy"

@@ -123,6 +123,14 @@ async def test_forced_failure_leaves_the_legacy_tree_exactly(host, tmp_path, tra
     before, before_unit = exact_listing(app), unit_text(host, app)
     r = await migrate(ctx(transport), app.env(tmp_path), rewrite_unit=True, fail_at=stage)
     assert not r.ok and "original layout was put back" in r.hosts[0].message
+    log = f"{app.deploy_path}/.capview/migrate-health.log"
+    assert r.hosts[0].message.endswith(log)
+    # issue 16: the failure's health.log, 0600, is all .capview holds; the rest is exactly as before
+    assert app.sh(f"cd {app.deploy_path}/.capview && ls -A && stat -c %a migrate-health.log").split() == [
+        "migrate-health.log", "600"]
+    text = app.sh(f"cat {log}")
+    assert f"did not come up: forced failure at {stage}" in text and app.unit in text  # the unit's status
+    app.sh(f"rm -r {app.deploy_path}/.capview")
     assert exact_listing(app) == before and unit_text(host, app) == before_unit
     assert host.systemctl("is-active", app.unit).stdout.strip() != "active"
     host.systemctl("start", app.unit, check=True)  # the old layout still works

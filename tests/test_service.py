@@ -295,8 +295,9 @@ def test_a_failed_rollback_saves_a_private_health_log_with_the_reason(deployed, 
 
 
 def test_a_failed_migration_says_why_with_the_unit_status_and_restores_the_tree(host, tmp_path):
-    """migrate-data puts the legacy tree back exactly (no health.log can stay), so the
-    reason and the unit's status (never the journal: it may hold secrets) are shown."""
+    """migrate-data puts the legacy tree back exactly, so the reason and the unit's status
+    (never the journal: it may hold secrets) are shown; the journal goes to the one file it
+    leaves (issue 16): .capview/migrate-health.log, mode 0600, named in the message."""
     from capview.engine.events import LogLine
     from capview.engine.migrate import migrate
     from test_migrate_realhost import exact_listing, seed_legacy
@@ -317,4 +318,11 @@ def test_a_failed_migration_says_why_with_the_unit_status_and_restores_the_tree(
     assert any("migrate legacy did not come up" in line for line in shown), shown
     assert any(app.unit in line for line in shown) and any("Active:" in line for line in shown), shown
     assert not any("s3cr3t" in line for line in shown)
+    log = f"{app.deploy_path}/.capview/migrate-health.log"
+    assert r.hosts[0].message.endswith(log)
+    assert app.sh(f"cd {app.deploy_path}/.capview && ls -A && stat -c %a migrate-health.log").split() == [
+        "migrate-health.log", "600"]
+    saved = app.sh(f"cat {log}")
+    assert "migrate legacy did not come up: forced failure at health" in saved and "Active:" in saved
+    app.sh(f"rm -r {app.deploy_path}/.capview")  # all but that log: exactly as before
     assert exact_listing(app) == before

@@ -368,3 +368,173 @@ async def test_a_log_pane_under_a_dialog_keeps_writing_and_under_a_full_screen_w
         app.pop_screen()
         await pilot.pause(0.3)  # the pane's own flush timer catches up
         assert pane.lines[-1] == "under a full screen" and not pane.pending
+
+
+# --------------------------------------------------------------------------- issue 16: search in the log
+
+def _visible(app) -> list[str]:
+    return screen_text(app).splitlines()
+
+
+async def _open_logs_with(pilot, world, app, lines: list[str]) -> LogPane:
+    await settle(pilot)
+    await select(pilot, "prod", "prod-1")
+    await pilot.press("l")
+    pane = app.screen.query_one(LogPane)
+    await until(pilot, lambda: any("listening on :8080" in line for line in pane.lines), what="backlog")
+    _append(world, "prod-1", *lines)
+    await until(pilot, lambda: any(lines[-1] in line for line in pane.lines), what="the appended lines")
+    return pane
+
+
+SEARCH_LINES = [f"GET /item/{i} 200" if i % 50 else f"POST /Order/{i} 500 boom" for i in range(1, 400)]
+
+
+async def test_search_finds_the_line_cycles_with_n_and_N_and_escape_restores_following(world):
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open_logs_with(pilot, world, app, SEARCH_LINES)
+        screen = app.screen
+        assert "/ Search" in await footer(pilot) and not screen.paused and screen.following
+        assert pane.is_vertical_scroll_end
+        await pilot.press("slash")
+        assert screen.searching and screen.paused  # searching pauses following, and says so
+        assert "paused for the search" in screen_text(app)
+        await pilot.press(*"order/")  # any case: "Order" in the log
+        await pilot.pause()
+        assert "7 matching lines for 'order/'" in screen_text(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        # the view was at the newest lines: the next match below its top is the last one
+        first = screen.pane.current
+        line = pane.lines[pane.matches[first]]
+        assert "POST /Order/" in line and f"match {first + 1} of 7" in screen_text(app)
+        assert any(line in row for row in _visible(app))  # scrolled into view
+        assert app.focused is pane  # n / N / esc go to the pane now
+        await pilot.press("n")
+        await pilot.pause()
+        assert pane.current == (first + 1) % 7 and f"match {(first + 1) % 7 + 1} of 7" in screen_text(app)
+        for _ in range(3):
+            await pilot.press("N")
+        await pilot.pause()
+        assert pane.current == (first - 2) % 7
+        assert "POST /Order/50 500" in pane.lines[pane.matches[0]]
+        while pane.current != 0:
+            await pilot.press("n")
+        await pilot.pause()
+        assert any("POST /Order/50 500 boom" in row for row in _visible(app)), screen_text(app)
+        assert "n Next match" in await footer(pilot) and "esc Close search" in await footer(pilot)
+        # lines arriving meanwhile wait in the stream, the pane does not move
+        _append(world, "prod-1", "GET /after-the-search 200")
+        await until(pilot, lambda: any("after-the-search" in x for x in screen.stream.lines), what="into the stream")
+        await pilot.pause(0.3)
+        assert not any("after-the-search" in x for x in pane.lines)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, LogsScreen) and not screen.searching and not screen.paused
+        assert not pane.matches and "match" not in screen_text(app) and "following" in screen_text(app)
+        await until(pilot, lambda: any("after-the-search" in x for x in pane.lines), what="following again")
+        await until(pilot, lambda: pane.is_vertical_scroll_end, what="at the newest line")
+        assert "n Next match" not in await footer(pilot)
+        await pilot.press("escape")  # esc again: back, as before
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_search_with_no_match_says_so_and_a_paused_pane_stays_paused(world):
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = await _open_logs_with(pilot, world, app, SEARCH_LINES)
+        screen = app.screen
+        await pilot.press("space")  # paused by the user before the search
+        await pilot.press("g")
+        await pilot.pause()
+        top = pane.scroll_y
+        await pilot.press("slash", *"teapot", "enter")
+        await pilot.pause()
+        assert "no match for 'teapot'" in screen_text(app) and pane.current is None
+        assert pane.scroll_y == top
+        await pilot.press("n")  # nothing to go to: nothing moves
+        await pilot.pause()
+        assert pane.scroll_y == top and pane.current is None
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not screen.searching and screen.paused and "no match" not in screen_text(app)
+        assert pane.scroll_y == top  # where the user was
+        assert "space Resume" in await footer(pilot)
+
+
+async def test_search_finds_hostile_text_as_shown_without_a_raw_escape_reaching_the_screen(world):
+    gen = world.root / "hostile.py"
+    gen.write_text(HOSTILE_PY)
+    world.set_config(logs=f"python3 {gen} 5000")
+    app = world.app(max_log_lines=CAP)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await select(pilot, "prod", "prod-1")
+        await pilot.press("l")
+        screen = app.screen
+        pane = screen.query_one(LogPane)
+        await until(pilot, lambda: pane.lines and "LAST LINE" in pane.lines[-1], timeout=60, what="the last line")
+        assert len(pane.lines) == CAP  # the kept-lines cap
+        # what the screen shows for OSC 0 is the text \x1b]0;owned\x07: found as shown
+        await pilot.press("slash", *"line 4321 \\x1b[2j", "enter")
+        await pilot.pause()
+        assert "match 1 of 1" in screen_text(app), screen_text(app)
+        assert pane.lines[pane.matches[0]].startswith("line 4321 \\x1b[2J")
+        text = screen_text(app)
+        assert not any(ch in text for ch in RAW), [ch for ch in RAW if ch in text]
+        assert "line 4321 \\x1b[2J\\x1b[31mred" in text
+        # a word in every line: as many matches as lines kept, the last one the newest matching
+        await pilot.press("slash")
+        await pilot.press("ctrl+a", "ctrl+k", *"OWNED", "enter")
+        await pilot.pause()
+        assert len(pane.matches) == CAP - 1 - 2 and "of 1997" in screen_text(app)  # not LAST, not 2 LONG
+        await pilot.press("N")
+        await pilot.pause()
+        text = screen_text(app)
+        assert not any(ch in text for ch in RAW)
+        # nothing a host prints is taken as a pattern: regex characters are plain text
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *"[bold]x[/bold]", "enter")
+        await pilot.pause()
+        assert len(pane.matches) == CAP - 3 and "[bold]x[/bold]" in screen_text(app)
+        await pilot.press("slash", "ctrl+a", "ctrl+k", *".*", "enter")
+        await pilot.pause()
+        assert "no match for '.*'" in screen_text(app)
+
+
+async def test_search_keys_are_in_the_footer_the_help_and_the_palette_and_can_be_remapped(world):
+    from textual.binding import Binding
+
+    from capview.tui.commands import CapviewCommands
+
+    app = world.app()
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_logs_with(pilot, world, app, ["GET /a 200", "GET /b 404"])
+        screen = app.screen
+        titles = [t for t, _, _ in CapviewCommands(screen)._commands()]
+        assert any(t.startswith("Search") for t in titles), titles
+        assert not any(t.startswith("Next match") for t in titles)  # no search open: not offered
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        from capview.tui.screens.help import HelpScreen
+        assert isinstance(app.screen, HelpScreen)
+        rows = dict(app.screen._keys(LogsScreen.BINDINGS))
+        assert (rows["/"], rows["n"], rows["N"], rows["esc"]) == ("Search", "Next match", "Prev match", "Close search")
+        await pilot.press("escape")
+        await pilot.pause()
+        ids = {b.id for b in LogsScreen.BINDINGS if isinstance(b, Binding)}
+        assert {"logs.search", "logs.search_next", "logs.search_previous", "logs.search_close"} <= ids
+        app.set_keymap({"logs.search": "ctrl+f"})
+        await pilot.pause()
+        await pilot.press("ctrl+f", *"404", "enter")
+        await pilot.pause()
+        assert screen.searching and "match 1 of 1" in screen_text(app)
+        titles = [t for t, _, _ in CapviewCommands(screen)._commands()]
+        assert any(t.startswith("Next match") for t in titles) and any(t.startswith("Close search") for t in titles)
+        # esc in the search box (nothing submitted) closes it too, following again
+        await pilot.press("escape", "ctrl+f", *"GET")
+        await pilot.pause()
+        assert screen.searching and app.focused is screen.search_box and screen.paused
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not screen.searching and not screen.paused and app.focused is screen.pane

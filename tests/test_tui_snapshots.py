@@ -357,6 +357,26 @@ def test_logs_following(snap_compare, world, size):
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
+def test_logs_search(snap_compare, world):
+    """Issue 16: `/` in the service log: the bar at the bottom, every match highlighted, the
+    current one brighter, "match i of n", following paused and the title saying so."""
+    with open(world.dp("prod-1") / "current" / "app.log", "a") as f:
+        for i in range(1, 41):
+            f.write(f"GET /item/{i} 200 3ms\n" if i % 7 else f"POST /order/{i} 500 boom \x1b[31mred\n")
+    app = world.app()
+
+    async def run_before(pilot):
+        await on_host(pilot, "prod", "prod-1")
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen.stream is not None and len(app.screen.pane.lines) >= 41
+                    and app.screen.worker.is_running)
+        await pilot.press("slash", *"Order", "enter", "n")
+        app.screen._title()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_restart_confirm(snap_compare, world, size):
     async def run_before(pilot):

@@ -118,6 +118,7 @@ class HostPaths:
     usage_cache = _top(f"{META}/usage.cache")
     switch_pid = _top(f"{META}/switch.pid")  # the running switch transaction
     legacy_junk = _top(f"{META}/legacy-junk")  # *.bak a migration set aside
+    migrate_health_log = _top(f"{META}/migrate-health.log")  # a failed migration's health.log (issue 16)
     ops = _top(f"{META}/ops")  # switch transactions' files, one dir per lock token
 
     def op_dir(self, token: str) -> str:

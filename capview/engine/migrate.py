@@ -3,7 +3,8 @@
 
 plan (read-only probe) -> the switch transaction (switching.py) with migrate's pieces
 (scripts/migrate.py: stop, move by rename, verify, swap, start, health; any failure
-restores the original tree exactly) -> the legacy release's manifest, so the next
+restores the original tree exactly, but for the reason, status and last log lines it
+saves in ``.capview/migrate-health.log``) -> the legacy release's manifest, so the next
 deploy sends only changes. Hosts go as the environment's strategy says.
 """
 
@@ -314,8 +315,10 @@ class _HostMigrate(HostRun):
             return False, switching.unknown(r, h), EXIT_UNREACHABLE
         if r.outcome != "ok":
             why = v.get("fail") or r.reason or "unknown error"
+            saved = (f"; health.log (the reason, the service's status, its last log lines): {self.paths.migrate_health_log}"
+                     if "savedlog" in v else "")
             return False, (f"migration failed: {why}; " + ("the original layout was put back"
-                           if "restored" in v else "restore did not finish - check the host")), EXIT_FAILED
+                           if "restored" in v else "restore did not finish - check the host") + saved), EXIT_FAILED
         try:
             n = await _write_manifest(self, plan.version)
             self.note(f"wrote the manifest of releases/{plan.version} ({n} entries)", "cleanup")

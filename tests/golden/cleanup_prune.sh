@@ -8,6 +8,7 @@ fi
 }
 trap unlock_ EXIT
 trap 'exit 130' INT TERM HUP
+trap 'exit 141' PIPE
 mkdir -p /home/deploy/web/app/.capview
 if ( trap '' HUP INT TERM PIPE
   mkdir /home/deploy/web/app/.capview/lock 2>/dev/null || exit 1

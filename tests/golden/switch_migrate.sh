@@ -136,6 +136,8 @@ stage health
 restore() {
   set +e
   mark restoring
+  mkdir -p .capview && rm -f .capview/migrate-health.log.tmp && ( umask 077; { printf 'capview: migrate %s did not come up: %s\n' "$target" "${cv_fail_msg:-$reason}"; printf '\n-- the service (status, last log lines) --\n'; ( cd /home/deploy/web/app && ./bin/status ) 2>&1 | tail -n 20 || true; ( cd /home/deploy/web/app && tail -n 50 log/app.log ) 2>&1 | tail -n 200 || true ; } > .capview/migrate-health.log.tmp 2>&1 ) \
+    && chmod 600 .capview/migrate-health.log.tmp && mv -f .capview/migrate-health.log.tmp .capview/migrate-health.log && mark savedlog || rm -f .capview/migrate-health.log.tmp
   if [ "$stage" = moved ]; then
     { ( cd /home/deploy/web/app && ./bin/stop ); } >/dev/null 2>&1
     rm -f current
@@ -203,13 +205,14 @@ cv_capture() {  # the service's logs and status, for whoever looks at the failur
   chmod 600 /home/deploy/web/app/releases/legacy/.capview/health.log.tmp 2>/dev/null; mv -f /home/deploy/web/app/releases/legacy/.capview/health.log.tmp /home/deploy/web/app/releases/legacy/.capview/health.log 2>/dev/null || :
   ! grep -qE 'Permission denied|EACCES|Errno 13|Read-only file' /home/deploy/web/app/releases/legacy/.capview/health.log 2>/dev/null || mark readonly 1
 }
-cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead
+cv_show_status() {  # migrate: the reason and status are printed (its health.log: scripts/migrate.py undo)
   printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"
   { ( cd /home/deploy/web/app && ./bin/status ) 2>&1 | tail -n 20 || true ; } | sed 's/^/  /' || :
 }
 cv_cleanup() {
   :
 rmdir .capview/legacy-junk 2>/dev/null || true
+rm -f .capview/migrate-health.log
 if [ -f shared/.env ] && [ ! -L shared/.env ]; then chmod 600 shared/.env || true; fi
 }
 cv_begin() {
@@ -220,7 +223,7 @@ cv_begin() {
   export LC_ALL=C
   fail_at=''
   note() { mark note "$*"; }
-  fail() { mark fail "$*"; exit 1; }
+  fail() { cv_fail_msg="$*"; mark fail "$*"; exit 1; }
   stage() { mark stage "$1"; if [ "$fail_at" = "$1" ]; then fail "forced failure at $1 (test hook)"; fi; }
   if [ -e releases ] || [ -L releases ]; then mark already; return 1; fi
   c_shared=0; [ -e shared ] || c_shared=1
@@ -282,7 +285,7 @@ cv_finish() {
   mark result unavailable "$unavail"; mark result unlocked "$unlocked"; mark result health_seconds "$health_s"
   rm -f /home/deploy/web/app/.capview/switch.pid "$ops/err"
   mark done
-  if [ "$outcome" != ok ]; then rm -rf "$ops"; [ "${cv_ops_new:-0}" != 1 ] || rmdir .capview/ops 2>/dev/null; [ "${cv_meta_new:-0}" != 1 ] || rm -rf .capview; fi
+  if [ "$outcome" != ok ]; then rm -rf "$ops"; [ "${cv_ops_new:-0}" != 1 ] || rmdir .capview/ops 2>/dev/null; if [ "${cv_meta_new:-0}" = 1 ]; then find .capview -mindepth 1 -maxdepth 1 ! -name migrate-health.log -exec rm -rf {} + 2>/dev/null; rmdir .capview 2>/dev/null; fi; fi
 }
 trap cv_finish EXIT
 cv_begin || { outcome=refused; exit 0; }

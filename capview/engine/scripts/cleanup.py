@@ -142,7 +142,10 @@ def prune_script(paths: HostPaths, frames: Frames, images: Sequence[str] = (), *
     if lock:
         # the traps first: a signal while the lock is being taken still ends in unlock_ (the
         # take is shielded from it, scripts/lock.take; unlock_ removes only a lock of ours)
-        s.line("unlock_() {").raw(unlock).line("}", "trap unlock_ EXIT", "trap 'exit 130' INT TERM HUP").raw(lock)
+        # PIPE too: a cut connection closes stdout, and an untrapped SIGPIPE would end the
+        # script without its EXIT trap (chaos seed 20261205 op 76 found the lock left so)
+        s.line("unlock_() {").raw(unlock).line("}", "trap unlock_ EXIT", "trap 'exit 130' INT TERM HUP",
+                                               "trap 'exit 141' PIPE").raw(lock)
     # in a subshell: its early exit (no releases/) still reaches "end"
     return s.line("(").indent(prune_body(paths, images, record=record)).line(")", "mark end").text()
 

@@ -6,14 +6,16 @@ transaction (scripts/switch.py, op "migrate") with these pieces in its slots:
 stopped (everything by rename(2): never copy+delete, a move that would cross a
 filesystem is refused; verify the data; the release.json), and ``restore``: until
 the new release is healthy, any failure undoes every step in reverse, so the
-original tree comes back exactly (same names, same inodes).
+original tree comes back exactly (same names, same inodes) - all but the failure's
+health.log, saved first as ``.capview/migrate-health.log`` (mode 0600; the release
+that would hold it is taken apart), which is all a .capview the migration created keeps.
 """
 
 from __future__ import annotations
 
 from capview.config import HostConfig
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, RELEASE_JSON, RELEASE_META, HostPaths
-from capview.engine.scripts.service import is_active, service_start, service_stop
+from capview.engine.scripts.service import is_active, service_logs, service_start, service_status, service_stop
 from capview.engine.scripts.shell import Frames, json_printf, q
 from capview.engine.shared_links import refuse_symlinked_parents
 
@@ -114,7 +116,7 @@ def precheck(host: HostConfig, fail_at: str | None) -> str:
         _HELPERS.rstrip("\n"), "export LC_ALL=C",
         f"fail_at={q(fail_at or '')}",
         'note() { mark note "$*"; }',
-        'fail() { mark fail "$*"; exit 1; }',
+        'fail() { cv_fail_msg="$*"; mark fail "$*"; exit 1; }',
         'stage() { mark stage "$1"; if [ "$fail_at" = "$1" ]; then fail "forced failure at $1 (test hook)"; fi; }',
         "if [ -e releases ] || [ -L releases ]; then mark already; return 1; fi",
         # issue 13: no shared item is moved or linked through a symlinked parent (the old
@@ -223,16 +225,38 @@ def success_cleanup(host: HostConfig) -> str:
     """After a healthy switch: the junk dir goes if nothing was put there; secrets end
     private whatever mode the legacy file had (never through a symlink)."""
     return (f"rmdir {q(HERE.legacy_junk)} 2>/dev/null || true\n"
+            f"rm -f {q(HERE.migrate_health_log)}\n"  # an earlier failure's log is history now
             + "".join(f"if [ -f {q('shared/' + f)} ] && [ ! -L {q('shared/' + f)} ]; then chmod 600 {q('shared/' + f)} || true; fi\n"
                       for f in secret_files(host)))
 
 
 def undo_meta() -> str:
     """Once a failed migration's result is out: remove the transaction's own files, and
-    .capview if the migration created it, so the tree is exactly as before."""
+    what it created in .capview, so the tree is exactly as before - but for
+    .capview/migrate-health.log (issue 16: a failure always leaves its health.log)."""
+    log = HERE.migrate_health_log.rsplit("/", 1)[-1]
     return ('if [ "$outcome" != ok ]; then rm -rf "$ops"; '
             f'[ "${{cv_ops_new:-0}}" != 1 ] || rmdir {q(HERE.ops)} 2>/dev/null; '
-            f'[ "${{cv_meta_new:-0}}" != 1 ] || rm -rf {q(HERE.meta)}; fi')
+            f'if [ "${{cv_meta_new:-0}}" = 1 ]; then find {q(HERE.meta)} -mindepth 1 -maxdepth 1 ! -name {q(log)} '
+            f'-exec rm -rf {{}} + 2>/dev/null; rmdir {q(HERE.meta)} 2>/dev/null; fi; fi')
+
+
+def save_health_log(host: HostConfig) -> str:
+    """sh (in restore, before anything is undone): the failure's reason, the service's
+    status and its last log lines -> .capview/migrate-health.log, mode 0600 from its first
+    byte (the release that would hold a health.log is taken apart by the restore).
+    Frame ``savedlog`` once it is there. Never fails."""
+    s = host.settings
+    log, tmp = q(HERE.migrate_health_log), q(HERE.migrate_health_log + ".tmp")
+    status = service_status(s).strip() if s.service.manager == "command" and s.service.logs else ""
+    body = "; ".join(x for x in [
+        "printf 'capview: migrate %s did not come up: %s\\n' \"$target\" \"${cv_fail_msg:-$reason}\"",
+        "printf '\\n-- the service (status, last log lines) --\\n'",
+        status, service_logs(s).strip()] if x)
+    return "\n".join([
+        f"  mkdir -p {q(HERE.meta)} && rm -f {tmp} && ( umask 077; {{ {body} ; }} > {tmp} 2>&1 ) \\",
+        f"    && chmod 600 {tmp} && mv -f {tmp} {log} && mark savedlog || rm -f {tmp}",
+    ])
 
 
 def restore(host: HostConfig, version: str, *, unit_path: str | None = None, suffix: str = ".capview-bak") -> str:
@@ -246,6 +270,7 @@ def restore(host: HostConfig, version: str, *, unit_path: str | None = None, suf
         "restore() {",
         "  set +e",
         "  mark restoring",
+        save_health_log(host),
         '  if [ "$stage" = moved ]; then',
         "    { " + service_stop(s).rstrip("\n").replace("\n", "; ") + "; } >/dev/null 2>&1",
         "    rm -f current",

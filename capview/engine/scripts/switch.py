@@ -244,7 +244,7 @@ def _record_steps(plan: SwitchPlan, p: HostPaths) -> str:
         # issue 13: an app that wrote into an uploaded (read-only, shared) file gets the why
         f"  ! grep -qE {q(READONLY_SIGNS)} {q(log)} 2>/dev/null || mark readonly 1\n"
         "}\n"
-        "cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead\n"
+        "cv_show_status() {  # migrate: the reason and status are printed (its health.log: scripts/migrate.py undo)\n"
         "  printf 'capview: %s %s did not come up: %s\\n' \"$op_name\" \"$target\" \"$reason\"\n"
         f"  {{ {service_status(plan.settings).strip()} ; }} | sed 's/^/  /' || :\n"
         "}\n"
