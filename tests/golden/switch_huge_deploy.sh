@@ -137,7 +137,7 @@ cv_capture() {  # the service's logs and status, for whoever looks at the failur
   chmod 600 /home/deploy/web/app/releases/v2/.capview/health.log.tmp 2>/dev/null; mv -f /home/deploy/web/app/releases/v2/.capview/health.log.tmp /home/deploy/web/app/releases/v2/.capview/health.log 2>/dev/null || :
   ! grep -qE 'Permission denied|EACCES|Errno 13|Read-only file' /home/deploy/web/app/releases/v2/.capview/health.log 2>/dev/null || mark readonly 1
 }
-cv_show_status() {  # migrate: the tree is put back exactly, so the reason and status are shown instead
+cv_show_status() {  # migrate: the reason and status are printed (its health.log: scripts/migrate.py undo)
   printf 'capview: %s %s did not come up: %s\n' "$op_name" "$target" "$reason"
   { systemctl --user status app.service -n 0 --no-pager 2>&1 | head -n 30 || true ; } | sed 's/^/  /' || :
 }
