@@ -110,6 +110,8 @@ BUILDERS = {
     "usage_refresh": lambda: usage.refresh_script(DP),
     # release
     "release_listing": lambda: release.listing(P, F, manifest_of_current=True),
+    "release_listing_offered": lambda: release.listing(P, F, manifest_of_current=True,
+                                                       offered=("a" * 64, "0123456789abcdef" * 4, "not-a-sha")),
     "release_setup": lambda: release.setup(P, SYSTEMD, "v2", META, F),
     "release_setup_dry": lambda: release.setup(P, SYSTEMD, "v2", META, F, dry_run=True),
     "release_lock_setup": lambda: release.lock_and_setup(F, status.preflight(H), lock.acquire(P, OWNER, F),
@@ -138,6 +140,7 @@ BUILDERS = {
     # the switch transaction
     "switch_deploy": lambda: switch.transaction(deploy_plan(), F),
     "switch_big_deploy": lambda: switch.transaction(deploy_plan(after_unlock_wait=1.0), F),
+    "switch_huge_deploy": lambda: switch.transaction(deploy_plan(after_unlock_wait=0.0), F),
     "switch_first_deploy": lambda: switch.transaction(deploy_plan(COMMAND, previous=None, cleanup=""), F),
     "switch_rollback": lambda: switch.transaction(deploy_plan(op="rollback", failed_doc=None, cleanup="",
                                                               after_unlock="", check_image=True), F),

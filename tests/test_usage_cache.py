@@ -125,6 +125,26 @@ async def test_a_deploy_leaves_a_valid_cache_behind(site) -> None:
     assert sizes(await snapshot(ctx, h, detail=False)) == sizes(await snapshot(ctx, h, detail=True))
 
 
+async def test_a_huge_deploy_leaves_the_refresh_running_and_it_fills_the_cache(site, monkeypatch) -> None:
+    """issue 21: beyond 100,000 retained files the switch script only starts the refresh
+    (niced, not waited on); it still ends with a valid cache."""
+    import asyncio
+
+    from capview.engine import deploy
+
+    ctx, env, h, dp, src = site
+    monkeypatch.setattr(deploy, "usage_wait", lambda files: 0.0)
+    (src / "d" / "new-v3").write_bytes(os.urandom(3000))
+    assert (await release(ctx, env, "v3")).ok
+    for _ in range(200):  # the job's own pace, not a timing: up to 20 s on a loaded machine
+        if (dp / CACHE).exists():
+            break
+        await asyncio.sleep(0.1)
+    out = await raw_status(ctx, h)
+    assert "@@ usage" in out and "@@ sums" not in out
+    assert sizes(await snapshot(ctx, h, detail=False)) == sizes(await snapshot(ctx, h, detail=True))
+
+
 async def test_more_releases_than_one_find_batch_are_all_summed_right(site) -> None:
     # the sums list releases BATCH at a time (scripts/usage.py): every release of every
     # batch gets its own line, and the same numbers as the per-release detail listing

@@ -32,7 +32,8 @@ from capview.engine.lock import (
     HostLock, LockOwner, describe_holder, keep_alive, parse_owner, stale_hint, switch_running, take_over, unlock_hint,
 )
 from capview.engine import compress
-from capview.engine.manifest import Delta, diff, parse_manifest
+from capview.engine import manifest_cache
+from capview.engine.manifest import Delta, diff, diff_text
 from capview.engine.preflight import parse_preflight
 from capview.engine.releases_meta import ReleaseListing, parse_release_listing
 from capview.engine.retention import after_deploy
@@ -55,6 +56,16 @@ from capview.remote.transport import RunResult
 
 LOCK_POLL = 2.0
 BIG_LISTING = 50_000  # files in the retained releases beyond which the usage refresh is not waited on
+
+
+def usage_wait(retained_files: int) -> float | None:
+    """How long the switch script waits for the usage refresh after the unlock (None: to its
+    end). It takes ~10 us a retained file on the host: up to BIG_LISTING it is waited on,
+    up to twice that for 1 s at most; beyond, it cannot end in a second, so waiting only
+    delays the client (1 s of a 200,000-file redeploy, issue 21) and it is left to finish."""
+    if retained_files <= BIG_LISTING:
+        return None
+    return 1.0 if retained_files <= 2 * BIG_LISTING else 0.0
 
 
 async def release(
@@ -92,7 +103,8 @@ class DeployState:
     created: bool = False  # releases/<version> exists because of us
     uploaded: bool = False  # the release tree is complete (until then a failure removes it)
     listing: ReleaseListing = field(default_factory=lambda: ReleaseListing(None, "", (), ""))
-    prev_manifest: dict = field(default_factory=dict)
+    prev_manifest: str = ""  # the previous release's manifest.tsv (its text: diff_text)
+    kept: frozenset[str] = frozenset()  # the paths the upload took over from the previous release
     deleting: list[str] = field(default_factory=list)  # what the cleanup after the switch deletes
 
     @property
@@ -117,6 +129,7 @@ class HostDeploy(UploadStreams, FleetMember):
         self.upload_frames = Frames.new()  # the upload script's one-line frames (drift, free space)
         self.heartbeat: asyncio.Task | None = None
         self.reported = False
+        self.manifests = manifest_cache.for_host(host)  # issue 21: the manifests this client wrote there
 
     @property
     def previous(self) -> str | None:
@@ -269,7 +282,9 @@ class HostDeploy(UploadStreams, FleetMember):
             "bytes": self.src.scan.bytes, "bytes_sent": None, "phases": {}, "downtime": None,
             "health": None, "error": None, "previous": None,
         }
-        return release_sh.setup(self.paths, self.settings, self.version, self.state.meta, frames, dry_run=self.dry_run)
+        offered = self.manifests.offered() if self.manifests else ()
+        return release_sh.setup(self.paths, self.settings, self.version, self.state.meta, frames, dry_run=self.dry_run,
+                                offered=offered)
 
     def setup_done(self, res: RunResult, frames: Frames) -> None:
         """The "setup" phase's end, from the start exchange's answer."""
@@ -282,7 +297,12 @@ class HostDeploy(UploadStreams, FleetMember):
         if res.exit_status != 0:
             raise PhaseFailed(f"setup failed: {res.stderr.strip() or 'exit ' + str(res.exit_status)}")
         st.listing = parse_release_listing(res.stdout, frames, self.paths.root)
-        st.prev_manifest = parse_manifest(st.listing.current_manifest)
+        st.prev_manifest = st.listing.current_manifest
+        if st.listing.current_manifest_sha:  # issue 21: the host's manifest is one this client holds
+            held = self.manifests.get(st.listing.current_manifest_sha) if self.manifests else None
+            if held is None:
+                self.log("the previous release's manifest is no longer in the local cache: every file is sent")
+            st.prev_manifest = held or ""
         st.meta["previous"] = st.previous
         if st.previous is None and st.listing.current_link:
             self.ctx.event(HostWarning, self.host.name, message=(
@@ -298,7 +318,9 @@ class HostDeploy(UploadStreams, FleetMember):
         st = self.state
         self.phase_start("upload")
         try:
-            delta: Delta = diff(self.src.scan.entries, st.prev_manifest if st.previous else {})
+            delta: Delta = diff_text(self.src.scan, st.prev_manifest) if st.previous else diff(self.src.scan.entries, {})
+            st.kept = delta.kept
+            st.prev_manifest = ""  # not needed past the diff (22 MB for 200,000 files: client peak RSS)
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
                 self.ctx.event(HostWarning, self.host.name, message=note)
@@ -329,6 +351,10 @@ class HostDeploy(UploadStreams, FleetMember):
             def uploaded(link_follows: bool) -> None:
                 st.meta["bytes_sent"] = self.bytes_sent - before
                 st.uploaded = True
+                st.kept = delta.kept
+                if self.manifests is not None:  # the host has just checked it against our sha256
+                    asyncio.get_running_loop().run_in_executor(None, self.manifests.put, delta.manifest,
+                                                               delta.sha256)
                 linked = self.src.scan.files - total_files
                 self.phase_end("upload", True, f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes"
                                                f"{', gzip' if gz else ''}), {linked} hard-linked")
@@ -354,6 +380,7 @@ class HostDeploy(UploadStreams, FleetMember):
                 self.ctx.event(HostWarning, self.host.name,
                                message=drift_warning(res.stdout, self.upload_frames, delta, st.previous, self.host.env or "ENV"))
                 delta = diff(self.src.scan.entries, {})
+                st.kept = frozenset()
                 total_files, total_bytes = delta.send_files, delta.send_bytes
                 res = await self.send_parts(delta, progress, previous=None, gzip=gz, **send)  # link nothing, send all
             if self.phase == "upload":  # never saw "uploaded": it failed, or a split upload ended
@@ -455,9 +482,8 @@ class HostDeploy(UploadStreams, FleetMember):
         (and record in release.json and history) when this release names another one."""
         st = self.state
         prev_meta = st.listing.meta(st.previous)
-        kept = {p for p, e in self.src.scan.entries.items() if st.prev_manifest.get(p) == e}
         found = parse_after_build(parse_markers(stdout, frames), self.src.scan.entries,
-                                  inherited_references(prev_meta.raw if prev_meta else None, kept, self.version))
+                                  inherited_references(prev_meta.raw if prev_meta else None, st.kept, self.version))
         if found.references:
             st.meta["references"] = [{"release": o, "path": p} for o, p in found.references]
         warnings, failure = judge_after_build(found, self.version, st.previous, self.host.env or "ENV", self.host.name)
@@ -487,7 +513,7 @@ class HostDeploy(UploadStreams, FleetMember):
             keep_lock=self.fleet,
             **release_pieces(self.host, v, prev, now),  # issue 18: snapshot, hooks
             # ... but a huge tree's refresh (O(files), issue 21) finishes after the client is done
-            after_unlock_wait=1.0 if self.src.scan.files * max(1, self.settings.keep_releases) > BIG_LISTING else None,
+            after_unlock_wait=usage_wait(self.src.scan.files * max(1, self.settings.keep_releases)),
         )
 
     def cleanup_script(self, now: float) -> str:

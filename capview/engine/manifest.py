@@ -18,7 +18,8 @@ import hashlib
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 from capview.engine.scan_cache import HashCache
@@ -28,6 +29,8 @@ _ESCAPE_RE = re.compile(r"[%\x00-\x1f\x7f]")
 
 
 def escape(text: str) -> str:
+    if _ESCAPE_RE.search(text) is None:  # nearly every path: no substitution (hot at 200,000 entries)
+        return text
     return _ESCAPE_RE.sub(lambda m: f"%{ord(m.group()):02X}", text)
 
 
@@ -105,13 +108,19 @@ class Scan:
     entries: dict[str, Entry]
     skipped: tuple[str, ...]  # why some paths were not taken (special files, reserved names)
 
-    @property
+    @cached_property
     def files(self) -> int:
         return sum(1 for e in self.entries.values() if e.type == "f")
 
-    @property
+    @cached_property
     def bytes(self) -> int:
         return sum(e.size for e in self.entries.values() if e.type == "f")
+
+    @cached_property
+    def shareable_lines(self) -> dict[str, Entry]:
+        """Each shareable entry by its manifest line (what diff_text matches the previous
+        manifest's lines against; source.py computes it in the scan's thread)."""
+        return {e.line(): e for e in self.entries.values() if shareable(e)}
 
 
 WRITE_BITS = 0o222
@@ -121,6 +130,10 @@ def writable_path(rel: str, patterns: tuple[str, ...]) -> bool:
     """``upload.writable``: the path or one of its parent dirs matches a pattern
     (same matching as ``exclude``)."""
     return bool(patterns) and any(excluded(p, patterns) for p in (*parent_dirs(rel), rel))
+
+
+def _name(d: os.DirEntry) -> str:
+    return d.name
 
 
 def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = (),
@@ -140,36 +153,42 @@ def scan_tree(root: Path, exclude: tuple[str, ...], reserved: tuple[str, ...] = 
     skipped: list[str] = []
     reserved_set = set(reserved) | {".capview"}
 
-    def walk(dir_path: Path, rel_dir: str) -> None:
+    lookup = hashes.lookup if hashes else None
+    remember = hashes.remember if hashes else None
+    is_reg, is_dir, is_lnk, imode = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK, stat.S_IMODE
+
+    def walk(dir_path: str, prefix: str) -> None:
+        # hot (200,000 entries): names and lookups kept local, the common case first
         with os.scandir(dir_path) as it:
-            items = sorted(it, key=lambda d: d.name)
+            items = sorted(it, key=_name)
         for d in items:
-            rel = f"{rel_dir}/{d.name}" if rel_dir else d.name
+            rel = prefix + d.name
             if rel in reserved_set:
                 skipped.append(f"{rel}: not uploaded, the release links it to shared/")
                 continue
-            if excluded(rel, exclude):
+            if exclude and excluded(rel, exclude):
                 continue
             st = d.stat(follow_symlinks=False)
-            mode = stat.S_IMODE(st.st_mode)
-            if stat.S_ISLNK(st.st_mode):
-                entries[rel] = Entry(rel, "l", 0o777, 0, os.readlink(d.path))
-            elif stat.S_ISDIR(st.st_mode):
-                entries[rel] = Entry(rel, "d", mode, 0, "-")
-                walk(Path(d.path), rel)
-            elif stat.S_ISREG(st.st_mode):
-                if not writable_path(rel, writable):
+            m = st.st_mode
+            if is_reg(m):
+                mode = imode(m)
+                if not (writable and writable_path(rel, writable)):
                     mode &= ~WRITE_BITS
-                digest = hashes.lookup(st) if hashes else None
+                digest = lookup(st) if lookup else None
                 if digest is None:
                     digest = sha256_file(Path(d.path))
-                    if hashes:
-                        hashes.remember(st, digest)
+                    if remember:
+                        remember(st, digest)
                 entries[rel] = Entry(rel, "f", mode, st.st_size, digest)
+            elif is_dir(m):
+                entries[rel] = Entry(rel, "d", imode(m), 0, "-")
+                walk(d.path, rel + "/")
+            elif is_lnk(m):
+                entries[rel] = Entry(rel, "l", 0o777, 0, os.readlink(d.path))
             else:
                 skipped.append(f"{rel}: special file (socket/fifo/device) skipped")
 
-    walk(root, "")
+    walk(str(root), "")
     if hashes:
         hashes.save()
     return Scan(entries, tuple(skipped))
@@ -182,11 +201,25 @@ class Delta:
     send: tuple[Entry, ...]  # new or changed entries (dirs included), parents first
     drop: tuple[str, ...]  # previous manifest paths NOT taken over (changed or gone)
     keep: tuple[Entry, ...] = ()  # previous manifest entries taken over as they are (its order)
+    text: str | None = field(default=None, compare=False, repr=False)  # the manifest, if diff_text made it
+    kept_paths: frozenset[str] | None = field(default=None, compare=False, repr=False)  # keep's paths, if known
 
-    @property
+    @cached_property
     def manifest(self) -> str:
         """The new release's manifest.tsv exactly as the host assembles it."""
+        if self.text is not None:
+            return self.text
         return manifest_text(self.keep + self.send)
+
+    @cached_property
+    def sha256(self) -> str:
+        """sha256 of ``manifest`` (what the host's merge must hash to)."""
+        return hashlib.sha256(self.manifest.encode("utf-8", "surrogateescape")).hexdigest()
+
+    @cached_property
+    def kept(self) -> frozenset[str]:
+        """The paths of ``keep``."""
+        return self.kept_paths if self.kept_paths is not None else frozenset(e.path for e in self.keep)
 
     @property
     def send_files(self) -> int:
@@ -212,6 +245,33 @@ def diff(new: dict[str, Entry], prev: dict[str, Entry]) -> Delta:
     keep = tuple(e for p, e in prev.items() if p in new and p not in sent)
     drop = tuple(sorted(p for p in prev if p not in new or p in sent))
     return Delta(tuple(send), drop, keep)
+
+
+def diff_text(scan: Scan, prev_text: str) -> Delta:
+    """diff(scan.entries, parse_manifest(prev_text)) without parsing the previous manifest
+    (issue 21: 200,000 lines): a previous line is taken over when it is, byte for byte, the
+    line of a shareable entry of the scan; every other line's path is dropped. Same result
+    as diff() for a manifest capview wrote; for any other text it only sends more (a line
+    that is not canonical is sent again, not kept). The host checks the merge against the
+    client's sha256 either way (upload.py), so this decides only what is sent."""
+    by_line = scan.shareable_lines
+    lines = prev_text.split("\n")
+    # C-speed passes (200,000 lines): a line twice is kept once (the host then refuses the merge)
+    kept_lines = list(dict.fromkeys(line for line in lines if line in by_line))
+    keep = [by_line[line] for line in kept_lines]
+    kept = {e.path for e in keep}
+    new = scan.entries
+    send = tuple(new[p] for p in sorted(p for p in new if p not in kept))
+    # the host drops by the escaped path field ($5); a line without five fields drops nothing
+    # (a kept path is never dropped: its other line, if any, is then the host's to refuse)
+    rest = (line.split("\t") for line in lines if line and line not in by_line)
+    drop = {unescape(parts[4]) for parts in rest if len(parts) == 5}
+    drop = {p for p in drop if p not in kept and safe_relpath(p)}
+    del lines, rest  # the previous text's lines: ~35 MB for 200,000 (client peak RSS)
+    text = "\n".join(kept_lines)
+    del kept_lines
+    text = (text + "\n" if text else "") + manifest_text(send)  # one copy: the manifest the host will merge
+    return Delta(send, tuple(sorted(drop)), tuple(keep), text, kept_paths=frozenset(kept))
 
 
 def manifest_text(entries: dict[str, Entry] | tuple[Entry, ...]) -> str:

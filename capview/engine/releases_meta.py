@@ -9,6 +9,7 @@ dashboard's fuller listing (sizes, unique bytes) is snapshot.py's.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from capview.engine.layout import current_version, is_version
@@ -33,6 +34,7 @@ class ReleaseListing:
     releases: tuple[ReleaseMeta, ...]
     history: str
     current_link: str = ""  # the link's text as found (absolute, trailing slash...)
+    current_manifest_sha: str = ""  # instead of its text: the sha256 of a manifest the client holds
 
     def meta(self, version: str | None) -> ReleaseMeta | None:
         return next((m for m in self.releases if m.version == version), None)
@@ -49,7 +51,7 @@ def referenced_releases(raw: dict | None) -> tuple[str, ...]:
 
 
 def parse_release_listing(stdout: str, frames: Frames, root: str) -> ReleaseListing:
-    current, link, manifest, history = None, "", "", ""
+    current, link, manifest, history, manifest_sha = None, "", "", "", ""
     metas: dict[str, dict | None] = {}
     pinned: set[str] = set()
     for kind, arg, body in frames.parse(stdout):
@@ -58,6 +60,8 @@ def parse_release_listing(stdout: str, frames: Frames, root: str) -> ReleaseList
             current = current_version(link, root)
         elif kind == "manifest":
             manifest = body
+        elif kind == "manifest_sha" and re.fullmatch(r"[0-9a-f]{64}", arg):
+            manifest_sha = arg
         elif kind == "release" and is_version(arg):
             try:
                 raw = json.loads(body)
@@ -71,4 +75,4 @@ def parse_release_listing(stdout: str, frames: Frames, root: str) -> ReleaseList
     if current is not None and current not in metas:
         current = None  # names no release directory (a symlinked or missing entry)
     releases = tuple(ReleaseMeta(v, raw, v in pinned) for v, raw in sorted(metas.items()))
-    return ReleaseListing(current, manifest, releases, history, link)
+    return ReleaseListing(current, manifest, releases, history, link, manifest_sha)

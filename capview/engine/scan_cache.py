@@ -76,12 +76,11 @@ class HashCache:
 
     def lookup(self, st: os.stat_result) -> str | None:
         hit = self.old.get(st.st_ino) if st.st_dev == self.dev else None
-        if hit is not None:
-            want = self._stat_key(st)
-            if len(hit) == len(want) + 64 and hit.startswith(want):
-                self.hits += 1
-                self.new[st.st_ino] = hit
-                return hit[-64:]
+        # one f-string and a compare: called once per file of a 200,000-file tree
+        if hit is not None and hit[:-64] == f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} ":
+            self.hits += 1
+            self.new[st.st_ino] = hit
+            return hit[-64:]
         self.misses += 1
         return None
 

@@ -51,6 +51,7 @@ def scan_source(settings: Settings, root: Path | None = None) -> Source:
                          "fix its permissions or leave it out with 'exclude' in deploy.yaml") from None
     if not scan.entries:
         raise PhaseFailed(f"source {root} has nothing to upload after 'exclude' - check the exclude patterns", code=2)
+    scan.shareable_lines, scan.files, scan.bytes  # noqa: B018 -- computed here, in the scan's thread (issue 21)
     commit = git_commit(root)
     return Source(root, scan, commit, git_dirty(root) if commit else None)
 

@@ -18,10 +18,10 @@ awk -v out="$m" -v man="$rel/.capview/manifest.tsv.tmp" '
 BEGIN { FS = "\t"; for (i = 1; i < 256; i++) ch[sprintf("%02X", i)] = sprintf("%c", i); nd = 0 }
 function un(s,   o, i) { o = ""; while ((i = index(s, "%")) > 0) { o = o substr(s, 1, i - 1) ch[substr(s, i + 1, 2)]; s = substr(s, i + 3) } return o s }
 function oct(s,   n, i) { n = 0; for (i = 1; i <= length(s); i++) n = n * 8 + substr(s, i, 1); return n }
-function valid(p,   n, i, c) {
+function valid(p) {
   if (NF != 5 || $1 !~ /^[fdl]$/ || $2 !~ /^[0-7]+$/ || $3 !~ /^[0-9]+$/ || p == "" || substr(p, 1, 1) == "/") return 0
   if ($1 == "f" && (length($4) != 64 || $4 ~ /[^0-9a-f]/)) return 0
-  n = split(p, c, "/"); for (i = 1; i <= n; i++) if (c[i] == "" || c[i] == "." || c[i] == "..") return 0
+  if (index(p, "//") || substr(p, length(p)) == "/" || p ~ /(^|\/)\.\.?(\/|$)/) return 0
   return 1
 }
 
@@ -34,7 +34,7 @@ part == "prev" {
   if ($1 == "d") dir(p, $2)
   else {
     printf "./%s%c", p, 0 > (out "/link.nul")
-    if ($1 == "f") printf "%x %s\n", 32768 + oct($2), $3 > (out "/link.expect")
+    if ($1 == "f") { if (!($2 in ox)) ox[$2] = sprintf("%x", 32768 + oct($2)); print ox[$2], $3 > (out "/link.expect") }
     else printf "a1ff %d\n", length(un($4)) > (out "/link.expect")
   }
   next
@@ -59,7 +59,7 @@ if [ -s "$m/link.nul" ]; then
   [ -z "$bad" ] || drift changed "$bad"
 fi
 (cd "$rel" && xargs -0 -r mkdir -p -- < "$m/dirs.nul")
-if [ -n "$prev" ]; then (cd "$prev" && xargs -0 -r cp -P -l --parents -t "$rel" -- < "$m/link.nul"); fi
+if [ -n "$prev" ]; then (cd "$prev" && xargs -0 -r -P 4 -n 8192 cp -P -l --parents -t "$rel" -- < "$m/link.nul"); fi
 if [ -d "$inc/part-1/files" ]; then cp -P -lR "$inc/part-1/files/." "$rel/"; fi
 if [ -d "$inc/files" ]; then cp -P -lR "$inc/files/." "$rel/"; fi
 (cd "$rel" && while read -r md; do xargs -0 -r chmod -- "$md" < "$m/mode-$md.nul"; done < "$m/modes")

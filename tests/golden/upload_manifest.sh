@@ -5,10 +5,10 @@ awk '
 BEGIN { FS = "\t"; for (i = 1; i < 256; i++) ch[sprintf("%02X", i)] = sprintf("%c", i); nd = 0 }
 function un(s,   o, i) { o = ""; while ((i = index(s, "%")) > 0) { o = o substr(s, 1, i - 1) ch[substr(s, i + 1, 2)]; s = substr(s, i + 3) } return o s }
 function oct(s,   n, i) { n = 0; for (i = 1; i <= length(s); i++) n = n * 8 + substr(s, i, 1); return n }
-function valid(p,   n, i, c) {
+function valid(p) {
   if (NF != 5 || $1 !~ /^[fdl]$/ || $2 !~ /^[0-7]+$/ || $3 !~ /^[0-9]+$/ || p == "" || substr(p, 1, 1) == "/") return 0
   if ($1 == "f" && (length($4) != 64 || $4 ~ /[^0-9a-f]/)) return 0
-  n = split(p, c, "/"); for (i = 1; i <= n; i++) if (c[i] == "" || c[i] == "." || c[i] == "..") return 0
+  if (index(p, "//") || substr(p, length(p)) == "/" || p ~ /(^|\/)\.\.?(\/|$)/) return 0
   return 1
 }
 

@@ -3,6 +3,8 @@ writes, linking shared paths into it, and the build."""
 
 from __future__ import annotations
 
+import re
+
 from capview.config import Settings
 from capview.engine.layout import MANIFEST, PINNED, RELEASE_JSON, HostPaths
 from capview.engine.scripts.shell import Frames, Script, q, write_json
@@ -12,13 +14,26 @@ from capview.engine.shared_links import link_shared_script
 EXISTS = 5  # exit status of setup when the release already exists
 
 
-def listing(paths: HostPaths, frames: Frames, *, manifest_of_current: bool) -> str:
+def listing(paths: HostPaths, frames: Frames, *, manifest_of_current: bool, offered: tuple[str, ...] = ()) -> str:
     """sh printing where ``current`` points, (optionally) the current release's manifest,
     every release's release.json and pin marker, and the tail of history.jsonl.
-    Only names that pass the host-side filter are framed (no newline reaches a frame)."""
+    Only names that pass the host-side filter are framed (no newline reaches a frame).
+
+    ``offered``: sha256s of manifests the client holds (manifest_cache.py): when the current
+    manifest hashes to one of them, only frame ``manifest_sha SHA`` is sent, not its text."""
     s = Script(frames).line(f"cd {q(paths.root)}", "cur=$(readlink current 2>/dev/null || true)",
                             'sec current; printf "%s" "$cur"')
-    if manifest_of_current:
+    offered = tuple(sha for sha in offered if re.fullmatch(r"[0-9a-f]{64}", sha))
+    if manifest_of_current and offered:
+        # issue 21: a manifest the client holds is named by its sha256 (200,000 lines stay home)
+        s.line('cv_cur=${cur%/}; cv_cur=${cv_cur##*/}; cv_sum=',
+               'case "$cv_cur" in ""|.|..) ;; *) [ -L "releases/$cv_cur" ] || '
+               f'cv_sum=$(sha256sum 2>/dev/null < "releases/$cv_cur/"{q(MANIFEST)}) || cv_sum=;; esac',
+               'cv_sum=${cv_sum%% *}',
+               f'case "$cv_sum" in {"|".join(offered)}) sec manifest_sha "$cv_sum";;',
+               '*) sec manifest; case "$cv_cur" in ""|.|..) ;; *) [ -L "releases/$cv_cur" ] || '
+               f'cat "releases/$cv_cur/"{q(MANIFEST)} 2>/dev/null || true;; esac;; esac')
+    elif manifest_of_current:
         # the release current names, relative or absolute (Capistrano), trailing slash or not
         s.line('cv_cur=${cur%/}; cv_cur=${cv_cur##*/}',
                'sec manifest; case "$cv_cur" in ""|.|..) ;; *) [ -L "releases/$cv_cur" ] || '
@@ -38,7 +53,7 @@ def listing(paths: HostPaths, frames: Frames, *, manifest_of_current: bool) -> s
 
 
 def setup(paths: HostPaths, settings: Settings, version: str, meta: dict, frames: Frames, *,
-          dry_run: bool = False) -> str:
+          dry_run: bool = False, offered: tuple[str, ...] = ()) -> str:
     """Create releases/<version> (exit 5 if it exists: releases are immutable; frame
     ``created`` once it is ours) with its release.json, then print the listing the deploy
     needs. Dry run: only the check."""
@@ -52,7 +67,7 @@ def setup(paths: HostPaths, settings: Settings, version: str, meta: dict, frames
         s.line(f"mkdir {q(rel)}").marker("created")
         s.line(f"mkdir {q(paths.release_meta(version))} {q(paths.incoming(version))}")
         s.raw(write_json(paths.release_json(version), meta))
-    return s.text() + listing(paths, frames, manifest_of_current=True)
+    return s.text() + listing(paths, frames, manifest_of_current=True, offered=offered)
 
 
 def lock_and_setup(frames: Frames, preflight: str, lock: str, setup_script: str) -> str:

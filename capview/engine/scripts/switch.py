@@ -373,6 +373,8 @@ def _after_unlock(plan: SwitchPlan) -> str:
         return ""
     if plan.after_unlock_wait is None:
         return f"  ( {plan.after_unlock.strip()} ) || :\n"
+    if plan.after_unlock_wait <= 0:  # not waited on at all, and niced: the next deploy may start meanwhile
+        return f"  nice -n 10 sh -c {q(plan.after_unlock)} </dev/null >/dev/null 2>&1 &\n"
     ticks = max(1, int(plan.after_unlock_wait / 0.02))
     return (f"  ( {plan.after_unlock.strip()} ) </dev/null >/dev/null 2>&1 & cv_au=$!\n"
             f'  cv_n=0; while kill -0 "$cv_au" 2>/dev/null && [ "$cv_n" -lt {ticks} ]; do sleep 0.02; cv_n=$((cv_n+1)); done\n')
