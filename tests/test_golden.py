@@ -22,8 +22,8 @@ from capview.config import (
 )
 from capview.engine.layout import HostPaths
 from capview.engine.scripts import (
-    cleanup, fleet, hooks, inspect, lock, logs, migrate, ops, release, service, snapshots, status, switch, traefik, upload, usage,
-    verify,
+    cleanup, fleet, hooks, inspect, links, lock, logs, migrate, ops, release, service, snapshots, status, switch,
+    traefik, upload, usage, verify,
 )
 from capview.engine.scripts.shell import Frames, append_line, json_printf, write_json
 
@@ -129,6 +129,12 @@ BUILDERS = {
     "upload_gzip": lambda: (upload.upload_script(P, "v2", "v1", F, parts=2, gzip=True)
                             + upload.part_script(P, "v2", 1, gzip=True)),
     "upload_manifest": lambda: upload.write_manifest_script(P, "v2"),
+    # issue 13: the shared links (a nested shared path: its parents checked first) and the
+    # check after the build (the previous release's shared files, references, the record)
+    "links_shared": lambda: links.link_shared_script(P.release("v2"), "v2", dataclasses.replace(
+        SYSTEMD, shared=SharedConfig(dirs=("data", "var/uploads"), files=(".env",))), P.shared, F),
+    "verify_after_build": lambda: verify.after_build_script(P, "v2", "v1", F, record=True),
+    "verify_after_link_first": lambda: verify.after_build_script(P, "v1", None, F, record=False),
     # service
     "service_systemd": lambda: service.service_stop(SYSTEMD) + service.service_start(SYSTEMD)
     + service.service_logs(SYSTEMD) + service.health_function(SYSTEMD),

@@ -18,7 +18,7 @@ def test_the_hosts_merge_keeps_exactly_the_lines_the_client_would(tmp_path):
     import subprocess
 
     from capview.engine.manifest import Entry, escape, parse_manifest
-    from capview.engine.upload import MERGE_AWK
+    from capview.engine.scripts.upload import MERGE_AWK
 
     paths = ["a", "a/b", "./a", "a/.", "a/./b", "a/../b", "..", ".", "a//b", "a/", "/a", ".a", "a..", "a/.b",
              "..a/b", "a/b..", "a\n../b", "a\n./b", "x/..\nb", "...", "a/...", "b/..\n", "\n..", ".\n", "a/\n/b"]

@@ -24,13 +24,9 @@ ENGINE = PKG / "engine"
 # The operations: modules a front calls; they may import shared modules, never each other.
 OPERATIONS = {"deploy", "rollback", "restart", "prune", "status", "migrate", "ops", "inspect", "check", "traefik",
               "verify"}
-# issue 13's files keep their literals (and the @@cv marker) until they are converted:
-# moved by the lead after big200k merges
-LITERAL_OK = {"layout.py", "upload.py", "rsync_upload.py", "build_check.py", "shared_links.py"}
+# the layout module names every path of the host layout (HostPaths and its constants)
+LITERAL_OK = {"layout.py"}
 SCRIPTS = ENGINE / "scripts"
-# Builders still beside their flow, re-exported by engine/scripts/upload.py and used by
-# scripts/release.py: moved by the lead after big200k merges
-BUILDERS_OUTSIDE_OK = {"upload.py", "rsync_upload.py", "build_check.py", "shared_links.py"}
 MAX_LINES = 600
 
 
@@ -188,13 +184,13 @@ def test_script_builders_live_in_engine_scripts():
     imported from engine/scripts/ (a re-export is fine: it defines nothing).
 
     Grep-able: ``grep -rn "^def [a-z_]*_script(" capview | grep -v engine/scripts/`` must
-    print only the exempt files. Checked: module-level ``def``s, the way builders are
+    print nothing. Checked: module-level ``def``s, the way builders are
     written. Methods named ``*_script`` (``HostLock.acquire_script``, ``HostDeploy.state_script``)
     are a flow object's adapters binding its state to a builder from engine/scripts/, and
     are left alone."""
     bad = [f"{p.relative_to(PKG.parent)}:{line}: def {name}"
            for p in sorted(PKG.rglob("*.py"))
-           if SCRIPTS not in p.parents and not (p.parent == ENGINE and p.name in BUILDERS_OUTSIDE_OK)
+           if SCRIPTS not in p.parents
            for line, name in script_builders(p)]
     assert not bad, "move the builder into a module under capview/engine/scripts/ (with a golden case):\n" + "\n".join(bad)
 

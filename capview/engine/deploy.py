@@ -46,10 +46,11 @@ from capview.engine.scripts.lock import LOCKED
 from capview.engine.scripts.shell import Frames, append_line, kinds, last_line, parse_markers, q
 from capview.engine.scripts.status import build_tool, preflight
 from capview.engine.scripts.switch import SwitchPlan, transaction
-from capview.engine.scripts.upload import upload_script
+from capview.engine.scripts.upload import DRIFT, NO_GZIP, upload_script
+from capview.engine.scripts.verify import after_build_script
 from capview.engine.scripts.usage import refresh_script
-from capview.engine.upload import DRIFT, NO_GZIP, drift_warning, readonly_hint
-from capview.engine.build_check import after_build_script, inherited_references, judge_after_build, parse_after_build
+from capview.engine.upload import drift_warning, readonly_hint
+from capview.engine.build_check import inherited_references, judge_after_build, parse_after_build
 from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE
 from capview.remote.transport import RunResult

@@ -83,6 +83,8 @@ PINNED = f"{META}/pinned"
 BUILT_LIST = f"{META}/built.list"
 BUILT_SHA = f"{META}/built.sha"
 INCOMING = f"{META}/incoming"
+SHARED_NUL = f"{META}/shared.nul"  # issue 13: the paths hard-linked from the previous release
+SHARED_STATS = f"{META}/shared.stat"  # ... and their stat lines, for the check after the build
 TRASH_PREFIX = ".trash-"  # releases/.trash-<v>: a release being deleted
 CURRENT_TMP = "current.tmp."  # current.tmp.<pid>: the link before its rename over current
 

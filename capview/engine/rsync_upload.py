@@ -18,7 +18,6 @@ from capview.config import HostConfig
 from capview.engine.layout import HostPaths
 from capview.engine.manifest import Scan, manifest_text
 from capview.engine.scripts.shell import q
-from capview.engine.upload import AWK_HELPERS, SHARED_STAT
 
 
 def ssh_command(host: HostConfig) -> list[str]:
@@ -69,34 +68,6 @@ async def rsync_upload(host: HostConfig, scan_root: str, version: str, previous:
         await proc.wait()
         raise
     return proc.returncode or 0, err.decode("utf-8", "replace")
-
-
-# awk over the manifest: "MODE\0./PATH\0" for every valid regular-file line with a write bit.
-WRITABLE_AWK = AWK_HELPERS + r"""
-$1 == "f" { p = un($5); if (valid(p) && int(oct($2) / 2) % 2 + int(oct($2) / 16) % 2 + int(oct($2) / 128) % 2) printf "%s%c./%s%c", $2, 0, p, 0 }
-"""
-
-
-def write_manifest_script(paths: HostPaths, version: str, previous: str | None = None) -> str:
-    """Store the manifest sent on stdin as the release's manifest.tsv (atomic rename),
-    copy the writable files out of any hard link, record the shared files' stat."""
-    rel = paths.release(version)
-    path = f"{rel}/.capview/manifest.tsv"
-    lines = [
-        f"cat > {q(path + '.tmp')} && mv -f {q(path + '.tmp')} {q(path)}",
-        "export LC_ALL=C",
-        f"cd {q(rel)}",
-        f"awk {q(WRITABLE_AWK)} {q(path)} | xargs -0 -r -n 2 sh -c "
-        "'cp -p -- \"$2\" \"$2.cv-tmp\" && mv -f -- \"$2.cv-tmp\" \"$2\" && chmod -- \"$1\" \"$2\"' sh",
-        ": > .capview/shared.nul; : > .capview/shared.stat",
-    ]
-    if previous:
-        lines += [
-            "find . -path ./.capview -prune -o \\( -type f -o -type l \\) -links +1 -print0 > .capview/shared.nul",
-            f"(cd {q(paths.release(previous))} && xargs -0 -r stat -c '{SHARED_STAT}' -- < {q(rel + '/.capview/shared.nul')})"
-            " > .capview/shared.stat 2>/dev/null || { : > .capview/shared.nul; : > .capview/shared.stat; }",
-        ]
-    return "\n".join(lines) + "\n"
 
 
 def manifest_bytes(scan: Scan) -> bytes:

@@ -23,7 +23,7 @@ from capview.engine.scripts.shell import Frames, one_line
 from capview.engine.layout import MANIFEST, HostPaths, is_version, validate_version
 from capview.engine.manifest import Entry, parse_manifest
 from capview.engine.scripts.verify import verify_script
-from capview.engine.shared_links import link_target, shared_paths
+from capview.engine.scripts.links import link_target, shared_paths
 from capview.engine.hosts import each_host
 from capview.errors import RemoteError
 from capview.remote.transport import RunResult

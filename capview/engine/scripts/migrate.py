@@ -17,7 +17,7 @@ from capview.config import HostConfig
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, RELEASE_JSON, RELEASE_META, HostPaths
 from capview.engine.scripts.service import is_active, service_logs, service_start, service_status, service_stop
 from capview.engine.scripts.shell import Frames, json_printf, q
-from capview.engine.shared_links import refuse_symlinked_parents
+from capview.engine.scripts.links import refuse_symlinked_parents
 
 DB_NAMES = ("*.db", "*.sqlite", "*.sqlite3", "*.db3")
 _KEEP = "|".join(sorted(LAYOUT_NAMES)) + f"|{CURRENT_TMP}*"

@@ -10,7 +10,7 @@ from capview.engine.layout import LAYOUT_NAMES, HostPaths
 from capview.engine.manifest import safe_relpath
 from capview.engine.scripts.shell import Frames, q
 from capview.engine.scripts.status import HISTORY_LINE_BYTES
-from capview.engine.shared_links import refuse_symlinked_parents
+from capview.engine.scripts.links import refuse_symlinked_parents
 from capview.errors import UsageError
 
 

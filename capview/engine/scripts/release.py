@@ -9,7 +9,7 @@ from capview.config import Settings
 from capview.engine.layout import MANIFEST, PINNED, RELEASE_JSON, HostPaths
 from capview.engine.scripts.shell import Frames, Script, q, write_json
 from capview.engine.scripts.status import HISTORY_LINE_BYTES, HISTORY_TAIL, META_BYTES
-from capview.engine.shared_links import link_shared_script
+from capview.engine.scripts.links import link_shared_script
 
 EXISTS = 5  # exit status of setup when the release already exists
 
@@ -82,7 +82,7 @@ def state_write(paths: HostPaths, version: str, doc: dict) -> str:
 
 
 def link_script(settings: Settings, paths: HostPaths, version: str, frames: Frames) -> str:
-    """ln -s ../../shared/<p> <p> for every shared path (shared_links.py, issue 13's: never
+    """ln -s ../../shared/<p> <p> for every shared path (scripts/links.py, issue 13's: never
     through a symlinked parent; exit REFUSED, and the deploy removes the release)."""
     return link_shared_script(paths.release(version), version, settings, paths.shared, frames)
 
@@ -111,7 +111,7 @@ def link_and_build(settings: Settings, paths: HostPaths, version: str, frames: F
                    ready: str, building: str, after: str = "", after_upload: str = "") -> str:
     """One script for both phases: the link, then (with a build) frame ``linked``, the
     release marked building, the build. ``ready``/``building``: the state writes;
-    ``after``: the check after the build (build_check.after_build_script, issue 13);
+    ``after``: the check after the build (scripts/verify.py after_build_script, issue 13);
     ``after_upload``: the ``cv_hooks_after_upload`` function (engine/scripts/hooks.py, issue 18),
     run after a successful build (frame ``hook_rc`` when it fails)."""
     link = link_script(settings, paths, version, frames)
