@@ -116,6 +116,7 @@ BUILDERS = {
     "release_setup_dry": lambda: release.setup(P, SYSTEMD, "v2", META, F, dry_run=True),
     "release_lock_setup": lambda: release.lock_and_setup(F, status.preflight(H), lock.acquire(P, OWNER, F),
                                                          release.setup(P, SYSTEMD, "v2", META, F)),
+    "release_remove": lambda: release.remove(P, "v2"),
     "release_state": lambda: release.state_write(P, "v2", {**META, "state": "ready"}),
     "release_link_build": lambda: release.link_and_build(SYSTEMD, P, "v2", F, ready="# ready\n",
                                                          building="# building\n"),

@@ -43,7 +43,7 @@ from capview.engine.scripts import release as release_sh
 from capview.engine.scripts.cleanup import finish_trash, prune_body, stdin_list
 from capview.engine.scripts.service import health_function
 from capview.engine.scripts.lock import LOCKED
-from capview.engine.scripts.shell import Frames, append_line, kinds, last_line, parse_markers, q
+from capview.engine.scripts.shell import Frames, append_line, kinds, last_line, parse_markers
 from capview.engine.scripts.status import build_tool, preflight
 from capview.engine.scripts.switch import SwitchPlan, transaction
 from capview.engine.scripts.upload import DRIFT, NO_GZIP, upload_script
@@ -538,7 +538,7 @@ class HostDeploy(UploadStreams, FleetMember):
             parts.append(self.state_script("failed", error=reason, finished_at=self.ctx.clock()))
             # A release cut short during upload is removed: it was never whole.
             if not st.uploaded:
-                parts = [f"rm -rf {q(self.paths.release(self.version))}\n"]
+                parts = [release_sh.remove(self.paths, self.version)]
         if self.lock.held:
             record = history_record("release", self.host.name, self.ctx.operator, self.ctx.clock(),
                                     version=self.version, outcome="failed", downtime=None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from capview.config import Settings
-from capview.engine.layout import MANIFEST, PINNED, RELEASE_JSON, HostPaths
+from capview.engine.layout import MANIFEST, PINNED, RELEASE_JSON, HostPaths, validate_version
 from capview.engine.scripts.shell import Frames, Script, q, write_json
 from capview.engine.scripts.status import HISTORY_LINE_BYTES, HISTORY_TAIL, META_BYTES
 from capview.engine.scripts.links import link_shared_script
@@ -79,6 +79,11 @@ def lock_and_setup(frames: Frames, preflight: str, lock: str, setup_script: str)
 def state_write(paths: HostPaths, version: str, doc: dict) -> str:
     """Rewrite the release's release.json (temp file + rename, never in place)."""
     return write_json(paths.release_json(version), doc)
+
+
+def remove(paths: HostPaths, version: str) -> str:
+    """Remove a release that never became whole (a deploy cut short during its upload)."""
+    return f"rm -rf {q(paths.release(validate_version(version)))}\n"
 
 
 def link_script(settings: Settings, paths: HostPaths, version: str, frames: Frames) -> str:

@@ -1,0 +1,1 @@
+rm -rf /home/deploy/web/app/releases/v2
