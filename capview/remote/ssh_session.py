@@ -28,7 +28,12 @@ script then runs it, once. A command over FIRST_MAX sends it as an ordinary exch
 
 Anything unusual (a cancel, a timeout, an end of stream before the tag) ends the whole
 session: the channel's TERM reaches the loop and the running script alike (sshd signals
-the process group), and the next script gets a fresh session.
+the process group), the KILL after the grace whatever trapped it, and the next script gets
+a fresh session. A script or input the link cut short never runs (``head -c`` stops short
+with status 0, so the loop checks the length). A stream's feeder ignores TERM and HUP:
+a TERM racing the pipeline's forks can spare the script (its subshell catches it before
+it resets its traps), and a feeder it killed would close the pipe, which the script would
+take for the stream's end; only the ``0`` ends the script's input.
 """
 
 from __future__ import annotations
@@ -63,24 +68,30 @@ if [ "$(printf ab | { head -c 1 >/dev/null; head -c 1; })" != b ]; then
 fi
 printf '%s ok\n' "$1"
 end() { printf '%s %s\n' "$1" "$2"; printf '%s %s\n' "$1" "$2" >&2; }
+# head -c stops short, with status 0, when the link ends: a cut script or input must never run
+whole() { head -c "$2" > "$1" && [ "$(($(wc -c < "$1")))" -eq "$2" ]; }
+# the stream broke: end the script before its input can end, then everything with it
+broke() { kill -TERM 0 2>/dev/null; sleep 1; rm -rf "$d"; kill -KILL 0; }
 if [ $# -ge 3 ]; then
   # the first script came with the exec ($2 its tag, $3 its text): run it at once
   printf '%s' "$3" > "$d/s" || exit 98
   s=0; sh "$d/s" < /dev/null || s=$?; end "$2" "$s"
 fi
 while IFS=' ' read -r t a b; do
-  head -c "$a" > "$d/s" || exit 98
+  whole "$d/s" "$a" || exit 98
   if [ "$b" = s ]; then
-    while :; do
-      # the link ending inside a stream (or a garbled count) must never look like its end
-      # to the script: kill it with the session rather than let it go on with half its input
-      IFS= read -r n || n=x
-      case $n in 0) break ;; ''|*[!0-9]*) kill -TERM 0; exit 98 ;; esac
-      head -c "$n" > "$d/c" || exit 98
-      cat "$d/c" 2>/dev/null || :
-    done | { s=0; sh "$d/s" || s=$?; end "$t" "$s"; cat >/dev/null; }
+    # the feeding side ignores TERM and HUP: only it may end the script's input, and only at
+    # the stream's end (a signal racing a fork can spare the script yet kill its feeder)
+    { trap '' TERM HUP INT
+      while :; do
+        IFS= read -r n || n=x
+        case $n in 0) break ;; ''|*[!0-9]*) broke ;; esac
+        head -c "$n" > "$d/c" || broke
+        cat "$d/c" 2>/dev/null || :
+      done
+    } | { s=0; sh "$d/s" || s=$?; end "$t" "$s"; cat >/dev/null; }
   else
-    head -c "$b" > "$d/i" || exit 98
+    whole "$d/i" "$b" || exit 98
     s=0; sh "$d/s" < "$d/i" || s=$?; end "$t" "$s"
   fi
 done
