@@ -334,6 +334,8 @@ async def test_deletes_of_a_cold_host_say_sizes_not_summed_instead_of_zero(tmp_p
     from capview.engine.scripts import usage
 
     monkeypatch.setattr(usage, "COLD_WAIT", 0.0)
+    # the job starts before the release.json framing: slow it, so the wait surely ends first
+    monkeypatch.setattr(usage, "BATCH_FIND", "sleep 1; " + usage.BATCH_FIND)
     fh = FakeHost(tmp_path / "app")
     for i in range(1, 5):
         fh.release(f"v{i}", {**COMMON, "version.txt": f"v{i}" * 1000}, deployed_at=float(i))

@@ -199,6 +199,8 @@ async def test_cold_listing_does_not_wait_for_big_sums_and_the_job_fills_the_cac
     exact = sizes(await snapshot(ctx, h, detail=True))
     (dp / CACHE).unlink(missing_ok=True)
     monkeypatch.setattr(usage, "COLD_WAIT", 0.0)
+    # the job starts before the release.json framing: slow it, so the wait surely ends first
+    monkeypatch.setattr(usage, "BATCH_FIND", "sleep 1; " + usage.BATCH_FIND)
     snap = await snapshot(ctx, h, detail=False)
     pending = [r.version for r in snap.status.releases if r.usage_pending]
     assert pending and all(r.size_bytes == 0 for r in snap.status.releases if r.usage_pending)

@@ -53,7 +53,6 @@ if [ -d releases ]; then
     if [ -e "$r/".capview/pinned ]; then sec pinned "$n"; fi
   done
   sec junk; printf '%s\n' "$j"
-  cv_names | cv_jsons
   if [ -n "$fpf" ]; then wait "$cvf" || :; fp0=$(cat "$fpf" 2>/dev/null) || fp0=; rm -f "$fpf"
   else fp0=$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum); fi
   cached=
@@ -66,10 +65,11 @@ if [ -d releases ]; then
     trap 'rm -f "$tmpc"' EXIT
     printf '%s\n' "$fp0" > "$tmpc" 2>/dev/null || tmpc=
   fi
-  if [ -n "$cached" ]; then :
-  elif [ -z "$tmpc" ]; then sec sums; cv_names | release_sums ""
-  elif [ -n "$(find .capview -maxdepth 1 -name 'usage.cache.*' ! -path "$tmpc" -newermt '-120 seconds' 2>/dev/null | head -n 1)" ]; then sec sumspart
-  else
+  cv_ms() { cvt=$(date +%s%N 2>/dev/null); case $cvt in ''|*[!0-9]*) echo 0 ;; *) echo $((cvt / 1000000)) ;; esac; }
+  if [ -n "$cached" ]; then cvm=
+  elif [ -z "$tmpc" ]; then cvm=full
+  elif [ -n "$(find .capview -maxdepth 1 -name 'usage.cache.*' ! -path "$tmpc" -newermt '-120 seconds' 2>/dev/null | head -n 1)" ]; then cvm=busy
+  else cvm=job; cvt0=$(cv_ms)
     ( trap '' HUP; cv_names | release_sums "$tmpc" >/dev/null
       if ! mkdir "$tmpc.own" 2>/dev/null; then rmdir "$tmpc.own"
       if [ -n "$tmpc" ]; then
@@ -77,14 +77,20 @@ if [ -d releases ]; then
         else rm -f "$tmpc"; fi
       fi
       fi ) </dev/null >/dev/null 2>&1 & cvs=$!
-    w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt 20 ]; do sleep 0.02; w=$((w+1)); done
+  fi
+  cv_names | cv_jsons
+  case $cvm in
+  full) sec sums; cv_names | release_sums "" ;;
+  busy) sec sumspart ;;
+  job)
+    w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt 20 ] && [ $(($(cv_ms) - cvt0)) -lt 400 ]; do sleep 0.02; w=$((w+1)); done
     if mkdir "$tmpc.own" 2>/dev/null; then trap - EXIT; sec sumspart; tail -n +2 "$tmpc" 2>/dev/null || :
     else wait "$cvs" 2>/dev/null || :; rmdir "$tmpc.own"; sec sums; tail -n +2 "$tmpc" 2>/dev/null || :
     if [ -n "$tmpc" ]; then
       if [ ! -d .capview/lock ] && [ "$({ echo sums-2; find releases/ releases/*/.capview -maxdepth 1 -printf '%p %i %C@\n' 2>/dev/null; } | cksum)" = "$fp0" ]; then mv -f "$tmpc" .capview/usage.cache 2>/dev/null || rm -f "$tmpc"
       else rm -f "$tmpc"; fi
     fi
-    fi
-  fi
+    fi ;;
+  esac
 fi
 sec end

@@ -19,7 +19,8 @@ from textwrap import indent
 from capview.config import HostConfig, Settings
 from capview.engine.layout import CURRENT_TMP, LAYOUT_NAMES, PINNED, RELEASE_JSON, TRASH_PREFIX, HostPaths
 from capview.engine.scripts.shell import Frames, q
-from capview.engine.scripts.usage import (BATCH, BATCH_FIND, FINGERPRINT, cache_begin, cache_read, cold_sums, names_function,
+from capview.engine.scripts.usage import (BATCH, BATCH_FIND, FINGERPRINT, cache_begin, cache_read, cold_sums_finish,
+                                          cold_sums_start, names_function,
                                           sums_function)
 
 HISTORY_TAIL = 500
@@ -74,9 +75,12 @@ def status_script(dp: str, frames: Frames, *, detail: bool = True, service: str 
         cache_start = indent(names_function() + _batched() + sums_function()
                              + f"fpf=$(mktemp {q(HERE.meta)}/fingerprint.XXXXXX 2>/dev/null) || fpf=\n"
                              + f'if [ -n "$fpf" ]; then ( {FINGERPRINT} > "$fpf" ) 2>/dev/null & cvf=$!; fi\n', "  ")
+        # the sums' job starts before the release.json framing, so its bounded wait overlaps it
         cache_end = indent('if [ -n "$fpf" ]; then wait "$cvf" || :; fp0=$(cat "$fpf" 2>/dev/null) || fp0=; rm -f "$fpf"\n'
-                           f"else fp0=$({FINGERPRINT}); fi\n" + cache_read() + cache_begin() + cold_sums(), "  ")
-    cache_end = indent("cv_names | cv_jsons\n", "  ") + cache_end
+                           f"else fp0=$({FINGERPRINT}); fi\n" + cache_read() + cache_begin() + cold_sums_start()
+                           + "cv_names | cv_jsons\n" + cold_sums_finish(), "  ")
+    if detail:
+        cache_end = indent("cv_names | cv_jsons\n", "  ") + cache_end
     return frames.prelude() + f"""export LC_ALL=C
 dp={q(HostPaths(dp).root)}
 if [ ! -d "$dp" ]; then sec nodp; sec end; exit 0; fi

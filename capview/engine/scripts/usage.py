@@ -143,37 +143,54 @@ COLD_WAIT = 0.4  # seconds a cold listing waits for the sums at most (then: part
 BUSY_SECONDS = 120  # a usage.cache.* this recent is a job still summing: no second one meanwhile
 
 
-def cold_sums() -> str:
+def cold_sums_start() -> str:
     """sh: a cold listing's sums (no valid cache), bounded: summing means a stat of every
     file (5 x 200,000 files: 20+ s), so when a new cache can be written (``$tmpc``) the sums
-    run in a job writing it, waited on COLD_WAIT at most. In time: a ``sums`` section and
-    the cache committed as before. Not in time: a ``sumspart`` section with the releases
-    summed so far (whole lines only: the client drops an unterminated last one) and the
-    job goes on alone to the end, then commits the cache itself (same rules: no lock, the
-    fingerprint unchanged), so the next listing is exact. Without ``$tmpc`` (a lock held,
-    .capview not writable) the sums are taken to the end, as before. While another listing's
-    job is at it (a ``usage.cache.*`` younger than BUSY_SECONDS), none is started: every
-    release not in the cache is pending.
-    Needs cache_read/cache_begin's variables; commits the cache itself."""
+    start here in a job writing it, before the release.json framing, so the wait overlaps
+    that work (10,000 releases: 0.4 s of the listing). cold_sums_finish waits for the job
+    until COLD_WAIT after its start at most. In time: a ``sums`` section and the cache
+    committed as before. Not in time: a ``sumspart`` section with the releases summed so
+    far (whole lines only: the client drops an unterminated last one) and the job goes on
+    alone to the end, then commits the cache itself (same rules: no lock, the fingerprint
+    unchanged), so the next listing is exact. Without ``$tmpc`` (a lock held, .capview not
+    writable) the sums are taken to the end, as before. While another listing's job is at it
+    (a ``usage.cache.*`` younger than BUSY_SECONDS), none is started: every release not in
+    the cache is pending. Sets ``cvm`` (what finish does). Needs cache_read/cache_begin's
+    variables."""
     # whoever of the two ends second commits: each tries mkdir "$tmpc.own" when done
     # (atomic); the one that finds it made knows the other one is done and gave its part up
     return (
-        'if [ -n "$cached" ]; then :\n'
-        'elif [ -z "$tmpc" ]; then sec sums; cv_names | release_sums ""\n'
+        # milliseconds of the host clock; 0 where date has no %N (then the tick count bounds the wait)
+        "cv_ms() { cvt=$(date +%s%N 2>/dev/null); case $cvt in ''|*[!0-9]*) echo 0 ;; *) echo $((cvt / 1000000)) ;; esac; }\n"
+        'if [ -n "$cached" ]; then cvm=\n'
+        'elif [ -z "$tmpc" ]; then cvm=full\n'
         # another listing's job is still summing (a dashboard polls): do not start a second one
         f"elif [ -n \"$(find {q(META)} -maxdepth 1 -name 'usage.cache.*' ! -path \"$tmpc\" -newermt '-{BUSY_SECONDS} seconds' "
-        '2>/dev/null | head -n 1)" ]; then sec sumspart\n'
-        "else\n"
+        '2>/dev/null | head -n 1)" ]; then cvm=busy\n'
+        "else cvm=job; cvt0=$(cv_ms)\n"
         "  ( trap '' HUP; cv_names | release_sums \"$tmpc\" >/dev/null\n"
         '    if ! mkdir "$tmpc.own" 2>/dev/null; then rmdir "$tmpc.own"\n'
         f"{indent(cache_commit(), '    ')}"
         "    fi ) </dev/null >/dev/null 2>&1 & cvs=$!\n"
-        f'  w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt {int(COLD_WAIT / 0.02)} ]; do sleep 0.02; w=$((w+1)); done\n'
+        "fi\n"
+    )
+
+
+def cold_sums_finish() -> str:
+    """sh: the end of cold_sums_start's work (see there); commits the cache itself."""
+    ticks = int(COLD_WAIT / 0.02)
+    return (
+        'case $cvm in\n'
+        'full) sec sums; cv_names | release_sums "" ;;\n'
+        "busy) sec sumspart ;;\n"
+        "job)\n"
+        f'  w=0; while kill -0 "$cvs" 2>/dev/null && [ "$w" -lt {ticks} ] && [ $(($(cv_ms) - cvt0)) -lt {int(COLD_WAIT * 1000)} ]; '
+        "do sleep 0.02; w=$((w+1)); done\n"
         '  if mkdir "$tmpc.own" 2>/dev/null; then trap - EXIT; sec sumspart; tail -n +2 "$tmpc" 2>/dev/null || :\n'
         '  else wait "$cvs" 2>/dev/null || :; rmdir "$tmpc.own"; sec sums; tail -n +2 "$tmpc" 2>/dev/null || :\n'
         f"{indent(cache_commit(), '  ')}"
-        "  fi\n"
-        "fi\n"
+        "  fi ;;\n"
+        "esac\n"
     )
 
 
