@@ -239,7 +239,11 @@ async def test_large_upload_is_split_over_parallel_channels(host, tmp_path, tran
     r = await release(ctx_for(transport, events), app.env(src), "v1")
     assert r.ok, r
     fin = [e for e in events if isinstance(e, HostFinished)][0]
-    assert fin.round_trips >= 4 + 2  # the upload used extra channels (a deploy is 4 trips)
+    # a deploy's 3 trips + the 2 extra parts' channels: part 0 links once all parts are in,
+    # so the link is no trip of its own (issue 21; it was 4 + 2)
+    assert fin.round_trips == 3 + 2
+    done = [(e.phase, e.ok) for e in events if type(e).__name__ == "PhaseFinished"]
+    assert [p for p, _ in done][:5] == ["lock", "setup", "upload", "link", "build"] and all(ok for _, ok in done)
     assert fin.bytes_sent >= 3 * 14 * 1024 * 1024 > 2 * SPLIT_BYTES
     # Every file on the host matches the manifest's sha256; nothing left in incoming/.
     dp = app.deploy_path
@@ -265,3 +269,27 @@ async def test_large_upload_is_split_over_parallel_channels(host, tmp_path, tran
     assert app.sh(f"stat -c %a {dp}/releases/v2/media/d3").strip() == "750"
     assert int(app.sh(f"find {dp}/releases/v2/media -type f | wc -l")) == 321
     assert app.get() == (200, "v2")
+
+
+async def test_a_split_upload_builds_in_part_0s_script_and_a_failed_build_changes_nothing(host, tmp_path, transport):
+    """issue 21: the build runs in part 0's script once every part is in; a failure there
+    is a failure before the switch: the live release and its service are untouched."""
+    import os
+
+    app = new_app(host)
+    assert (await release(ctx_for(transport), app.env(make_source(tmp_path, "v1")), "v1")).ok
+    pid = app.main_pid()
+    bad = make_source(tmp_path, "v2", containerfile="FROM scratch\nCOPY no-such-file /\n")
+    for i in range(2):  # 2 x 14 MB: a split upload (2 parts)
+        (bad / "static" / f"blob{i}.bin").write_bytes(os.urandom(14 * 1024 * 1024))
+    events: list = []
+    r = await release(ctx_for(transport, events), app.env(bad), "v2")
+    assert not r.ok and "build failed" in r.hosts[0].message
+    fin = [e for e in events if isinstance(e, HostFinished)][0]
+    assert fin.round_trips == 1 + 2 + 1  # lock, the 2 parts, the cleanup after the failure
+    done = [(e.phase, e.ok) for e in events if type(e).__name__ == "PhaseFinished"]
+    assert done[-3:] == [("upload", True), ("link", True), ("build", False)]
+    assert app.current() == "releases/v1" and app.main_pid() == pid and app.get() == (200, "v1")
+    assert app.release_json("v2")["state"] == "failed"
+    assert "no-such-file" in app.sh(f"cat {app.deploy_path}/releases/v2/.capview/build.log")
+    assert not app.sh(f"ls -A {app.deploy_path}/.capview/lock 2>/dev/null || true").strip()

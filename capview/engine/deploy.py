@@ -3,8 +3,8 @@
 lock -> setup -> upload -> link -> build, then the switch transaction (switching.py:
 switch -> health -> record -> cleanup -> unlock, or the revert) as one host-side
 script. Three round trips after connect for a redeploy (issue 21): preflight+lock+
-setup+listing, upload+link(+build) (one tar stream), the transaction; a split upload
-(a big first deploy) or rsync links in a trip of its own (four).
+setup+listing, upload+link(+build) (one tar stream, or a big upload's parts in parallel
+channels: part 0 links once all are in), the transaction; rsync links in a trip of its own.
 
 Before the switch, any failure (or Ctrl-C) aborts: the release is marked failed (or
 removed when it was never whole) and the lock released. Once the switch began, only
@@ -312,10 +312,10 @@ class HostDeploy(UploadStreams, FleetMember):
         self.phase_end("setup", True, f"previous release: {st.previous or 'none (first deploy)'}")
 
     async def upload_phase(self) -> bool:
-        """The upload. A single tar stream (a redeploy) carries the link and the build in
-        the same script (issue 21: upload_and_link; its ``uploaded`` frame ends this phase
-        and starts "link"): True, nothing left for link_build_phase. A split upload, rsync,
-        a dry run: False."""
+        """The upload. The tar stream (or a split upload's part 0) carries the link and the
+        build in the same script (issue 21: upload_and_link; its ``uploaded`` frame ends
+        this phase and starts "link"): True, nothing left for link_build_phase. rsync, a
+        dry run: False."""
         st = self.state
         self.phase_start("upload")
         try:
@@ -384,10 +384,10 @@ class HostDeploy(UploadStreams, FleetMember):
                 st.kept = frozenset()
                 total_files, total_bytes = delta.send_files, delta.send_bytes
                 res = await self.send_parts(delta, progress, previous=None, gzip=gz, **send)  # link nothing, send all
-            if self.phase == "upload":  # never saw "uploaded": it failed, or a split upload ended
+            if self.phase == "upload":  # never saw "uploaded": it failed
                 if res.exit_status != 0:
                     raise PhaseFailed(f"upload failed: {self.upload_failure(res, total_files, total_bytes)}")
-                uploaded(link_follows=False)  # a split upload: its link is a trip of its own
+                uploaded(link_follows=False)  # (not expected: the link then runs in a trip of its own)
                 return False
         except BaseException as exc:
             self.phase_end(self.phase or "upload", False,
@@ -422,7 +422,7 @@ class HostDeploy(UploadStreams, FleetMember):
         return on_frame
 
     async def link_build_phase(self) -> None:
-        """The link(+build) trip of its own: after a split upload or rsync; a dry run's listing."""
+        """The link(+build) trip of its own: after rsync; a dry run's listing."""
         frames = Frames.new()
         if self.dry_run:
             for line in dry_run_listing(self.settings, ("after_upload", "before_start", "after_switch", "on_failure")):

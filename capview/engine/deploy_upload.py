@@ -37,15 +37,15 @@ class UploadStreams(HostRun):
                          gzip: bool = False, then: str = "", on_frame=None) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
         script waits for the others, then assembles the release). ``gzip``: compressed.
-        ``then`` (issue 21): sh that a single stream's script runs once the upload succeeded
-        (upload_and_link: the link and build; ``on_frame`` gets its frames as they come);
-        a split upload leaves it out - its link is a trip of its own."""
+        ``then`` (issue 21): sh that the (first) stream's script runs once the upload succeeded
+        (upload_and_link: the link and build; ``on_frame`` gets its frames as they come); in a
+        split upload, part 0's script runs it once every part is in, so no trip of its own."""
         parts = split_delta(delta)
         previous = self.state.previous if previous is True else previous
         main_script = upload_script(self.paths, self.version, previous, self.upload_frames, parts=len(parts), gzip=gzip)
+        if then:  # part 0 links once every part is in (it waits for them before assembling)
+            main_script = upload_and_link(self.upload_frames, main_script, then)
         if len(parts) == 1:
-            if then:
-                main_script = upload_and_link(self.upload_frames, main_script, then)
             return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip),
                                   frames=self.upload_frames, on_frame=on_frame)
         done = [(0, 0)] * len(parts)
@@ -58,7 +58,7 @@ class UploadStreams(HostRun):
 
         main = asyncio.ensure_future(self.run(
             main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip),
-            frames=self.upload_frames))
+            frames=self.upload_frames, on_frame=on_frame))
         extras = [self.run(part_script(self.paths, self.version, i, gzip=gzip),
                            stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False,
                                             gzip=gzip))
