@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import pwd
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -166,11 +165,21 @@ class Site:
         )
 
     def reset(self) -> None:
-        """Empty deploy path with shared/data and shared/.env (0600); unit stopped."""
+        """Empty deploy path with shared/data and shared/.env (0600); unit stopped.
+
+        The old tree is renamed aside, not deleted: on an ext4 without a journal (this
+        machine's disk) every inode freed in the last ~30 s is skipped, one inode-table
+        lookup each, by the next allocations, and the 2,000 files a first deploy then
+        creates took 0.9-1.5 s of kernel time instead of 0.1-0.2 s -- in both tools, as
+        no real first deploy is preceded by deleting a release. The host's directory,
+        and so this graveyard, is removed when the run ends."""
         th = self.host.th
         if self.unit:
             th.systemctl("stop", self.unit)
-        shutil.rmtree(self.path, ignore_errors=True)
+        if os.path.lexists(self.path):
+            grave = th.base / ".graveyard"
+            grave.mkdir(exist_ok=True)
+            os.rename(self.path, grave / f"{self.side}-{time.time_ns()}")
         th.run_as_user(
             f"mkdir -p {shlex.quote(self.path)}/shared/data {shlex.quote(self.path)}/releases && "
             f"umask 077 && printf 'SECRET=bench\\n' > {shlex.quote(self.path)}/shared/.env"
