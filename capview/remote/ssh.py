@@ -92,7 +92,7 @@ class _Client(asyncssh.SSHClient):
     def __init__(self, on_lost) -> None:
         self.offered: tuple[str, str, int, asyncssh.SSHKey] | None = None
         self._on_lost = on_lost
-        # issue 21: log in with one request, not three (ssh_auth.py); off for odd servers
+        # issue 21: log in with one round trip, not four (ssh_auth.py); off for odd servers
         self.fast_auth = not os.environ.get("CAPVIEW_SSH_STOCK_AUTH")
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
