@@ -17,6 +17,7 @@ from capview.engine.deploy import release
 from capview.engine.events import LogLine, PhaseFinished
 from capview.engine.manifest import diff, scan_tree
 from capview.remote.local import LocalTransport
+from capview.remote.transport import Packed
 
 
 def make_src(root: Path, text: bool) -> Path:
@@ -107,3 +108,111 @@ async def test_always_without_gzip_is_one_clear_error_and_no_release(tmp_path: P
     [h] = res.hosts
     assert "upload.compress is 'always'" in h.message and "has no gzip" in h.message
     assert not (dp / "releases" / "v1").exists()  # cut short before the switch: removed
+
+
+# ------------------------------------------------- piece by piece (issue 21, Packer)
+
+TEXT = b"line of some very repetitive template text, as a tree of sources has\n" * 16_000  # ~1.1 MB
+HALF = os.urandom(compress.PIECE // 2) + TEXT[:compress.PIECE // 2]  # packs to about half
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_link(packer: compress.Packer, wire_rate: float, pieces: int, *, streams: int = 1,
+             data: bytes = TEXT, burst_at_once: bool = True) -> list[bytes]:
+    """Feed ``pieces`` pieces per stream through a link of ``wire_rate`` bytes/s: each
+    stream's first BURST bytes are taken at once (buffers), the rest at the link's pace."""
+    clock = packer._clock
+    meters = [packer.meter() for _ in range(streams)]
+    taken = [0] * streams
+    out = []
+    for _ in range(pieces):
+        for i, took in enumerate(meters):
+            piece = packer.pack(data[:compress.PIECE])
+            if not (burst_at_once and taken[i] < compress.BURST):
+                clock.now += len(piece) / wire_rate
+            taken[i] += len(piece)
+            took(piece)
+            out.append(piece)
+    return out
+
+
+def test_a_thin_link_gets_every_piece_packed():
+    p = compress.Packer("auto", Clock())
+    out = run_link(p, 6.25e6, 40)  # 50 Mbit/s
+    assert all(isinstance(x, Packed) for x in out) and p.packing and p.share == 1.0
+    assert all(x.inflate() == TEXT[:compress.PIECE] for x in out[:3])
+
+
+def test_a_fast_link_goes_plain_after_its_burst_and_a_short_look():
+    p = compress.Packer("auto", Clock())
+    out = run_link(p, 80e6, 60, data=HALF)  # the loopback's pace
+    packed = sum(isinstance(x, Packed) for x in out)
+    # the burst (4 MiB: 8 pieces) and a look (0.1 s at 80 MB/s: ~15 pieces), then plain
+    assert not p.packing and 8 < packed <= 26, packed
+    assert not any(isinstance(x, Packed) for x in out[-20:])
+
+
+def test_a_burst_into_buffers_does_not_make_a_thin_link_look_fast():
+    # four parts: each dumps its window at once, then all share 50 Mbit/s
+    p = compress.Packer("auto", Clock())
+    out = run_link(p, 6.25e6 / 4, 12, streams=4)
+    assert all(isinstance(x, Packed) for x in out)
+
+
+def test_the_pace_is_the_links_not_the_datas():
+    """Data that packs 50-fold through a 2 MB/s link: plain-equivalent 100 MB/s, but the
+    link is thin, so it stays packed (judging by the inflated size would flip to plain)."""
+    p = compress.Packer("auto", Clock())
+    out = run_link(p, 2e6, 60, data=b"a" * compress.PIECE)
+    assert all(isinstance(x, Packed) for x in out) and p.packing
+
+
+def test_a_link_that_slows_down_gets_packed_again():
+    p = compress.Packer("auto", Clock())
+    run_link(p, 80e6, 40, data=HALF)
+    assert not p.packing
+    out = run_link(p, 3e6, 10, data=HALF, burst_at_once=False)
+    assert p.packing and isinstance(out[-1], Packed)
+
+
+def test_what_does_not_shrink_goes_plain_unless_always():
+    noise = os.urandom(compress.PIECE)
+    auto = compress.Packer("auto", Clock())
+    assert not any(isinstance(x, Packed) for x in run_link(auto, 6.25e6, 8, data=noise)) and auto.share == 0
+    always = compress.Packer("always", Clock())
+    out = run_link(always, 80e6, 30, data=noise)
+    assert all(isinstance(x, Packed) for x in out) and always.share == 1.0
+
+
+def test_when_a_packer_is_used(tmp_path: Path):
+    text = make_src(tmp_path / "t", True)
+    big = diff(scan_tree(text, ()).entries, {})
+    small = diff({k: v for k, v in scan_tree(text, ()).entries.items() if k in ("d", "d/f1")}, {})
+    assert compress.packer("auto", big, True) is not None and compress.packer("always", small, True) is not None
+    assert compress.packer("auto", small, True) is None  # under MIN_BYTES: plain
+    assert compress.packer("never", big, True) is None
+    assert compress.packer("auto", big, False) is None and compress.packer("always", big, False) is None
+
+
+async def test_packed_pieces_reach_a_local_script_inflated(tmp_path: Path):
+    """A transport without a session loop (here LocalTransport) inflates Packed pieces."""
+    import hashlib
+
+    p = compress.Packer("always", Clock())
+    data = [TEXT, os.urandom(5000), TEXT[:777]]
+
+    async def stream():
+        for d in data:
+            yield p.pack(d)
+            yield b"plain\n"
+
+    r = await LocalTransport().run(HostConfig(name="h", host="local", settings=Settings(app="a", deploy_path="/x", source=tmp_path)),
+                                   "sha256sum | cut -c1-64", stdin=stream())
+    assert r.stdout == hashlib.sha256(b"".join(d + b"plain\n" for d in data)).hexdigest()

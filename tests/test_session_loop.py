@@ -6,9 +6,11 @@ and a signal that kills the stream's feeder must not look like the stream's end.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -16,12 +18,17 @@ import pytest
 from capview.remote.ssh_session import LOOP
 
 
-def _loop(tmp_path: Path) -> subprocess.Popen:
-    env = dict(os.environ, TMPDIR=str(tmp_path))
+def _loop(tmp_path: Path, path: str | None = None, ready: bytes = b"ready ok gzip\n") -> subprocess.Popen:
+    env = dict(os.environ, TMPDIR=str(tmp_path), **({"PATH": path} if path else {}))
     p = subprocess.Popen(["sh", "-c", LOOP, "capview-session", "ready"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-    assert p.stdout.readline() == b"ready ok\n"
+    assert p.stdout.readline() == ready
     return p
+
+
+def _member(data: bytes) -> bytes:
+    z = zlib.compressobj(1, zlib.DEFLATED, 31)
+    return z.compress(data) + z.flush()
 
 
 def _script(marker: Path, *, reads: str = "") -> bytes:
@@ -117,3 +124,48 @@ def test_a_signal_that_kills_the_feeder_does_not_end_the_scripts_input(tmp_path:
     assert p.stdout.read().endswith(b"whole\nt1 0\n")
     p.wait(10)
     assert marker.exists()
+
+
+def test_packed_and_plain_chunks_reach_the_script_as_one_plain_stream(tmp_path: Path):
+    """issue 21: a ``<n>z`` chunk is a gzip member the loop inflates on its way; plain and
+    packed chunks mix in any order and the script reads exactly the bytes sent."""
+    pieces = [os.urandom(3000), b"text " * 4000, os.urandom(10), b"", b"more text " * 999]  # odd: packed
+    stream = b"".join(b"%dz\n%s" % (len(_member(x)), _member(x)) if i % 2 else b"%d\n%s" % (len(x), x)
+                      for i, x in enumerate(pieces))
+    out = tmp_path / "got"
+    body = f"cat > {out}\necho whole\n".encode()
+    p = _loop(tmp_path)
+    p.stdin.write(b"t1 %d s\n" % len(body) + body + stream + b"0\n")
+    p.stdin.close()
+    assert p.stdout.read().endswith(b"whole\nt1 0\n")
+    p.wait(10)
+    assert out.read_bytes() == b"".join(pieces)
+
+
+def test_a_packed_chunk_that_does_not_inflate_ends_the_script_unfinished(tmp_path: Path):
+    member = _member(b"hello " * 1000)
+    for n, bad in enumerate((member[:-9] + b"\0" * 9, b"not gzip at all")):
+        marker = tmp_path / f"ran-{n}"
+        body = _script(marker, reads="cat > /dev/null; ")
+        p = _loop(tmp_path)
+        p.stdin.write(b"t1 %d s\n" % len(body) + body + b"%dz\n" % len(bad) + bad + b"0\n")
+        p.stdin.close()
+        p.wait(10)
+        assert not marker.exists(), bad[:20]
+
+
+def test_a_host_without_gzip_is_not_offered_packed_chunks(tmp_path: Path):
+    """The ready line is what makes the client send packed chunks: without gzip on the
+    PATH it says only ``ok`` (the client then inflates pieces itself)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "mktemp", "rm", "head", "wc", "cat", "sleep"):
+        found = shutil.which(tool)
+        assert found, tool
+        (bin_dir / tool).symlink_to(found)
+    p = _loop(tmp_path, path=str(bin_dir), ready=b"ready ok\n")
+    body = b"cat\n"
+    p.stdin.write(b"t1 %d s\n" % len(body) + body + b"5\nhello0\n")
+    p.stdin.close()
+    assert p.stdout.read() == b"hellot1 0\n"
+    p.wait(10)

@@ -53,7 +53,7 @@ from capview.engine.upload import drift_warning, readonly_hint
 from capview.engine.build_check import inherited_references, judge_after_build, parse_after_build
 from capview.units import plural
 from capview.errors import EXIT_LOCKED, EXIT_UNREACHABLE
-from capview.remote.transport import RunResult
+from capview.remote.transport import RunResult, unpacks
 
 LOCK_POLL = 2.0
 BIG_LISTING = 50_000  # files in the retained releases beyond which the usage refresh is not waited on
@@ -325,7 +325,9 @@ class HostDeploy(UploadStreams, FleetMember):
             total_files, total_bytes = delta.send_files, delta.send_bytes
             for note in self.src.scan.skipped:
                 self.ctx.event(HostWarning, self.host.name, message=note)
-            gz = compress.wanted(self.settings.upload.compress, self.src.root, delta)  # issue 21
+            # issue 21: piece by piece through a session loop that inflates them, else one gzip stream or none
+            packer = compress.packer(self.settings.upload.compress, delta, unpacks(self.ctx.transport, self.host))
+            gz = packer is None and compress.wanted(self.settings.upload.compress, self.src.root, delta)
             if self.dry_run:
                 script = upload_script(self.paths, self.version, st.previous, self.upload_frames, gzip=gz)
                 self.ctx.event(DryRunScript, self.host.name, phase="upload", script=script)
@@ -357,8 +359,9 @@ class HostDeploy(UploadStreams, FleetMember):
                     asyncio.get_running_loop().run_in_executor(None, self.manifests.put, delta.manifest,
                                                                delta.sha256)
                 linked = self.src.scan.files - total_files
+                how = ", gzip" if gz else f", {packer.share:.0%} gzip" if packer is not None and packer.packed_bytes else ""
                 self.phase_end("upload", True, f"{plural(total_files, 'file')} sent ({self.bytes_sent - before} bytes"
-                                               f"{', gzip' if gz else ''}), {linked} hard-linked")
+                                               f"{how}), {linked} hard-linked")
                 if link_follows:
                     self.phase_start("link")
 
@@ -368,7 +371,7 @@ class HostDeploy(UploadStreams, FleetMember):
                 elif kind == "uploaded":
                     uploaded(link_follows=True)
 
-            send = dict(then=link, on_frame=on_frame)
+            send = dict(then=link, on_frame=on_frame, packer=packer)
             res = await self.send_parts(delta, progress, gzip=gz, **send)
             if res.exit_status == NO_GZIP and self.phase == "upload":
                 if self.settings.upload.compress == "always":

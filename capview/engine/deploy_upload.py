@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from capview.engine.compress import Packer
 from capview.engine.hostrun import HostRun, PhaseFailed
 from capview.engine.manifest import Delta
 from capview.engine.rsync_upload import manifest_bytes, rsync_upload
@@ -34,9 +35,10 @@ class UploadStreams(HostRun):
         return reason
 
     async def send_parts(self, delta: Delta, progress, previous: str | None | bool = True,
-                         gzip: bool = False, then: str = "", on_frame=None) -> RunResult:
+                         gzip: bool = False, then: str = "", on_frame=None, packer: Packer | None = None) -> RunResult:
         """One tar stream, or for a large upload a few in parallel channels (part 0's
-        script waits for the others, then assembles the release). ``gzip``: compressed.
+        script waits for the others, then assembles the release). ``gzip``: compressed;
+        ``packer``: packed piece by piece, one pace judged over every part (compress.Packer).
         ``then`` (issue 21): sh that the (first) stream's script runs once the upload succeeded
         (upload_and_link: the link and build; ``on_frame`` gets its frames as they come); in a
         split upload, part 0's script runs it once every part is in, so no trip of its own."""
@@ -46,7 +48,7 @@ class UploadStreams(HostRun):
         if then:  # part 0 links once every part is in (it waits for them before assembling)
             main_script = upload_and_link(self.upload_frames, main_script, then)
         if len(parts) == 1:
-            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip),
+            return await self.run(main_script, stdin=tar_stream(self.src.root, delta, progress, gzip=gzip, packer=packer),
                                   frames=self.upload_frames, on_frame=on_frame)
         done = [(0, 0)] * len(parts)
 
@@ -57,11 +59,12 @@ class UploadStreams(HostRun):
             return report
 
         main = asyncio.ensure_future(self.run(
-            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip),
+            main_script, stdin=tar_stream(self.src.root, delta, part_progress(0), entries=parts[0], gzip=gzip,
+                                                 packer=packer),
             frames=self.upload_frames, on_frame=on_frame))
         extras = [self.run(part_script(self.paths, self.version, i, gzip=gzip),
                            stdin=tar_stream(self.src.root, delta, part_progress(i), entries=parts[i], meta=False,
-                                            gzip=gzip))
+                                            gzip=gzip, packer=packer))
                   for i in range(1, len(parts))]
         try:
             results = await asyncio.gather(*extras)

@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
-from capview.engine.compress import gzip_compressor
+from capview.engine.compress import PIECE, Packer, gzip_compressor
 from capview.engine.manifest import Delta, Entry, escape
 from capview.engine.scripts.shell import Frames, parse_markers
 from capview.engine.scripts.switch import READONLY_SIGNS
@@ -115,27 +115,32 @@ class _QueueWriter(io.RawIOBase):
     """A file object for tarfile (in a thread) that feeds an asyncio queue, with backpressure."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, cancelled: threading.Event,
-                 gzip: bool = False) -> None:
+                 gzip: bool = False, packer: Packer | None = None) -> None:
         self.loop, self.queue, self.cancelled = loop, queue, cancelled
         self.buf = bytearray()
         self.z = gzip_compressor() if gzip else None
+        self.packer = packer  # pieces packed one by one (compress.Packer), instead of one gzip stream
+        self.size = PIECE if packer is not None else CHUNK
 
     def writable(self) -> bool:
         return True
 
     def write(self, b) -> int:
         self.buf += self.z.compress(b) if self.z is not None else b
-        while len(self.buf) >= CHUNK:
-            self._put(bytes(self.buf[:CHUNK]))
-            del self.buf[:CHUNK]
+        while len(self.buf) >= self.size:
+            self._piece(bytes(self.buf[:self.size]))
+            del self.buf[:self.size]
         return len(b)
 
     def flush_all(self) -> None:
         if self.z is not None:
             self.buf += self.z.flush()
         if self.buf:
-            self._put(bytes(self.buf))
+            self._piece(bytes(self.buf))
             self.buf.clear()
+
+    def _piece(self, data: bytes) -> None:
+        self._put(self.packer.pack(data) if self.packer is not None else data)
 
     def _put(self, chunk: bytes | None) -> None:
         if self.cancelled.is_set():
@@ -145,18 +150,21 @@ class _QueueWriter(io.RawIOBase):
 
 async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = None, *,
                      entries: tuple[Entry, ...] | None = None, meta: bool = True,
-                     gzip: bool = False) -> AsyncIterator[bytes]:
+                     gzip: bool = False, packer: Packer | None = None) -> AsyncIterator[bytes]:
     """Yield the upload tar in chunks; memory stays bounded (a few chunks) whatever the tree size.
 
     ``entries`` (default: all of delta.send) and ``meta`` let a split upload send a part;
-    ``gzip`` compresses the stream (compress.py)."""
+    ``gzip`` compresses the stream (compress.py); ``packer`` packs it piece by piece
+    (transport.Packed pieces, as the link's pace says: the time each is taken is metered)."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+    # few pieces ahead when packing: each is packed or not by the pace when it was made
+    queue: asyncio.Queue = asyncio.Queue(maxsize=8 if packer is None else 2)
     cancelled = threading.Event()
     errors: list[BaseException] = []
+    took = packer.meter() if packer is not None else None
 
     def produce() -> None:
-        writer = _QueueWriter(loop, queue, cancelled, gzip)
+        writer = _QueueWriter(loop, queue, cancelled, gzip, packer)
         try:
             with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 if meta:
@@ -186,6 +194,8 @@ async def tar_stream(root: Path, delta: Delta, progress: ProgressFn | None = Non
             chunk = await queue.get()
             if chunk is None:
                 break
+            if took is not None:
+                took(chunk)
             yield chunk
         if errors:
             raise errors[0]

@@ -8,7 +8,7 @@ import signal
 from typing import AsyncIterable
 
 from capview.config import HostConfig
-from capview.remote.transport import LineCallback, RunResult, ScriptPreamble
+from capview.remote.transport import LineCallback, RunResult, ScriptPreamble, plain
 
 
 class LocalTransport:
@@ -44,6 +44,7 @@ class LocalTransport:
                     self.bytes_sent += len(stdin)
                 elif stdin is not None:
                     async for chunk in stdin:
+                        chunk = plain(chunk)  # Packed pieces: this side has no session loop to inflate them
                         proc.stdin.write(chunk)
                         self.bytes_sent += len(chunk)
                         await proc.stdin.drain()

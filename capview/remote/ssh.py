@@ -49,7 +49,7 @@ from capview.remote import ssh_auth
 from capview.remote.ssh_session import (Session, SessionLost, SessionRefused, exit_code,
                                         ProcState, line_sink)
 from capview.remote.ssh_target import Target, expand, known_hosts_name, resolve_target
-from capview.remote.transport import LineCallback, RunResult, ScriptPreamble
+from capview.remote.transport import LineCallback, RunResult, ScriptPreamble, plain
 
 # asyncssh logs every command (our whole script) and env at INFO/DEBUG.
 _asyncssh_logger = logging.getLogger("asyncssh")
@@ -84,6 +84,7 @@ class _Pooled:
     idle: list[Session] = field(default_factory=list)  # open sessions waiting for a script
     active: int = 0  # runs holding a channel now
     sessions_ok: bool | None = None  # False: the host refused the session loop
+    gunzip: bool = False  # its session loop inflates Packed stream pieces (the host has gzip)
 
 
 class _Client(asyncssh.SSHClient):
@@ -353,6 +354,12 @@ class SshTransport:
             finally:
                 pooled.active -= 1
 
+    def unpacks(self, host: HostConfig) -> bool:
+        """Packed stream pieces reach ``host`` packed: a session there has said its host
+        inflates them (the engine asks after its first exchange; see transport.Packed)."""
+        pooled = self._pool.get(self._key(host))
+        return bool(self.sessions and pooled is not None and pooled.sessions_ok is not False and pooled.gunzip)
+
     # ------------------------------------------------------- one long-lived sh
 
     def _trim_idle(self, pooled: _Pooled) -> None:
@@ -393,6 +400,7 @@ class SshTransport:
         try:
             async with asyncio.timeout(timeout):
                 status = await sess.exchange(script, stdin, lambda name, raw: sink(name, raw), sent)
+            pooled.gunzip = sess.gunzip
         except SessionRefused:
             sess.close()
             raise
@@ -492,6 +500,7 @@ class SshTransport:
                     await w.drain()
             elif stdin is not None:
                 async for chunk in stdin:
+                    chunk = plain(chunk)  # a channel per script has no loop to inflate Packed pieces
                     if not chunk:
                         continue
                     w.write(bytes(chunk))

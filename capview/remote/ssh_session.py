@@ -13,7 +13,10 @@ its own ``$$``, traps, ``exit`` and ``set -e`` — and then prints ``<tag> <stat
 stdout and on stderr, so the client knows both streams are drained. A stream (a tar
 upload) comes as ``<tag> <script bytes> s`` and then chunks ``<n>\\n<n bytes>`` up to a
 ``0\\n``; each chunk is read whole into a file before it is piped on, so a script that
-stops reading early never leaves half a chunk in the channel. Its end tag comes as
+stops reading early never leaves half a chunk in the channel. A chunk ``<n>z\\n`` is one
+gzip member (a :class:`Packed` piece), inflated with ``gzip -dc`` on its way to the script;
+the ready line says ``ok gzip`` when the host has gzip, and only then are chunks sent
+packed (otherwise the client inflates them first). Its end tag comes as
 soon as the script exits; the client then sends the ``0`` at once instead of the rest. The tag is random
 per exchange and never in the script's text or environment, so no host content can
 forge an end. ``head -c`` must not read past its count (GNU's does not; BusyBox's
@@ -47,7 +50,7 @@ from typing import AsyncIterable, AsyncIterator, Callable
 
 import asyncssh
 
-from capview.remote.transport import LineCallback, ScriptPreamble
+from capview.remote.transport import LineCallback, Packed, ScriptPreamble
 
 _PID_MARKER = "\x1ecapview-pid "  # the wrapper's first stderr line: its pid (ssh.py)
 SESSION_STDIN_MAX = 1 << 20  # bigger payloads are streamed in chunks
@@ -66,7 +69,8 @@ trap 'exit 143' TERM
 if [ "$(printf ab | { head -c 1 >/dev/null; head -c 1; })" != b ]; then
   printf '%s refused\n' "$1"; exit 0
 fi
-printf '%s ok\n' "$1"
+# the ready line says whether the host can inflate packed stream chunks (a builtin, no fork)
+if command -v gzip >/dev/null 2>&1; then printf '%s ok gzip\n' "$1"; else printf '%s ok\n' "$1"; fi
 end() { printf '%s %s\n' "$1" "$2"; printf '%s %s\n' "$1" "$2" >&2; }
 # head -c stops short, with status 0, when the link ends: a cut script or input must never run
 whole() { head -c "$2" > "$1" && [ "$(($(wc -c < "$1")))" -eq "$2" ]; }
@@ -85,9 +89,12 @@ while IFS=' ' read -r t a b; do
     { trap '' TERM HUP INT
       while :; do
         IFS= read -r n || n=x
-        case $n in 0) break ;; ''|*[!0-9]*) broke ;; esac
+        case $n in 0) break ;; *z) z=1; n=${n%z} ;; *) z= ;; esac
+        case $n in ''|*[!0-9]*) broke ;; esac
         head -c "$n" > "$d/c" || broke
-        cat "$d/c" 2>/dev/null || :
+        if [ -z "$z" ]; then cat "$d/c" 2>/dev/null || :
+        # a packed chunk that does not inflate would hand the script a corrupt stream
+        else gzip -dc < "$d/c" || broke; fi
       done
     } | { s=0; sh "$d/s" || s=$?; end "$t" "$s"; cat >/dev/null; }
   else
@@ -184,6 +191,7 @@ class Session:
         self._bufs = {"stdout": bytearray(), "stderr": bytearray()}
         self.exchanges = 0
         self.state = ProcState()  # the loop's pid (the process group to kill)
+        self.gunzip = False  # the ready line said the host inflates packed chunks
 
     @classmethod
     async def open(cls, conn: asyncssh.SSHClientConnection, pid_line: str, first: str | None = None) -> "Session":
@@ -271,6 +279,18 @@ class Session:
         w = self.proc.stdin
         buf = bytearray()
         async for piece in source:
+            if isinstance(piece, Packed):
+                if not self.gunzip:
+                    piece = piece.inflate()  # no gzip there: the host gets the plain stream
+                elif piece:
+                    if buf:  # the plain bytes before it go first, in order
+                        w.write(b"%d\n" % len(buf) + bytes(buf))
+                        on_sent(len(buf))
+                        buf.clear()
+                    w.write(b"%dz\n" % len(piece) + bytes(piece))
+                    on_sent(len(piece))
+                    await w.drain()
+                    continue
             buf += piece
             if len(buf) >= _STREAM_CHUNK:
                 w.write(b"%d\n" % len(buf) + bytes(buf))
@@ -321,8 +341,9 @@ class Session:
     def _line(self, line: bytes, tag: bytes, name: str, emit: Emit) -> int | None:
         if name == "stdout" and not self._started:
             # lines before the ready line are a login shell's rc noise: the script's output, as before
-            if line == self._ready + b" ok":
+            if line in (self._ready + b" ok", self._ready + b" ok gzip"):
                 self._started = True
+                self.gunzip = line.endswith(b" gzip")
                 return None
             if line == self._ready + b" refused":
                 raise SessionRefused()

@@ -9,6 +9,7 @@ and the demo's embedded server) and ``LocalTransport`` (runs ``sh`` here; unit t
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import AsyncIterable, Callable, Protocol
 
@@ -36,6 +37,36 @@ class RunResult:
         return self.exit_status == 0
 
 
+class Packed(bytes):
+    """A piece of a stdin stream as one gzip member (issue 21: compressed per piece, so
+    the engine can choose per piece). A transport whose host side inflates pieces
+    (:meth:`Transport.unpacks`) sends it as it is; any other inflates it here, so the
+    script always reads the plain stream."""
+
+    plain: int = 0  # its length inflated
+
+    @classmethod
+    def of(cls, member: bytes, plain: int) -> "Packed":
+        piece = cls(member)
+        piece.plain = plain
+        return piece
+
+    def inflate(self) -> bytes:
+        return zlib.decompress(self, 31)  # wbits 31: one gzip member
+
+
+def plain(piece: bytes) -> bytes:
+    """A stream piece as the script reads it."""
+    return piece.inflate() if isinstance(piece, Packed) else piece
+
+
+def unpacks(transport: object, host: HostConfig) -> bool:
+    """Whether ``transport`` sends :class:`Packed` pieces to ``host`` packed (its side
+    inflates them). Optional in a Transport: without it, pieces are inflated before sending."""
+    ask = getattr(transport, "unpacks", None)
+    return bool(ask is not None and ask(host))
+
+
 class Transport(Protocol):
     round_trips: int  # scripts run (each is one request waited on)
     bytes_sent: int  # stdin payload bytes sent to hosts
@@ -52,7 +83,8 @@ class Transport(Protocol):
         """Run ``script`` under ``sh`` on ``host`` (ScriptPreamble first).
 
         Raises HostUnreachable when the host cannot be reached or authenticated.
-        Cancelling the awaiting task kills the remote process.
+        Cancelling the awaiting task kills the remote process. A stream may hold
+        :class:`Packed` pieces: the script reads them inflated.
         """
         ...
 
