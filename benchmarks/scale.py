@@ -3,7 +3,9 @@
 * ``files200k`` -- a 200,000-file tree (benchmarks/tree.py ``make_many_tree``): redeploys
   with 20 files changed (each in a child process, so its peak RSS is measured too), then
   ``releases`` with the usage cache cold over the 5 retained 200,000-file releases, then
-  the client's peak RSS scanning the tree (``capview_side scan``).
+  the client's peak RSS scanning the tree (``capview_side scan``), then the floors any
+  tool keeping full releases pays: the host's link() of every file into a new tree, timed
+  alone, and the client's stat of every file (``find``).
 * ``releases10k`` -- 10,000 retained releases on one host, generated on the host directly
   (``make_retained``): two real capview deploys of a small tree, then 9,998 copies of the
   second one's release (files hard-linked, own ``.capview/release.json`` and
@@ -44,6 +46,9 @@ RSS_200K_REDEPLOY = "client peak RSS, 200,000-file redeploy"
 RELEASES_COLD_200K = "`releases` cold, 5 x 200,000 files"
 RELEASES_WARM_200K = "`releases` warm, 5 x 200,000 files"
 RSS_SCAN = "client peak RSS, 200,000-file scan"
+LINK_FLOOR_200K = "floor: hard-link 200,000 files on the host (parallel cp -l, dirs made)"
+LINK_CPU_200K = "floor: CPU time of those links (user + system, all cp processes)"
+STAT_FLOOR_200K = "floor: stat 200,000 files on the client (find -printf)"
 RELEASES_10K_COLD = "`releases` cold, 10,000 retained releases"
 RELEASES_10K_WARM = "`releases` warm, 10,000 retained releases"
 PRUNE_10K = "`prune --keep 5`, 10,000 retained releases"
@@ -151,6 +156,20 @@ def files200k(b: "Bench") -> None:
             cold.capview.append(r.seconds)
             filled.append(_wait_for_cache(site))
             warm.capview.append(b.capview_ok("status", b.run_async(C.status(env))).seconds)
+    link_floor = rep.metric("files200k", 0, LINK_FLOOR_200K, "s", "(informational: a floor)", None)
+    link_cpu = rep.metric("files200k", 0, LINK_CPU_200K, "s", "(informational: a floor)", None)
+    stat_floor = rep.metric("files200k", 0, STAT_FLOOR_200K, "s", "(informational: a floor)", None)
+    for _ in range(runs):
+        wall, cpu = _link_floor(site)
+        link_floor.capview.append(wall)
+        link_cpu.capview.append(cpu)
+        stat_floor.capview.append(_stat_floor(trees.work(k)))
+    rep.note("files200k", "floors (what any release of 200,000 files as a full tree of hard links costs on this "
+             "machine, whatever the tool): the host's link() of every file into a new tree, timed alone "
+             "with its directories made first, as the upload script does it (`xargs -P 4 cp -l`; "
+             f"{statistics.median(link_floor.capview):.2f} s wall, {statistics.median(link_cpu.capview):.2f} s "
+             "of CPU on the 2 cores the client shares); the client's stat of every file to find the 20 "
+             f"changed ones, in C ({statistics.median(stat_floor.capview):.2f} s).")
     for _ in range(runs):
         _, peak, out = child_rss([sys.executable, "-m", "benchmarks.capview_side", "scan",
                                   "--source", str(trees.work(k))])
@@ -169,6 +188,35 @@ def files200k(b: "Bench") -> None:
              "at most for the sums, the releases not summed by then are `usage_pending`) and again once "
              f"the host's job has written the cache (warm; it took {max(filled):.1f} s after the cold "
              "listing, untimed).")
+
+
+def _link_floor(site: Any) -> tuple[float, float]:
+    """(wall, CPU) seconds of hard-linking the live release's files into a fresh tree on
+    the host, alone (its directories made first, untimed); the tree goes to the graveyard."""
+    time.sleep(2)  # let the last operation's background work on the host finish
+    scratch = f"{site.path}/.floor-{time.time_ns()}"
+    cur = f"{site.path}/current"
+    out = site.host.th.run_as_user(
+        f"set -e; cd {cur}/ && mkdir {scratch} && find . -path ./.capview -prune -o -type d -print0 > {scratch}.dirs "
+        f"&& find . -path ./.capview -prune -o ! -type d -print0 > {scratch}.files "
+        f"&& (cd {scratch} && xargs -0 mkdir -p -- < {scratch}.dirs) && sync && "
+        f"TIMEFORMAT='%R %U %S'; {{ time (xargs -0 -P 4 -n 8192 cp -P -l --parents -t {scratch} -- < {scratch}.files); }} 2>&1; "
+        f"rm -f {scratch}.dirs {scratch}.files; n=$(find {scratch} -type f | wc -l); echo files $n").stdout
+    timing = next(line for line in out.splitlines() if line and line[0].isdigit())
+    files = int(out.split("files ")[-1])
+    if files < MANY:
+        raise RuntimeError(f"link floor: only {files} files linked")
+    grave = site.host.th.base / ".graveyard"
+    grave.mkdir(exist_ok=True)
+    os.rename(scratch, grave / f"floor-{time.time_ns()}")
+    real, user, system = (float(x) for x in timing.split())
+    return real, user + system
+
+
+def _stat_floor(src: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["find", str(src), "-printf", "%s %T@ %C@ %i\n"], stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
 
 
 def _wait_for_refresh(site: Any, since: float, timeout: float = 120.0) -> float:
