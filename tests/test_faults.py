@@ -219,6 +219,60 @@ async def test_connection_cut(site, phase, tmp_path):
     await cut_case(site, phase, tmp_path, broken=False)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_connection_cut_inside_a_packed_upload(site, tmp_path, monkeypatch, seed):
+    """issue 21: through a thin link the upload goes packed (gzip members the host's
+    session loop inflates); a cut at a random moment of that stream, inside a packed chunk
+    or between two, must leave the host as any cut does: nothing half-extracted goes live."""
+    import random
+
+    from capview.engine import compress
+    from capview.remote.transport import Packed
+
+    packed = []
+    pack = compress.Packer.pack
+
+    def spy(self, data):
+        piece = pack(self, data)
+        packed.append(isinstance(piece, Packed))
+        return piece
+
+    monkeypatch.setattr(compress.Packer, "pack", spy)
+    await ensure_good(site)
+    v = site.version("cutz")
+    src = site.source(v)
+    rng = random.Random(seed)
+    words = [w.encode() for w in "deploy release shared current build health lock switch prune".split()]
+    (src / "static" / "text.js").write_bytes(b" ".join(rng.choice(words) for _ in range(1_600_000)))  # ~11 MB
+    _, rows0 = db_state(site.app)
+    async with LatencyProxy(site.app.host.port, one_way=0.005, rate=3e6) as proxy:
+        env = env_via(site.env(src), proxy.port, known_hosts_for(site.app.host, proxy.port, tmp_path / "kh"))
+        started = asyncio.Event()
+
+        def emit(e):
+            if isinstance(e, PhaseStarted) and e.phase == "upload":
+                started.set()
+
+        async def strike():
+            await started.wait()
+            check = evidence(site, "upload", v)
+            while not check():
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(rng.uniform(0.05, 0.8))  # ~3.5 MB packed: over 1 s at 3 MB/s
+            proxy.sever()
+
+        with Hitter(site.app) as hits:
+            async with SshTransport() as t:
+                striker = asyncio.ensure_future(strike())
+                r = await asyncio.wait_for(release(Context(transport=t, emit=emit, operator="tester@ci"), env, v), 120)
+                striker.cancel()
+            after_fault(site, rows0, hits, history=True)
+            assert any(packed), "the stream was not packed: the test would not strike a packed upload"
+            assert proxy.severed >= 1 and not r.ok, "the cut came after the upload: it struck nothing"
+            await next_deploy(site, allow_lock=False)
+        after_fault(site, rows0, hits)
+
+
 @pytest.mark.parametrize("phase", ["switch", "health"])
 async def test_connection_cut_with_an_unhealthy_release(site, phase, tmp_path):
     """Cut while an unhealthy release is being switched to or checked: the host finishes
