@@ -275,31 +275,33 @@ class Session:
             await asyncio.gather(*tasks, *([feeder] if feeder else []), return_exceptions=True)
 
     async def _feed(self, source: AsyncIterable[bytes], on_sent: Callable[[int], None]) -> None:
-        """Chunks of a stream, whole (``<n>\\n<bytes>``); ``0\\n`` only once it is exhausted."""
+        """Chunks of a stream, whole (``<n>\\n<bytes>``, a packed one ``<n>z\\n<bytes>``);
+        ``0\\n`` only once it is exhausted."""
         w = self.proc.stdin
         buf = bytearray()
+
+        def chunk(data: bytes | bytearray, packed: bool = False) -> None:
+            w.write(b"%d%s\n" % (len(data), b"z" if packed else b"") + bytes(data))
+            on_sent(len(data))
+
         async for piece in source:
             if isinstance(piece, Packed):
                 if not self.gunzip:
                     piece = piece.inflate()  # no gzip there: the host gets the plain stream
                 elif piece:
                     if buf:  # the plain bytes before it go first, in order
-                        w.write(b"%d\n" % len(buf) + bytes(buf))
-                        on_sent(len(buf))
+                        chunk(buf)
                         buf.clear()
-                    w.write(b"%dz\n" % len(piece) + bytes(piece))
-                    on_sent(len(piece))
+                    chunk(piece, packed=True)
                     await w.drain()
                     continue
             buf += piece
             if len(buf) >= _STREAM_CHUNK:
-                w.write(b"%d\n" % len(buf) + bytes(buf))
-                on_sent(len(buf))
+                chunk(buf)
                 buf.clear()
                 await w.drain()  # a cancel lands here: between chunks, never inside one
         if buf:
-            w.write(b"%d\n" % len(buf) + bytes(buf))
-            on_sent(len(buf))
+            chunk(buf)
         w.write(b"0\n")
         await w.drain()
 
